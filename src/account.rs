@@ -1,0 +1,273 @@
+//! Accounts: resolving which Twilio account and credential a key uses (with tenant isolation),
+//! and the controller that verifies TwilioAccount / ClusterTwilioAccount credentials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::conditions::{self, Health};
+use crate::context::Context;
+use crate::crd::{
+    AccountKind, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus,
+    TwilioApiKey,
+};
+use crate::error::{Error, Result};
+use crate::secret_string::SecretString;
+use crate::twilio::{AccountConnection, Credentials, TwilioError};
+
+/// Where an account lives and where its credential is stored, whichever kind declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountSource {
+    pub account_sid: String,
+    pub region: Option<String>,
+    pub edge: Option<String>,
+    pub secret_namespace: String,
+    pub secret_name: String,
+    pub keys: CredentialKeys,
+}
+
+/// The two account kinds, seen the same way by the code that verifies and uses them.
+pub trait AccountResource:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug + Send + Sync + 'static
+{
+    const KIND: &'static str;
+    fn source(&self) -> AccountSource;
+    fn account_status(&self) -> Option<&TwilioAccountStatus>;
+    fn api(&self, client: kube::Client) -> Api<Self>;
+}
+
+impl AccountResource for TwilioAccount {
+    const KIND: &'static str = "TwilioAccount";
+    fn source(&self) -> AccountSource {
+        AccountSource {
+            account_sid: self.spec.account_sid.clone(),
+            region: self.spec.region.clone(),
+            edge: self.spec.edge.clone(),
+            secret_namespace: self.namespace().unwrap_or_default(),
+            secret_name: self.spec.credentials_secret_ref.name.clone(),
+            keys: self.spec.credentials_secret_ref.keys.clone(),
+        }
+    }
+    fn account_status(&self) -> Option<&TwilioAccountStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl AccountResource for ClusterTwilioAccount {
+    const KIND: &'static str = "ClusterTwilioAccount";
+    fn source(&self) -> AccountSource {
+        AccountSource {
+            account_sid: self.spec.account_sid.clone(),
+            region: self.spec.region.clone(),
+            edge: self.spec.edge.clone(),
+            secret_namespace: self.spec.credentials_secret_ref.namespace.clone(),
+            secret_name: self.spec.credentials_secret_ref.name.clone(),
+            keys: self.spec.credentials_secret_ref.keys.clone(),
+        }
+    }
+    fn account_status(&self) -> Option<&TwilioAccountStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+/// Reads the operator's credential for an account from its Secret: the auth token if present,
+/// otherwise a Main key.
+pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountConnection> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &source.secret_namespace);
+    let location = format!("Secret {}/{}", source.secret_namespace, source.secret_name);
+    let secret = secrets
+        .get_opt(&source.secret_name)
+        .await
+        .map_err(Error::kube("read credentials Secret"))?
+        .ok_or_else(|| Error::CredentialsNotFound(format!("{location} does not exist")))?;
+    let data = secret.data.unwrap_or_default();
+    let value = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let credentials = if let Some(token) = value(&source.keys.auth_token_key) {
+        Credentials { username: source.account_sid.clone(), password: SecretString::new(token) }
+    } else if let (Some(sid), Some(secret)) =
+        (value(&source.keys.api_key_sid_key), value(&source.keys.api_key_secret_key))
+    {
+        Credentials { username: sid, password: SecretString::new(secret) }
+    } else {
+        return Err(Error::CredentialsNotFound(format!(
+            "{location} holds neither {} nor both {} and {}",
+            source.keys.auth_token_key, source.keys.api_key_sid_key, source.keys.api_key_secret_key
+        )));
+    };
+    Ok(AccountConnection {
+        account_sid: source.account_sid.clone(),
+        base_url: ctx.twilio.endpoint().iam_base(source.region.as_deref(), source.edge.as_deref()),
+        credentials,
+    })
+}
+
+/// The account a key refers to, if its namespace may use it.
+pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<AccountSource> {
+    let namespace = key.namespace().unwrap_or_default();
+    let name = &key.spec.account_ref.name;
+    match key.spec.account_ref.kind {
+        AccountKind::TwilioAccount => {
+            let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+            let account = api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?.ok_or_else(|| {
+                Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
+            })?;
+            Ok(account.source())
+        }
+        AccountKind::ClusterTwilioAccount => {
+            let api: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
+            let account = api
+                .get_opt(name)
+                .await
+                .map_err(Error::kube("read ClusterTwilioAccount"))?
+                .ok_or_else(|| Error::AccountNotFound(format!("ClusterTwilioAccount {name} does not exist")))?;
+            if let Some(allowed) = &account.spec.allowed_namespaces {
+                let by_name = allowed.namespaces.iter().any(|n| n == &namespace);
+                let by_selector = match &allowed.namespace_selector {
+                    Some(selector) if !by_name => {
+                        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+                        let labels = namespaces
+                            .get(&namespace)
+                            .await
+                            .map_err(Error::kube("read Namespace"))?
+                            .metadata
+                            .labels
+                            .unwrap_or_default();
+                        selector_matches(selector, &labels)
+                    }
+                    _ => false,
+                };
+                if !by_name && !by_selector {
+                    return Err(Error::AccountNotAllowed(format!(
+                        "ClusterTwilioAccount {name} does not allow namespace {namespace} (spec.allowedNamespaces)"
+                    )));
+                }
+            }
+            Ok(account.source())
+        }
+    }
+}
+
+/// Label selector semantics: every matchLabels pair and every matchExpressions requirement holds.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|req| {
+        let values = req.values.clone().unwrap_or_default();
+        let value = labels.get(&req.key);
+        match req.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
+}
+
+/// Verifies an account's credential with a cheap authenticated call and reports it in status.
+pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let source = account.source();
+    let outcome = match connect(&ctx, &source).await {
+        Ok(connection) => ctx.twilio.verify_credentials(&connection).await.map_err(Error::twilio("verify credentials")),
+        Err(e) => Err(e),
+    };
+    let (health, action) = match &outcome {
+        Ok(()) => (
+            Health::Ready {
+                reason: "CredentialsVerified",
+                message: format!("Credentials may manage API keys in {}", source.account_sid),
+            },
+            Action::requeue(ctx.config.resync_interval),
+        ),
+        Err(Error::Twilio { source: TwilioError::AuthFailed { .. }, .. }) => (
+            Health::Stalled { reason: "TwilioAuthFailed", message: outcome_message(&outcome) },
+            Action::requeue(ctx.config.resync_interval),
+        ),
+        Err(e) if e.stall_reason().is_some() => (
+            Health::Stalled { reason: e.stall_reason().unwrap_or("Error"), message: e.to_string() },
+            Action::requeue(ctx.config.resync_interval),
+        ),
+        Err(e) => (
+            Health::Progressing { reason: "Retrying", message: e.to_string() },
+            Action::requeue(std::time::Duration::from_secs(30)),
+        ),
+    };
+    let previous = account.account_status().cloned().unwrap_or_default();
+    let status = TwilioAccountStatus {
+        observed_generation: account.meta().generation,
+        conditions: conditions::conditions_for(&previous.conditions, &health, account.meta().generation, Timestamp::now()),
+    };
+    if status != previous {
+        let api = account.api(ctx.client.clone());
+        let patch = serde_json::json!({
+            "apiVersion": A::api_version(&()),
+            "kind": A::kind(&()),
+            "status": status,
+        });
+        api.patch_status(&account.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::kube("write account status"))?;
+        if let Health::Stalled { reason, message } = &health {
+            ctx.warn(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
+        }
+    }
+    crate::metrics::reconciled(A::KIND, outcome.as_ref().err().map_or("ok", Error::label), started.elapsed());
+    Ok(action)
+}
+
+fn outcome_message(outcome: &Result<()>) -> String {
+    match outcome {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn namespace_selectors_match_like_kubernetes() {
+        let labels: BTreeMap<String, String> = [("twilio".to_string(), "allowed".to_string())].into();
+        let by_label = LabelSelector {
+            match_labels: Some([("twilio".to_string(), "allowed".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(selector_matches(&by_label, &labels));
+        assert!(!selector_matches(&by_label, &BTreeMap::new()));
+        let not_in = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "twilio".into(),
+                operator: "NotIn".into(),
+                values: Some(vec!["allowed".into()]),
+            }]),
+            ..Default::default()
+        };
+        assert!(!selector_matches(&not_in, &labels));
+        assert!(selector_matches(&not_in, &BTreeMap::new()));
+    }
+}

@@ -1,0 +1,97 @@
+//! kstatus conditions: Ready, Reconciling and Stalled, so that `kubectl wait`, Flux and Argo CD
+//! read the state of a resource without knowing the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// What a resource's conditions should say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Done: Ready=True.
+    Ready { reason: &'static str, message: String },
+    /// Work in progress that will finish without help: Ready=False, Reconciling=True.
+    Progressing { reason: &'static str, message: String },
+    /// Cannot progress until someone changes something: Ready=False, Stalled=True.
+    Stalled { reason: &'static str, message: String },
+}
+
+impl Health {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Health::Ready { reason, .. } | Health::Progressing { reason, .. } | Health::Stalled { reason, .. } => reason,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Health::Ready { message, .. } | Health::Progressing { message, .. } | Health::Stalled { message, .. } => {
+                message
+            }
+        }
+    }
+}
+
+/// The conditions for `health`, keeping each condition's lastTransitionTime unless its status
+/// changes, so that re-applying the same health writes nothing new.
+pub fn conditions_for(previous: &[Condition], health: &Health, generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+    let (ready, reconciling, stalled) = match health {
+        Health::Ready { .. } => ("True", "False", "False"),
+        Health::Progressing { .. } => ("False", "True", "False"),
+        Health::Stalled { .. } => ("False", "False", "True"),
+    };
+    let make = |type_: &str, status: &str| {
+        let (reason, message) = match (type_, status) {
+            (_, "True") | (READY, _) => (health.reason().to_string(), health.message().to_string()),
+            _ => (health.reason().to_string(), String::new()),
+        };
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason,
+            message,
+            observed_generation: generation,
+            last_transition_time,
+        }
+    };
+    vec![make(READY, ready), make(RECONCILING, reconciling), make(STALLED, stalled)]
+}
+
+/// The Ready condition's status and reason, if present.
+pub fn ready_of(conditions: &[Condition]) -> Option<(&str, &str)> {
+    conditions.iter().find(|c| c.type_ == READY).map(|c| (c.status.as_str(), c.reason.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_health_keeps_transition_times_so_nothing_is_rewritten() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        let ready = Health::Ready { reason: "KeyReady", message: "ok".into() };
+        let first = conditions_for(&[], &ready, Some(1), t0);
+        let again = conditions_for(&first, &ready, Some(1), t1);
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn a_stall_flips_ready_and_stalled_with_the_reason() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let stalled = Health::Stalled { reason: "TwilioAuthFailed", message: "refused".into() };
+        let conditions = conditions_for(&[], &stalled, Some(2), t0);
+        assert_eq!(ready_of(&conditions), Some(("False", "TwilioAuthFailed")));
+        let stalled_condition = conditions.iter().find(|c| c.type_ == STALLED).unwrap();
+        assert_eq!(stalled_condition.status, "True");
+        assert_eq!(stalled_condition.observed_generation, Some(2));
+    }
+}

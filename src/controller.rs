@@ -1,0 +1,119 @@
+//! Wiring of the controllers: which resources are watched, in which namespaces, and which
+//! changes wake which keys.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{FutureExt, StreamExt};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use crate::account;
+use crate::context::Context;
+use crate::crd::{AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioAccount, TwilioApiKey};
+use crate::reconcile;
+
+/// Runs every controller until a shutdown signal arrives. `namespaces` empty means all.
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, ready: Arc<AtomicBool>) {
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
+    let config = ControllerConfig::default().concurrency(concurrency);
+    let mut tasks = Vec::new();
+    for scope in scopes {
+        tasks.push(keys_controller(ctx.clone(), scope.clone(), config.clone()).boxed());
+        let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
+        tasks.push(
+            Controller::new(accounts, watcher::Config::default())
+                .with_config(config.clone())
+                .shutdown_on_signal()
+                .run(account::reconcile::<TwilioAccount>, account_error_policy, ctx.clone())
+                .for_each(log_outcome)
+                .boxed(),
+        );
+    }
+    let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
+    tasks.push(
+        Controller::new(cluster_accounts, watcher::Config::default())
+            .with_config(config)
+            .shutdown_on_signal()
+            .run(account::reconcile::<ClusterTwilioAccount>, account_error_policy, ctx.clone())
+            .for_each(log_outcome)
+            .boxed(),
+    );
+    ready.store(true, Ordering::SeqCst);
+    join_all(tasks).await;
+}
+
+fn scoped<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    }
+}
+
+async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: ControllerConfig) {
+    let keys: Api<TwilioApiKey> = scoped(&ctx, scope.as_deref());
+    let secrets: Api<Secret> = scoped(&ctx, scope.as_deref());
+    let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
+    let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let controller = Controller::new(keys, watcher::Config::default()).with_config(config);
+    let store = controller.store();
+    let by_account = store.clone();
+    controller
+        .owns(secrets, managed)
+        .watches(accounts, watcher::Config::default(), move |account: TwilioAccount| {
+            keys_using(&by_account, AccountKind::TwilioAccount, &account.name_any(), account.namespace())
+        })
+        .watches(cluster_accounts, watcher::Config::default(), move |account: ClusterTwilioAccount| {
+            keys_using(&store, AccountKind::ClusterTwilioAccount, &account.name_any(), None)
+        })
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(log_outcome)
+        .await;
+}
+
+/// Keys that refer to an account, so that a change to the account re-reconciles them.
+fn keys_using(
+    store: &Store<TwilioApiKey>,
+    kind: AccountKind,
+    name: &str,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<TwilioApiKey>> {
+    store
+        .state()
+        .iter()
+        .filter(|key| key.spec.account_ref.kind == kind && key.spec.account_ref.name == name)
+        .filter(|key| namespace.is_none() || key.namespace() == namespace)
+        .map(|key| ObjectRef::from_obj(key.as_ref()))
+        .collect()
+}
+
+fn account_error_policy<A: account::AccountResource>(
+    account: Arc<A>,
+    error: &crate::error::Error,
+    ctx: Arc<Context>,
+) -> kube::runtime::controller::Action {
+    let delay = ctx.backoff(account.as_ref());
+    tracing::warn!(%error, ?delay, kind = A::KIND, "account reconciliation failed; retrying");
+    kube::runtime::controller::Action::requeue(delay)
+}
+
+async fn log_outcome<K, E: std::fmt::Display, A>(result: Result<(ObjectRef<K>, A), E>)
+where
+    K: kube::Resource,
+    K::DynamicType: std::fmt::Debug,
+{
+    match result {
+        Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
+        Err(error) => tracing::debug!(%error, "reconcile attempt ended with an error"),
+    }
+}

@@ -1,0 +1,419 @@
+//! The custom resources of the operator, group `twilio-operator.dev`, version `v1alpha1`.
+//!
+//! Doc comments on fields become the descriptions users read in `kubectl explain`, so they are
+//! written for users. The contract these types implement is `shared/design/API.md`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "twilio-operator.dev";
+pub const FINALIZER: &str = "twilio-operator.dev/cleanup";
+pub const FIELD_MANAGER: &str = "twilio-operator";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "twilio-operator";
+
+pub const DEFAULT_ACCOUNT_SID_KEY: &str = "TWILIO_ACCOUNT_SID";
+pub const DEFAULT_API_KEY_SID_KEY: &str = "TWILIO_API_KEY";
+pub const DEFAULT_API_KEY_SECRET_KEY: &str = "TWILIO_API_SECRET";
+pub const DEFAULT_AUTH_TOKEN_KEY: &str = "TWILIO_AUTH_TOKEN";
+
+const ACCOUNT_SID_PATTERN: &str = "^AC[0-9a-fA-F]{32}$";
+const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+/// One Twilio API key whose SID and secret the operator delivers into a Kubernetes Secret.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "twilio-operator.dev",
+    version = "v1alpha1",
+    kind = "TwilioApiKey",
+    doc = "One Twilio API key whose SID and secret the operator delivers into a Kubernetes Secret.",
+    namespaced,
+    status = "TwilioApiKeyStatus",
+    shortname = "twkey",
+    category = "twilio",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Key SID","type":"string","jsonPath":".status.keySid"}"#,
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.keyType"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secretName"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioApiKeySpec {
+    /// The TwilioAccount (same namespace) or ClusterTwilioAccount whose account the key is created in.
+    pub account_ref: AccountRef,
+    /// The key's name in Twilio. Defaults to "<namespace>/<name>". Twilio allows at most 64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub friendly_name: Option<String>,
+    /// Standard (default) or Restricted. Main keys cannot be created through Twilio's API.
+    #[serde(default)]
+    pub key_type: KeyType,
+    /// The permissions of a Restricted key. Required when keyType is Restricted, forbidden otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<KeyPolicy>,
+    /// Where the key's SID and secret are written.
+    #[serde(default)]
+    pub secret: SecretTemplate,
+    /// When the key is replaced by a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+    /// true: delete every key of this resource in Twilio and delete the Secret. Setting it back to
+    /// false issues a new key.
+    #[serde(default)]
+    pub revoked: bool,
+    /// true: make no calls to Twilio and no writes, except that deletion still cleans up.
+    #[serde(default)]
+    pub suspend: bool,
+    /// What happens to the Twilio key and the Secret when this resource is deleted: Delete
+    /// (default) removes both; Orphan keeps both and removes the Secret's ownerReference.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A reference to the account a key is created in.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRef {
+    /// Name of the TwilioAccount or ClusterTwilioAccount.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// TwilioAccount (default; in the key's own namespace) or ClusterTwilioAccount.
+    #[serde(default)]
+    pub kind: AccountKind,
+}
+
+/// The kind of account resource a key refers to.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AccountKind {
+    #[default]
+    TwilioAccount,
+    ClusterTwilioAccount,
+}
+
+/// The type of a Twilio API key.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum KeyType {
+    #[default]
+    Standard,
+    Restricted,
+}
+
+/// The permissions of a Restricted key.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct KeyPolicy {
+    /// Permissions the key is granted, such as "/twilio/messaging/messages/create" (1 to 100).
+    #[schemars(length(min = 1, max = 100))]
+    pub allow: Vec<String>,
+}
+
+/// Name, data keys and metadata of the Secret a key is delivered into.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// Name of the Secret, in the resource's namespace. Defaults to the resource's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    /// Data keys the account SID, key SID and key secret are written under.
+    #[serde(default)]
+    pub keys: SecretKeys,
+    /// Labels added to the Secret. The resource's own labels are never copied.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Data keys of the delivered Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeys {
+    /// Data key for the account SID. Default TWILIO_ACCOUNT_SID.
+    #[serde(default = "default_account_sid_key")]
+    pub account_sid: String,
+    /// Data key for the API key SID. Default TWILIO_API_KEY.
+    #[serde(default = "default_api_key_sid_key")]
+    pub api_key_sid: String,
+    /// Data key for the API key secret. Default TWILIO_API_SECRET.
+    #[serde(default = "default_api_key_secret_key")]
+    pub api_key_secret: String,
+}
+
+impl Default for SecretKeys {
+    fn default() -> Self {
+        Self {
+            account_sid: default_account_sid_key(),
+            api_key_sid: default_api_key_sid_key(),
+            api_key_secret: default_api_key_secret_key(),
+        }
+    }
+}
+
+fn default_account_sid_key() -> String {
+    DEFAULT_ACCOUNT_SID_KEY.into()
+}
+fn default_api_key_sid_key() -> String {
+    DEFAULT_API_KEY_SID_KEY.into()
+}
+fn default_api_key_secret_key() -> String {
+    DEFAULT_API_KEY_SECRET_KEY.into()
+}
+
+/// When a key is replaced by a new one.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSpec {
+    /// Rotate when the current key is older than this, e.g. "720h".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub interval: Option<String>,
+    /// How long the old key stays valid after a rotation before it is deleted. Default "10m".
+    #[serde(default = "default_grace_period")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub grace_period: String,
+    /// Any change of this value rotates the key once (GitOps-friendly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+}
+
+fn default_grace_period() -> String {
+    "10m".into()
+}
+
+/// What happens in Twilio and to the Secret when the resource is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+}
+
+/// The observed state of a TwilioApiKey.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioApiKeyStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled, as kstatus and `kubectl wait` understand them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// SID of the key currently delivered in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sid: Option<String>,
+    /// Type of the current key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<KeyType>,
+    /// Account the current key belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_sid: Option<String>,
+    /// Name of the Secret the key is delivered into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current key was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_created_at: Option<String>,
+    /// When the current key is due for rotation, if rotation.interval is set (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<String>,
+    /// The rotation.trigger value the current key was created for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_trigger: Option<String>,
+    /// Old keys inside their grace period, deleted in Twilio after deleteAfter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring_keys: Vec<RetiringKey>,
+}
+
+/// A replaced key that stays valid until its grace period ends.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiringKey {
+    /// SID of the old key.
+    pub sid: String,
+    /// When the old key is deleted in Twilio (RFC 3339).
+    pub delete_after: String,
+}
+
+/// Credentials and location of a Twilio account that keys in this namespace may be created in.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "twilio-operator.dev",
+    version = "v1alpha1",
+    kind = "TwilioAccount",
+    doc = "A Twilio account, and the credential the operator uses in it, for keys in this namespace.",
+    namespaced,
+    status = "TwilioAccountStatus",
+    shortname = "twacct",
+    category = "twilio",
+    printcolumn = r#"{"name":"Account SID","type":"string","jsonPath":".spec.accountSid"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioAccountSpec {
+    /// The account (or subaccount) keys are created in, "AC" followed by 32 hex digits.
+    #[schemars(regex(pattern = ACCOUNT_SID_PATTERN))]
+    pub account_sid: String,
+    /// Twilio Region: us1 (default), ie1, au1, jp1, ... Selects {product}.{edge}.{region}.twilio.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z]{2}[0-9]$"))]
+    pub region: Option<String>,
+    /// Twilio edge location; defaults to the Region's default edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z][a-z-]*$"))]
+    pub edge: Option<String>,
+    /// The Secret, in this namespace, that holds the operator's credential for the account.
+    pub credentials_secret_ref: CredentialsSecretRef,
+}
+
+/// Credentials and location of a Twilio account usable from the namespaces it allows.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "twilio-operator.dev",
+    version = "v1alpha1",
+    kind = "ClusterTwilioAccount",
+    doc = "A Twilio account, and the credential the operator uses in it, for keys in the namespaces it allows.",
+    status = "TwilioAccountStatus",
+    shortname = "ctwacct",
+    category = "twilio",
+    printcolumn = r#"{"name":"Account SID","type":"string","jsonPath":".spec.accountSid"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTwilioAccountSpec {
+    /// The account (or subaccount) keys are created in, "AC" followed by 32 hex digits.
+    #[schemars(regex(pattern = ACCOUNT_SID_PATTERN))]
+    pub account_sid: String,
+    /// Twilio Region: us1 (default), ie1, au1, jp1, ... Selects {product}.{edge}.{region}.twilio.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z]{2}[0-9]$"))]
+    pub region: Option<String>,
+    /// Twilio edge location; defaults to the Region's default edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z][a-z-]*$"))]
+    pub edge: Option<String>,
+    /// The Secret that holds the operator's credential for the account.
+    pub credentials_secret_ref: ClusterCredentialsSecretRef,
+    /// Namespaces whose TwilioApiKeys may use this account. Absent: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<AllowedNamespaces>,
+}
+
+/// Where a TwilioAccount's credential is stored (a Secret in the account's namespace).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(flatten)]
+    pub keys: CredentialKeys,
+}
+
+/// Where a ClusterTwilioAccount's credential is stored.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterCredentialsSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Namespace of the Secret.
+    #[schemars(length(min = 1))]
+    pub namespace: String,
+    #[serde(flatten)]
+    pub keys: CredentialKeys,
+}
+
+/// Data keys of a credentials Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialKeys {
+    /// Data key of the auth token, used with accountSid as HTTP Basic. Default TWILIO_AUTH_TOKEN.
+    #[serde(default = "default_auth_token_key")]
+    pub auth_token_key: String,
+    /// Data key of a Main key's SID. When the Secret holds a Main key SID and secret and no auth
+    /// token, the Main key is used. Default TWILIO_API_KEY.
+    #[serde(default = "default_api_key_sid_key")]
+    pub api_key_sid_key: String,
+    /// Data key of a Main key's secret. Default TWILIO_API_SECRET.
+    #[serde(default = "default_api_key_secret_key")]
+    pub api_key_secret_key: String,
+}
+
+fn default_auth_token_key() -> String {
+    DEFAULT_AUTH_TOKEN_KEY.into()
+}
+
+/// Namespaces allowed to use a ClusterTwilioAccount: listed by name or matched by a selector.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedNamespaces {
+    /// Namespaces allowed by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces allowed by their labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// The observed state of a TwilioAccount or ClusterTwilioAccount.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioAccountStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready is True once the credential was verified by an authenticated call to Twilio.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl TwilioApiKey {
+    /// The name the key carries in Twilio.
+    pub fn desired_friendly_name(&self) -> String {
+        self.spec.friendly_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                self.metadata.namespace.as_deref().unwrap_or_default(),
+                self.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+    }
+
+    /// The name of the Secret the key is delivered into.
+    pub fn desired_secret_name(&self) -> String {
+        self.spec
+            .secret
+            .name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}
+
+/// The CRDs as YAML documents, keyed by the file name they are committed under in `crds/`.
+pub fn crd_documents() -> Vec<(String, String)> {
+    use kube::CustomResourceExt;
+    [
+        TwilioApiKey::crd(),
+        TwilioAccount::crd(),
+        ClusterTwilioAccount::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let yaml = serde_yaml::to_string(&crd).unwrap_or_default();
+        (format!("{name}.yaml"), yaml)
+    })
+    .collect()
+}

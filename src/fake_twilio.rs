@@ -1,0 +1,856 @@
+//! A stateful fake of Twilio's Keys APIs (IAM v1 `/v1/Keys` and v2010 `/Accounts/{Sid}/Keys`),
+//! faithful to the official OpenAPI specs where the operator depends on them: Basic auth against
+//! the accounts it was started with, secrets returned only at creation, Twilio-shaped errors,
+//! pagination by next-page URL, and injectable faults (a share of 429/5xx, added latency).
+//!
+//! It runs as its own binary (`fake-twilio`, used by the demo) or inside a test process, where
+//! [`FakeTwilio`] gives direct access to its state. `/_fake/*` endpoints expose the same state
+//! over HTTP.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use k8s_openapi::jiff::Timestamp;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// An account the fake knows, with the auth token that authenticates as it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct FakeAccount {
+    pub sid: String,
+    pub auth_token: String,
+}
+
+/// Injected failures for every Twilio endpoint (not `/_fake/*`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Faults {
+    /// Share of requests, 0.0 to 1.0, answered with 429 or 503 before being processed.
+    pub error_rate: f64,
+    /// Added to every request.
+    pub latency_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FakeKeyType {
+    Main,
+    Standard,
+    Restricted,
+}
+
+/// A key as the fake stores it, secret included.
+#[derive(Clone, Debug, Serialize)]
+pub struct FakeKey {
+    pub sid: String,
+    pub account_sid: String,
+    pub friendly_name: String,
+    #[serde(skip_serializing)]
+    pub secret: String,
+    pub key_type: FakeKeyType,
+    pub policy: Option<Value>,
+    pub date_created: Timestamp,
+    pub date_updated: Timestamp,
+    #[serde(skip)]
+    seq: u64,
+}
+
+/// One request as the fake saw it, for conformance checks.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub form: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub status: u16,
+    pub response: Option<Value>,
+}
+
+#[derive(Default)]
+struct Store {
+    accounts: HashMap<String, FakeAccount>,
+    keys: BTreeMap<String, FakeKey>,
+    next_seq: u64,
+    faults: Faults,
+    /// Requests by "operation status", e.g. "create_key 201".
+    counts: BTreeMap<String, u64>,
+    recorded: Vec<RecordedRequest>,
+    record: bool,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    base_url: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock would be a bug in the fake; keep serving regardless.
+        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A running fake. Dropping it stops the server.
+pub struct FakeTwilio {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeTwilio {
+    /// Starts the fake on `addr` (port 0 picks a free one) with the given accounts.
+    pub async fn start(addr: SocketAddr, accounts: Vec<FakeAccount>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let store = Store {
+            accounts: accounts.into_iter().map(|a| (a.sid.clone(), a)).collect(),
+            ..Store::default()
+        };
+        let shared = Arc::new(Shared { store: Mutex::new(store), base_url: format!("http://{addr}") });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self { shared, addr, shutdown: Some(tx) })
+    }
+
+    pub fn url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// Records every Twilio request from now on, for conformance checks.
+    pub fn record_requests(&self, on: bool) {
+        self.shared.lock().record = on;
+    }
+
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().recorded.clone()
+    }
+
+    /// Every key the fake holds, with secrets.
+    pub fn keys(&self) -> Vec<FakeKey> {
+        self.shared.lock().keys.values().cloned().collect()
+    }
+
+    pub fn key(&self, sid: &str) -> Option<FakeKey> {
+        self.shared.lock().keys.get(sid).cloned()
+    }
+
+    /// Whether `sid:secret` authenticates against `account_sid`, as a client using the key would.
+    pub fn accepts_key_pair(&self, account_sid: &str, sid: &str, secret: &str) -> bool {
+        let store = self.shared.lock();
+        store
+            .keys
+            .get(sid)
+            .is_some_and(|k| k.account_sid == account_sid && k.secret == secret)
+    }
+
+    /// Creates a Main key, which (like an auth token) may manage keys. Returns (sid, secret).
+    pub fn add_main_key(&self, account_sid: &str) -> (String, String) {
+        let mut store = self.shared.lock();
+        let key = store.insert_key(account_sid, "main key", FakeKeyType::Main, None);
+        (key.sid, key.secret)
+    }
+
+    /// Deletes a key out of band, as someone using the Twilio Console would.
+    pub fn delete_key(&self, sid: &str) -> bool {
+        self.shared.lock().keys.remove(sid).is_some()
+    }
+
+    /// Requests served by "operation status", e.g. "create_key 201" -> 3.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.shared.lock().counts.clone()
+    }
+}
+
+impl Drop for FakeTwilio {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Store {
+    fn insert_key(
+        &mut self,
+        account_sid: &str,
+        friendly_name: &str,
+        key_type: FakeKeyType,
+        policy: Option<Value>,
+    ) -> FakeKey {
+        let mut rng = rand::rng();
+        let sid = format!("SK{:032x}", rng.random::<u128>());
+        let secret: String = (0..32)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[rng.random_range(0..62)]))
+            .collect();
+        let now = Timestamp::now();
+        self.next_seq += 1;
+        let key = FakeKey {
+            sid: sid.clone(),
+            account_sid: account_sid.to_string(),
+            friendly_name: friendly_name.to_string(),
+            secret,
+            key_type,
+            policy,
+            date_created: now,
+            date_updated: now,
+            seq: self.next_seq,
+        };
+        self.keys.insert(sid, key.clone());
+        key
+    }
+}
+
+/// Who a request authenticated as.
+enum Principal {
+    /// An auth token or a Main key: may manage keys of this account.
+    Manager(String),
+    /// A Standard or Restricted key: may use the account's APIs but not manage keys.
+    KeyUser(String),
+}
+
+fn rfc2822(t: Timestamp) -> String {
+    t.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string()
+}
+
+fn twilio_error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
+    let body = json!({
+        "code": code,
+        "message": message.into(),
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status.as_u16(),
+    });
+    (status, Json(body)).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    twilio_error(StatusCode::BAD_REQUEST, 20001, message)
+}
+
+fn not_found(path: &str) -> Response {
+    twilio_error(StatusCode::NOT_FOUND, 20404, format!("The requested resource {path} was not found"))
+}
+
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Principal, Response> {
+    let unauthorized = || {
+        let mut response = twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Twilio API\""));
+        response
+    };
+    let decoded = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(unauthorized)?;
+    let (user, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
+    let store = shared.lock();
+    if let Some(account) = store.accounts.get(user) {
+        if account.auth_token == password {
+            return Ok(Principal::Manager(account.sid.clone()));
+        }
+    } else if let Some(key) = store.keys.get(user)
+        && key.secret == password
+    {
+        return Ok(match key.key_type {
+            FakeKeyType::Main => Principal::Manager(key.account_sid.clone()),
+            _ => Principal::KeyUser(key.account_sid.clone()),
+        });
+    }
+    Err(unauthorized())
+}
+
+/// The account a request may manage keys in, or the error Twilio gives.
+fn manager_of(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+    match authenticate(shared, headers)? {
+        Principal::Manager(account) => Ok(account),
+        Principal::KeyUser(_) => Err(twilio_error(
+            StatusCode::FORBIDDEN,
+            20003,
+            "Permission Denied: only the auth token or a Main key may manage API keys",
+        )),
+    }
+}
+
+fn forbidden_account() -> Response {
+    twilio_error(StatusCode::FORBIDDEN, 20003, "Permission Denied: credentials do not belong to this account")
+}
+
+fn is_sid(value: &str, prefix: &str) -> bool {
+    value.len() == 34 && value.starts_with(prefix) && value[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+type Params = Vec<(String, String)>;
+
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn reject_unknown(params: &Params, allowed: &[&str]) -> Result<(), Response> {
+    match params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((k, _)) => Err(bad_request(format!("Unknown parameter {k}"))),
+        None => Ok(()),
+    }
+}
+
+fn check_friendly_name(name: Option<&str>) -> Result<(), Response> {
+    match name {
+        Some(name) if name.chars().count() > 64 => {
+            Err(bad_request("FriendlyName must be at most 64 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_policy(raw: &str) -> Result<Value, Response> {
+    let policy: Value =
+        serde_json::from_str(raw).map_err(|_| bad_request("Policy must be a JSON document"))?;
+    let allow = policy
+        .get("allow")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_request("Policy must have an allow list"))?;
+    if allow.is_empty() || allow.len() > 100 {
+        return Err(bad_request("Policy allow list must hold 1 to 100 permissions"));
+    }
+    if !allow.iter().all(|p| p.as_str().is_some_and(|s| s.starts_with('/'))) {
+        return Err(bad_request("Policy permissions must be strings such as /twilio/messaging/messages/create"));
+    }
+    Ok(policy)
+}
+
+fn v1_key_json(key: &FakeKey, with_secret: bool) -> Value {
+    let mut body = json!({
+        "sid": key.sid,
+        "friendly_name": key.friendly_name,
+        "date_created": rfc2822(key.date_created),
+        "date_updated": rfc2822(key.date_updated),
+        "policy": key.policy,
+    });
+    if with_secret {
+        body["secret"] = json!(key.secret);
+    }
+    body
+}
+
+fn v2010_key_json(key: &FakeKey, with_secret: bool) -> Value {
+    let mut body = json!({
+        "sid": key.sid,
+        "friendly_name": key.friendly_name,
+        "date_created": rfc2822(key.date_created),
+        "date_updated": rfc2822(key.date_updated),
+    });
+    if with_secret {
+        body["secret"] = json!(key.secret);
+    }
+    body
+}
+
+/// Page size and the position after which a page starts, from Twilio's paging parameters.
+fn paging(params: &Params) -> Result<(usize, u64, u64), Response> {
+    let size = match param(params, "PageSize") {
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => return Err(bad_request("PageSize must be between 1 and 1000")),
+        },
+        None => 50,
+    };
+    let page = match param(params, "Page") {
+        Some(raw) => raw.parse::<u64>().map_err(|_| bad_request("Page must be a number"))?,
+        None => 0,
+    };
+    let after = match param(params, "PageToken") {
+        Some(token) => token
+            .strip_prefix("PT")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| twilio_error(StatusCode::BAD_REQUEST, 21481, "Invalid PageToken"))?,
+        None if page > 0 => {
+            return Err(twilio_error(StatusCode::BAD_REQUEST, 21481, "Invalid PageToken"));
+        }
+        None => 0,
+    };
+    Ok((size, page, after))
+}
+
+/// One page of an account's keys in creation order, and the token of the next page if any.
+fn page_of(store: &Store, account: &str, size: usize, after: u64) -> (Vec<FakeKey>, Option<String>) {
+    let mut keys: Vec<&FakeKey> = store
+        .keys
+        .values()
+        .filter(|k| k.account_sid == account && k.seq > after && k.key_type != FakeKeyType::Main)
+        .collect();
+    keys.sort_by_key(|k| k.seq);
+    let more = keys.len() > size;
+    let page: Vec<FakeKey> = keys.into_iter().take(size).cloned().collect();
+    let next = if more { page.last().map(|k| format!("PT{:x}", k.seq)) } else { None };
+    (page, next)
+}
+
+async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(params): Query<Params>) -> Response {
+    let manager = match manager_of(&shared, &headers) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    if let Err(e) = reject_unknown(&params, &["AccountSid", "PageSize", "Page", "PageToken"]) {
+        return e;
+    }
+    let Some(account) = param(&params, "AccountSid") else {
+        return bad_request("Missing required parameter AccountSid in the query string");
+    };
+    if !is_sid(account, "AC") {
+        return bad_request("AccountSid must be AC followed by 32 hex digits");
+    }
+    if account != manager {
+        return forbidden_account();
+    }
+    let (size, page, after) = match paging(&params) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let store = shared.lock();
+    let (keys, next) = page_of(&store, account, size, after);
+    let base = format!("{}/v1/Keys?AccountSid={account}&PageSize={size}", shared.base_url);
+    let this_url = match param(&params, "PageToken") {
+        Some(token) => format!("{base}&Page={page}&PageToken={token}"),
+        None => format!("{base}&Page={page}"),
+    };
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "sid": k.sid,
+                "friendly_name": k.friendly_name,
+                "date_created": rfc2822(k.date_created),
+                "date_updated": rfc2822(k.date_updated),
+                "flags": ["rest_api", "signing"],
+            })
+        })
+        .collect();
+    Json(json!({
+        "keys": items,
+        "meta": {
+            "page": page,
+            "page_size": size,
+            "first_page_url": format!("{base}&Page=0"),
+            "previous_page_url": Value::Null,
+            "url": this_url,
+            "next_page_url": next.map(|t| format!("{base}&Page={}&PageToken={t}", page + 1)),
+            "key": "keys",
+        }
+    }))
+    .into_response()
+}
+
+async fn v1_create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    let manager = match manager_of(&shared, &headers) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let params: Params = match form_body(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if let Err(e) = reject_unknown(&params, &["AccountSid", "FriendlyName", "KeyType", "Policy"]) {
+        return e;
+    }
+    let Some(account) = param(&params, "AccountSid") else {
+        return bad_request("Missing required parameter AccountSid in the post body");
+    };
+    if !is_sid(account, "AC") {
+        return bad_request("AccountSid must be AC followed by 32 hex digits");
+    }
+    if account != manager {
+        return forbidden_account();
+    }
+    let friendly_name = param(&params, "FriendlyName");
+    if let Err(e) = check_friendly_name(friendly_name) {
+        return e;
+    }
+    let (key_type, policy) = match (param(&params, "KeyType"), param(&params, "Policy")) {
+        (None, None) => (FakeKeyType::Standard, None),
+        (Some("restricted"), Some(raw)) => match parse_policy(raw) {
+            Ok(policy) => (FakeKeyType::Restricted, Some(policy)),
+            Err(e) => return e,
+        },
+        (Some("restricted"), None) => return bad_request("Policy is required for a restricted key"),
+        (None, Some(_)) => return bad_request("Policy is only allowed for a restricted key"),
+        (Some(other), _) => return bad_request(format!("KeyType {other} is not valid; the only value is restricted")),
+    };
+    let key = shared.lock().insert_key(account, friendly_name.unwrap_or(""), key_type, policy);
+    (StatusCode::CREATED, Json(v1_key_json(&key, true))).into_response()
+}
+
+async fn v1_fetch(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
+    let manager = match manager_of(&shared, &headers) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    match shared.lock().keys.get(&sid) {
+        Some(key) if key.account_sid == manager => Json(v1_key_json(key, false)).into_response(),
+        _ => not_found(&format!("/v1/Keys/{sid}")),
+    }
+}
+
+async fn v1_update(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    body: String,
+) -> Response {
+    let manager = match manager_of(&shared, &headers) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let params: Params = match form_body(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if let Err(e) = reject_unknown(&params, &["FriendlyName", "Policy"]) {
+        return e;
+    }
+    if let Err(e) = check_friendly_name(param(&params, "FriendlyName")) {
+        return e;
+    }
+    let policy = match param(&params, "Policy").map(parse_policy).transpose() {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let mut store = shared.lock();
+    let Some(key) = store.keys.get_mut(&sid).filter(|k| k.account_sid == manager) else {
+        return not_found(&format!("/v1/Keys/{sid}"));
+    };
+    if policy.is_some() && key.key_type != FakeKeyType::Restricted {
+        return bad_request("Policy can only be updated on a restricted key");
+    }
+    if let Some(name) = param(&params, "FriendlyName") {
+        key.friendly_name = name.to_string();
+    }
+    if let Some(policy) = policy {
+        key.policy = Some(policy);
+    }
+    key.date_updated = Timestamp::now();
+    Json(v1_key_json(key, false)).into_response()
+}
+
+async fn v1_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
+    let manager = match manager_of(&shared, &headers) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let mut store = shared.lock();
+    match store.keys.get(&sid) {
+        Some(key) if key.account_sid == manager => {
+            store.keys.remove(&sid);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => not_found(&format!("/v1/Keys/{sid}")),
+    }
+}
+
+fn v2010_manager(shared: &Shared, headers: &HeaderMap, account: &str) -> Result<(), Response> {
+    let manager = manager_of(shared, headers)?;
+    if manager != account {
+        return Err(forbidden_account());
+    }
+    Ok(())
+}
+
+async fn v2010_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    Query(params): Query<Params>,
+) -> Response {
+    if let Err(e) = v2010_manager(&shared, &headers, &account) {
+        return e;
+    }
+    if let Err(e) = reject_unknown(&params, &["PageSize", "Page", "PageToken"]) {
+        return e;
+    }
+    let (size, page, after) = match paging(&params) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let store = shared.lock();
+    let (keys, next) = page_of(&store, &account, size, after);
+    let base = format!("/2010-04-01/Accounts/{account}/Keys.json?PageSize={size}");
+    let start = page as usize * size;
+    Json(json!({
+        "keys": keys.iter().map(|k| v2010_key_json(k, false)).collect::<Vec<_>>(),
+        "first_page_uri": format!("{base}&Page=0"),
+        "previous_page_uri": Value::Null,
+        "uri": format!("{base}&Page={page}"),
+        "next_page_uri": next.map(|t| format!("{base}&Page={}&PageToken={t}", page + 1)),
+        "page": page,
+        "page_size": size,
+        "start": start,
+        "end": start + keys.len().saturating_sub(1),
+    }))
+    .into_response()
+}
+
+async fn v2010_create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    body: String,
+) -> Response {
+    if let Err(e) = v2010_manager(&shared, &headers, &account) {
+        return e;
+    }
+    let params = match form_body(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    if let Err(e) = reject_unknown(&params, &["FriendlyName"]) {
+        return e;
+    }
+    let friendly_name = param(&params, "FriendlyName");
+    if let Err(e) = check_friendly_name(friendly_name) {
+        return e;
+    }
+    let key = shared.lock().insert_key(&account, friendly_name.unwrap_or(""), FakeKeyType::Standard, None);
+    (StatusCode::CREATED, Json(v2010_key_json(&key, true))).into_response()
+}
+
+fn strip_json(segment: &str) -> Option<&str> {
+    segment.strip_suffix(".json")
+}
+
+async fn v2010_key(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((account, sid_json)): Path<(String, String)>,
+    method: axum::http::Method,
+    body: String,
+) -> Response {
+    let path = format!("/2010-04-01/Accounts/{account}/Keys/{sid_json}");
+    let Some(sid) = strip_json(&sid_json) else {
+        return not_found(&path);
+    };
+    if let Err(e) = v2010_manager(&shared, &headers, &account) {
+        return e;
+    }
+    let params = if method == axum::http::Method::POST {
+        match form_body(&headers, &body) {
+            Ok(p) => p,
+            Err(e) => return e,
+        }
+    } else {
+        Vec::new()
+    };
+    let mut store = shared.lock();
+    let Some(key) = store.keys.get_mut(sid).filter(|k| k.account_sid == account) else {
+        return not_found(&path);
+    };
+    match method {
+        axum::http::Method::GET => Json(v2010_key_json(key, false)).into_response(),
+        axum::http::Method::POST => {
+            if let Err(e) = reject_unknown(&params, &["FriendlyName"]) {
+                return e;
+            }
+            if let Err(e) = check_friendly_name(param(&params, "FriendlyName")) {
+                return e;
+            }
+            if let Some(name) = param(&params, "FriendlyName") {
+                key.friendly_name = name.to_string();
+            }
+            key.date_updated = Timestamp::now();
+            Json(v2010_key_json(key, false)).into_response()
+        }
+        _ => {
+            store.keys.remove(sid);
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
+}
+
+/// `GET /2010-04-01/Accounts/{Sid}.json`: what a client does to check that a key pair works.
+/// Any key of the account authenticates here, Standard and Restricted included.
+async fn v2010_account(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(sid_json): Path<String>,
+) -> Response {
+    let path = format!("/2010-04-01/Accounts/{sid_json}");
+    let Some(sid) = strip_json(&sid_json) else {
+        return not_found(&path);
+    };
+    let account = match authenticate(&shared, &headers) {
+        Ok(Principal::Manager(a) | Principal::KeyUser(a)) => a,
+        Err(e) => return e,
+    };
+    if account != sid {
+        return forbidden_account();
+    }
+    let now = rfc2822(Timestamp::now());
+    Json(json!({
+        "auth_token": Value::Null,
+        "date_created": now,
+        "date_updated": now,
+        "friendly_name": "fake account",
+        "owner_account_sid": sid,
+        "sid": sid,
+        "status": "active",
+        "subresource_uris": {"keys": format!("/2010-04-01/Accounts/{sid}/Keys.json")},
+        "type": "Full",
+        "uri": format!("/2010-04-01/Accounts/{sid}.json"),
+    }))
+    .into_response()
+}
+
+fn form_body(headers: &HeaderMap, body: &str) -> Result<Params, Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(twilio_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            20001,
+            "Request body must be application/x-www-form-urlencoded",
+        ));
+    }
+    serde_urlencoded::from_str(body).map_err(|_| bad_request("Malformed form body"))
+}
+
+fn operation_of(method: &axum::http::Method, path: &str) -> &'static str {
+    let one_key = !(path.ends_with("/Keys") || path.ends_with("/Keys.json"));
+    let keys = path.contains("/Keys");
+    match (method.as_str(), keys, one_key) {
+        ("POST", true, false) => "create_key",
+        ("GET", true, false) => "list_keys",
+        ("GET", true, true) => "fetch_key",
+        ("POST", true, true) => "update_key",
+        ("DELETE", true, true) => "delete_key",
+        ("GET", false, _) => "fetch_account",
+        _ => "other",
+    }
+}
+
+/// Faults, latency, counters and the request log, around every Twilio endpoint.
+async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let operation = operation_of(&method, &path);
+    let faults = shared.lock().faults;
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let injected = faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate.clamp(0.0, 1.0));
+    let (response, recorded) = if injected {
+        let response = if rand::rng().random_bool(0.5) {
+            let mut r = twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        } else {
+            twilio_error(StatusCode::SERVICE_UNAVAILABLE, 20500, "Service Unavailable")
+        };
+        (response, None)
+    } else if shared.lock().record {
+        let query: Params = serde_urlencoded::from_str(request.uri().query().unwrap_or("")).unwrap_or_default();
+        let content_type =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let form: Params = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+        let response = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).ok();
+        let record = RecordedRequest {
+            method: method.to_string(),
+            path: path.clone(),
+            query,
+            form,
+            content_type,
+            status: parts.status.as_u16(),
+            response: json,
+        };
+        (Response::from_parts(parts, axum::body::Body::from(bytes)), Some(record))
+    } else {
+        (next.run(request).await, None)
+    };
+    let mut store = shared.lock();
+    *store.counts.entry(format!("{operation} {}", response.status().as_u16())).or_default() += 1;
+    if let Some(record) = recorded {
+        store.recorded.push(record);
+    }
+    response
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    sid: String,
+    account_sid: String,
+    friendly_name: String,
+    key_type: FakeKeyType,
+    policy: Option<Value>,
+    date_created: String,
+}
+
+async fn admin_keys(State(shared): State<Arc<Shared>>) -> Json<Vec<KeyView>> {
+    let store = shared.lock();
+    Json(
+        store
+            .keys
+            .values()
+            .filter(|k| k.key_type != FakeKeyType::Main)
+            .map(|k| KeyView {
+                sid: k.sid.clone(),
+                account_sid: k.account_sid.clone(),
+                friendly_name: k.friendly_name.clone(),
+                key_type: k.key_type,
+                policy: k.policy.clone(),
+                date_created: k.date_created.to_string(),
+            })
+            .collect(),
+    )
+}
+
+async fn admin_stats(State(shared): State<Arc<Shared>>) -> Json<BTreeMap<String, u64>> {
+    Json(shared.lock().counts.clone())
+}
+
+async fn admin_faults(State(shared): State<Arc<Shared>>, Json(faults): Json<Faults>) -> StatusCode {
+    shared.lock().faults = faults;
+    StatusCode::NO_CONTENT
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let twilio = Router::new()
+        .route("/v1/Keys", get(v1_list).post(v1_create))
+        .route("/v1/Keys/{sid}", get(v1_fetch).post(v1_update).delete(v1_delete))
+        .route("/2010-04-01/Accounts/{account}/Keys.json", get(v2010_list).post(v2010_create))
+        .route("/2010-04-01/Accounts/{account}/Keys/{sid}", get(v2010_key).post(v2010_key).delete(v2010_key))
+        .route("/2010-04-01/Accounts/{sid}", get(v2010_account))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), observe));
+    let admin = Router::new()
+        .route("/_fake/keys", get(admin_keys))
+        .route("/_fake/stats", get(admin_stats))
+        .route("/_fake/faults", axum::routing::put(admin_faults));
+    twilio.merge(admin).with_state(shared)
+}

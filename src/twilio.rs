@@ -1,0 +1,525 @@
+//! A small client for Twilio's IAM v1 Keys API: create, fetch, update, delete and list keys.
+//!
+//! Requests are form-encoded and authenticated with HTTP Basic (an auth token or a Main key).
+//! 429 and 5xx answers are retried with exponential backoff, jitter and any `Retry-After`; a create
+//! is retried only on 429, which Twilio guarantees was never processed, because a create whose
+//! outcome is unknown must not be repeated blindly (it could leave a second live key behind).
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::{Method, StatusCode, header::RETRY_AFTER};
+use serde::{Deserialize, Serialize};
+
+use crate::secret_string::SecretString;
+
+/// Where requests go: Twilio's real regional hosts, or one base URL for everything (a fake
+/// server or a proxy). The choice is the operator's, never a resource's.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    Twilio,
+    Override(String),
+}
+
+impl Endpoint {
+    pub fn from_flag(url: Option<&str>) -> Self {
+        match url {
+            Some(url) if !url.is_empty() => Endpoint::Override(url.trim_end_matches('/').into()),
+            _ => Endpoint::Twilio,
+        }
+    }
+
+    /// Base URL of the IAM API for an account's region and edge.
+    pub fn iam_base(&self, region: Option<&str>, edge: Option<&str>) -> String {
+        match self {
+            Endpoint::Override(url) => url.clone(),
+            Endpoint::Twilio => format!("https://{}", regional_host("iam", region, edge)),
+        }
+    }
+}
+
+/// `{product}.{edge}.{region}.twilio.com`, or `{product}.twilio.com` for the default US1 region
+/// without an explicit edge, as Twilio's SDKs build it.
+pub fn regional_host(product: &str, region: Option<&str>, edge: Option<&str>) -> String {
+    match (region, edge) {
+        (None, None) => format!("{product}.twilio.com"),
+        (region, edge) => {
+            let region = region.unwrap_or("us1");
+            let edge = edge.unwrap_or_else(|| default_edge(region));
+            format!("{product}.{edge}.{region}.twilio.com")
+        }
+    }
+}
+
+fn default_edge(region: &str) -> &'static str {
+    match region {
+        "au1" => "sydney",
+        "br1" => "sao-paulo",
+        "de1" => "frankfurt",
+        "ie1" => "dublin",
+        "jp1" => "tokyo",
+        "jp2" => "osaka",
+        "sg1" => "singapore",
+        "us2" => "umatilla",
+        _ => "ashburn",
+    }
+}
+
+/// The identity the operator acts as in one account.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The account SID (with an auth token) or a Main key SID.
+    pub username: String,
+    pub password: SecretString,
+}
+
+/// One account as the client addresses it.
+#[derive(Clone, Debug)]
+pub struct AccountConnection {
+    pub account_sid: String,
+    pub base_url: String,
+    pub credentials: Credentials,
+}
+
+/// A key as Twilio describes it after creation (no secret).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Key {
+    pub sid: String,
+    pub friendly_name: Option<String>,
+    pub date_created: Option<String>,
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+}
+
+/// A key as returned by its creation: the only time Twilio shows its secret.
+#[derive(Deserialize)]
+pub struct NewKey {
+    pub sid: String,
+    pub friendly_name: Option<String>,
+    pub date_created: Option<String>,
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("sid", &self.sid)
+            .field("friendly_name", &self.friendly_name)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// What to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRequest {
+    pub friendly_name: String,
+    /// The allow list of a Restricted key; None for a Standard key.
+    pub restricted_policy: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct PolicyBody<'a> {
+    allow: &'a [String],
+}
+
+/// Twilio's classic error body.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+/// A failed Twilio call, classified by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum TwilioError {
+    /// 404 / 20404: the key (or account path) does not exist.
+    #[error("not found in Twilio (HTTP 404, code {code:?})")]
+    NotFound { code: Option<i64> },
+    /// 401 / 403: the credential was refused; retrying will not help until it changes.
+    #[error("Twilio refused the credential (HTTP {status}, code {code:?}): {message}")]
+    AuthFailed { status: u16, code: Option<i64>, message: String },
+    /// 429: Twilio's concurrency limit; the request was not processed.
+    #[error("rate limited by Twilio (HTTP 429, code {code:?})")]
+    RateLimited { code: Option<i64>, retry_after: Option<Duration> },
+    /// 5xx: Twilio failed.
+    #[error("Twilio server error (HTTP {status}, code {code:?}): {message}")]
+    Server { status: u16, code: Option<i64>, message: String, retry_after: Option<Duration> },
+    /// Another 4xx: the request itself is wrong.
+    #[error("Twilio rejected the request (HTTP {status}, code {code:?}): {message}")]
+    Rejected { status: u16, code: Option<i64>, message: String },
+    /// No answer: connection refused, reset or timed out.
+    #[error("could not reach Twilio: {0}")]
+    Transport(String),
+    /// An answer that does not parse.
+    #[error("unexpected answer from Twilio: {0}")]
+    Decode(String),
+}
+
+impl TwilioError {
+    /// Whether the same request may succeed later without anything changing.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TwilioError::RateLimited { .. }
+                | TwilioError::Server { .. }
+                | TwilioError::Transport(_)
+        )
+    }
+
+    /// A bounded label for metrics and Event reasons.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TwilioError::NotFound { .. } => "not_found",
+            TwilioError::AuthFailed { .. } => "auth_failed",
+            TwilioError::RateLimited { .. } => "rate_limited",
+            TwilioError::Server { .. } => "server_error",
+            TwilioError::Rejected { .. } => "rejected",
+            TwilioError::Transport(_) => "transport",
+            TwilioError::Decode(_) => "decode",
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TwilioError::RateLimited { retry_after, .. } | TwilioError::Server { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How often and how patiently transient failures are retried inside one call.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 4, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(10) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter exponential backoff, never shorter than the server's Retry-After.
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let cap = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let jittered = rand::rng().random_range(Duration::ZERO..=cap);
+        match retry_after {
+            Some(server) => server.max(jittered).min(Duration::from_secs(60)),
+            None => jittered,
+        }
+    }
+}
+
+/// Which failures a request may be repeated after.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotency {
+    /// Reads, deletes and updates: any transient failure may be retried.
+    Idempotent,
+    /// Creates: only a 429, which Twilio did not process, may be retried.
+    RetryOnlyIfUnprocessed,
+}
+
+#[derive(Clone, Debug)]
+pub struct TwilioClient {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    retry: RetryPolicy,
+    page_size: u32,
+}
+
+#[derive(Deserialize)]
+struct KeyPage {
+    keys: Vec<Key>,
+    meta: PageMeta,
+}
+
+#[derive(Deserialize)]
+struct PageMeta {
+    next_page_url: Option<String>,
+}
+
+impl TwilioClient {
+    pub fn new(endpoint: Endpoint, retry: RetryPolicy) -> Result<Self, TwilioError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("twilio-operator/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| TwilioError::Transport(e.to_string()))?;
+        Ok(Self { http, endpoint, retry, page_size: 1000 })
+    }
+
+    /// Keys per page when listing (Twilio allows 1 to 1000).
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.clamp(1, 1000);
+        self
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub async fn create_key(
+        &self,
+        account: &AccountConnection,
+        request: &KeyRequest,
+    ) -> Result<NewKey, TwilioError> {
+        let mut form = vec![
+            ("AccountSid", account.account_sid.clone()),
+            ("FriendlyName", request.friendly_name.clone()),
+        ];
+        if let Some(allow) = &request.restricted_policy {
+            let policy = serde_json::to_string(&PolicyBody { allow })
+                .map_err(|e| TwilioError::Decode(e.to_string()))?;
+            form.push(("KeyType", "restricted".into()));
+            form.push(("Policy", policy));
+        }
+        let url = format!("{}/v1/Keys", account.base_url);
+        let body = self
+            .send(account, Method::POST, &url, Some(&form), Idempotency::RetryOnlyIfUnprocessed)
+            .await?;
+        decode(&body)
+    }
+
+    pub async fn fetch_key(&self, account: &AccountConnection, sid: &str) -> Result<Key, TwilioError> {
+        let url = format!("{}/v1/Keys/{sid}", account.base_url);
+        let body = self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await?;
+        decode(&body)
+    }
+
+    /// Renames a key and, for a Restricted key, replaces its policy; the secret stays the same.
+    pub async fn update_key(
+        &self,
+        account: &AccountConnection,
+        sid: &str,
+        friendly_name: &str,
+        restricted_policy: Option<&[String]>,
+    ) -> Result<Key, TwilioError> {
+        let mut form = vec![("FriendlyName", friendly_name.to_string())];
+        if let Some(allow) = restricted_policy {
+            let policy = serde_json::to_string(&PolicyBody { allow })
+                .map_err(|e| TwilioError::Decode(e.to_string()))?;
+            form.push(("Policy", policy));
+        }
+        let url = format!("{}/v1/Keys/{sid}", account.base_url);
+        let body = self.send(account, Method::POST, &url, Some(&form), Idempotency::Idempotent).await?;
+        decode(&body)
+    }
+
+    /// Deletes a key. A key that is already gone counts as deleted.
+    pub async fn delete_key(&self, account: &AccountConnection, sid: &str) -> Result<(), TwilioError> {
+        let url = format!("{}/v1/Keys/{sid}", account.base_url);
+        match self.send(account, Method::DELETE, &url, None, Idempotency::Idempotent).await {
+            Ok(_) | Err(TwilioError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists every key of the account, following the next-page URLs Twilio returns.
+    pub async fn list_keys(&self, account: &AccountConnection) -> Result<Vec<Key>, TwilioError> {
+        let mut url = format!(
+            "{}/v1/Keys?AccountSid={}&PageSize={}",
+            account.base_url, account.account_sid, self.page_size
+        );
+        let mut keys = Vec::new();
+        loop {
+            let body = self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await?;
+            let page: KeyPage = decode(&body)?;
+            keys.extend(page.keys);
+            match page.meta.next_page_url {
+                Some(next) if !next.is_empty() => url = self.follow(account, &next),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// A cheap authenticated call that proves the credential may manage keys in the account.
+    pub async fn verify_credentials(&self, account: &AccountConnection) -> Result<(), TwilioError> {
+        let url = format!(
+            "{}/v1/Keys?AccountSid={}&PageSize=1",
+            account.base_url, account.account_sid
+        );
+        self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await.map(|_| ())
+    }
+
+    /// Twilio's next-page URLs are absolute; with an overridden endpoint they are kept on it, so
+    /// that a tenant-independent base URL stays the only address the operator talks to.
+    fn follow(&self, account: &AccountConnection, next: &str) -> String {
+        match next.find("/v1/") {
+            Some(index) if matches!(self.endpoint, Endpoint::Override(_)) => {
+                format!("{}{}", account.base_url, &next[index..])
+            }
+            _ => next.to_string(),
+        }
+    }
+
+    async fn send(
+        &self,
+        account: &AccountConnection,
+        method: Method,
+        url: &str,
+        form: Option<&[(&str, String)]>,
+        idempotency: Idempotency,
+    ) -> Result<bytes::Bytes, TwilioError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.send_once(account, method.clone(), url, form).await;
+            let err = match result {
+                Ok(body) => return Ok(body),
+                Err(err) => err,
+            };
+            let may_retry = match idempotency {
+                Idempotency::Idempotent => err.is_transient(),
+                Idempotency::RetryOnlyIfUnprocessed => matches!(err, TwilioError::RateLimited { .. }),
+            };
+            attempt += 1;
+            if !may_retry || attempt >= self.retry.attempts {
+                return Err(err);
+            }
+            let delay = self.retry.delay(attempt, err.retry_after());
+            tracing::debug!(%method, error = %err, attempt, ?delay, "retrying Twilio request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        account: &AccountConnection,
+        method: Method,
+        url: &str,
+        form: Option<&[(&str, String)]>,
+    ) -> Result<bytes::Bytes, TwilioError> {
+        let started = std::time::Instant::now();
+        let operation = operation_label(&method, url);
+        let mut request = self.http.request(method, url).basic_auth(
+            &account.credentials.username,
+            Some(account.credentials.password.expose()),
+        );
+        if let Some(form) = form {
+            request = request.form(form);
+        }
+        let response = request.send().await.map_err(|e| {
+            crate::metrics::twilio_request(operation, "transport", started.elapsed());
+            TwilioError::Transport(transport_message(&e))
+        })?;
+        let status = response.status();
+        crate::metrics::twilio_request(operation, status.as_str(), started.elapsed());
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response.bytes().await.map_err(|e| TwilioError::Transport(transport_message(&e)))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(classify(status, &body, retry_after))
+    }
+}
+
+/// reqwest errors name the URL; ours carry no secret, but keep the message short and stable.
+fn transport_message(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    match e.url() {
+        Some(url) => format!("{kind}: {}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.path()),
+        None => kind.to_string(),
+    }
+}
+
+fn operation_label(method: &Method, url: &str) -> &'static str {
+    let path = url.split('?').next().unwrap_or(url);
+    let addresses_one_key = !path.ends_with("/Keys");
+    match (method.as_str(), addresses_one_key) {
+        ("POST", false) => "create_key",
+        ("POST", true) => "update_key",
+        ("GET", false) => "list_keys",
+        ("GET", true) => "fetch_key",
+        ("DELETE", _) => "delete_key",
+        _ => "other",
+    }
+}
+
+fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> TwilioError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let code = parsed.as_ref().and_then(|b| b.code);
+    let message = parsed
+        .and_then(|b| b.message)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    match status.as_u16() {
+        404 => TwilioError::NotFound { code },
+        401 | 403 => TwilioError::AuthFailed { status: status.as_u16(), code, message },
+        429 => TwilioError::RateLimited { code, retry_after },
+        500..=599 => TwilioError::Server { status: status.as_u16(), code, message, retry_after },
+        other => TwilioError::Rejected { status: other, code, message },
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, TwilioError> {
+    serde_json::from_slice(body).map_err(|e| TwilioError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_follow_twilio_regional_naming() {
+        assert_eq!(regional_host("iam", None, None), "iam.twilio.com");
+        assert_eq!(regional_host("iam", Some("ie1"), None), "iam.dublin.ie1.twilio.com");
+        assert_eq!(regional_host("iam", Some("au1"), Some("sydney")), "iam.sydney.au1.twilio.com");
+        assert_eq!(regional_host("iam", None, Some("dublin")), "iam.dublin.us1.twilio.com");
+        assert_eq!(
+            Endpoint::from_flag(Some("http://127.0.0.1:9/")).iam_base(Some("ie1"), None),
+            "http://127.0.0.1:9"
+        );
+    }
+
+    #[test]
+    fn error_bodies_map_to_what_the_caller_should_do() {
+        let gone = classify(StatusCode::NOT_FOUND, br#"{"code":20404,"message":"nope","status":404}"#, None);
+        assert!(matches!(gone, TwilioError::NotFound { code: Some(20404) }));
+        let auth = classify(StatusCode::UNAUTHORIZED, br#"{"code":20003,"message":"Authenticate"}"#, None);
+        assert!(matches!(auth, TwilioError::AuthFailed { code: Some(20003), .. }));
+        assert!(!auth.is_transient());
+        let limited = classify(StatusCode::TOO_MANY_REQUESTS, b"", Some(Duration::from_secs(2)));
+        assert!(limited.is_transient());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
+        let unknown_shape = classify(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", None);
+        assert!(
+            matches!(&unknown_shape, TwilioError::Server { status: 502, message, .. } if message.contains("bad gateway"))
+        );
+        let bad = classify(StatusCode::BAD_REQUEST, br#"{"code":20001,"message":"Invalid"}"#, None);
+        assert!(!bad.is_transient());
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let policy = RetryPolicy { attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        for attempt in 0..10 {
+            assert!(policy.delay(attempt, None) <= Duration::from_secs(1));
+        }
+        assert!(policy.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn operations_are_labelled_by_method_and_path() {
+        assert_eq!(operation_label(&Method::POST, "http://x/v1/Keys"), "create_key");
+        assert_eq!(operation_label(&Method::GET, "http://x/v1/Keys?AccountSid=AC1"), "list_keys");
+        assert_eq!(operation_label(&Method::GET, "http://x/v1/Keys/SK1"), "fetch_key");
+        assert_eq!(operation_label(&Method::POST, "http://x/v1/Keys/SK1"), "update_key");
+        assert_eq!(operation_label(&Method::DELETE, "http://x/v1/Keys/SK1"), "delete_key");
+    }
+}

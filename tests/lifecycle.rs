@@ -1,0 +1,158 @@
+//! Scenarios on a real API server with the real operator binary and the fake Twilio:
+//! create, deliver, delete, orphan, and refused credentials.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use serde_json::json;
+use support::{ACCOUNT_SID, TestEnv, wait_until};
+use twilio_operator::crd::TwilioAccount;
+use twilio_operator::fake_twilio::FakeKeyType;
+
+#[tokio::test]
+async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs() {
+    let env = TestEnv::with_operator("create").await;
+    env.create_key("web", json!({})).await;
+    env.create_key(
+        "sms-sender",
+        json!({
+            "keyType": "Restricted",
+            "friendlyName": "sms sender",
+            "policy": {"allow": ["/twilio/messaging/messages/create"]},
+            "secret": {"name": "sms-credentials", "labels": {"team": "a"}},
+        }),
+    )
+    .await;
+
+    for (name, secret_name, key_type, friendly_name) in [
+        ("web", "web", FakeKeyType::Standard, format!("{}/web", env.namespace)),
+        ("sms-sender", "sms-credentials", FakeKeyType::Restricted, "sms sender".to_string()),
+    ] {
+        let key = env.wait_ready(name).await;
+        let status = key.status.clone().unwrap();
+        let sid = status.key_sid.clone().expect("status.keySid is set");
+        assert_eq!(status.account_sid.as_deref(), Some(ACCOUNT_SID));
+        assert_eq!(status.secret_name.as_deref(), Some(secret_name));
+        assert_eq!(status.observed_generation, key.metadata.generation);
+
+        let (account, delivered_sid, secret) = env.delivered_pair(secret_name).await;
+        assert_eq!((account.as_str(), delivered_sid.as_str()), (ACCOUNT_SID, sid.as_str()));
+        assert!(env.twilio_accepts(&account, &delivered_sid, &secret).await, "the delivered pair authenticates");
+
+        let in_twilio = env.fake.key(&sid).expect("the key exists in Twilio");
+        assert_eq!(in_twilio.key_type, key_type);
+        assert_eq!(in_twilio.friendly_name, friendly_name);
+
+        let delivered = env.secrets().get(secret_name).await.unwrap();
+        let owner = &delivered.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), Some(&owner.uid)), ("TwilioApiKey", key.uid().as_ref()));
+        assert!(env.event_reasons(name).await.contains(&"KeyCreated".to_string()));
+    }
+    let restricted = env.fake.keys().into_iter().find(|k| k.key_type == FakeKeyType::Restricted).unwrap();
+    assert_eq!(restricted.policy, Some(json!({"allow": ["/twilio/messaging/messages/create"]})));
+    let secret = env.secrets().get("sms-credentials").await.unwrap();
+    assert_eq!(secret.labels().get("team").map(String::as_str), Some("a"));
+    assert_eq!(env.fake.keys().len(), 2, "exactly one Twilio key per resource");
+}
+
+#[tokio::test]
+async fn deleting_a_key_removes_it_from_twilio_and_its_secret_from_the_cluster() {
+    let env = TestEnv::with_operator("delete").await;
+    env.create_key("doomed", json!({})).await;
+    let sid = env.wait_ready("doomed").await.status.unwrap().key_sid.unwrap();
+    assert!(env.fake.key(&sid).is_some());
+
+    env.delete_key("doomed").await;
+    env.wait_gone("doomed").await;
+    assert!(env.fake.key(&sid).is_none(), "the key is deleted in Twilio before the finalizer goes");
+    let secrets = env.secrets();
+    wait_until("Secret doomed to be deleted", || async {
+        matches!(secrets.get_opt("doomed").await, Ok(None)).then_some(())
+    })
+    .await;
+    assert!(env.event_reasons("doomed").await.contains(&"KeyDeleted".to_string()));
+}
+
+#[tokio::test]
+async fn orphan_deletion_policy_keeps_the_key_and_the_secret() {
+    let env = TestEnv::with_operator("orphan").await;
+    env.create_key("kept", json!({"deletionPolicy": "Orphan"})).await;
+    let sid = env.wait_ready("kept").await.status.unwrap().key_sid.unwrap();
+
+    env.delete_key("kept").await;
+    env.wait_gone("kept").await;
+    // Give the garbage collector time to act on a wrongly kept ownerReference.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let secret: Secret = env.secrets().get("kept").await.expect("the Secret is kept");
+    assert!(secret.owner_references().is_empty(), "the ownerReference is removed");
+    let (account, key_sid, key_secret) = env.delivered_pair("kept").await;
+    assert_eq!(key_sid, sid);
+    assert!(env.fake.key(&sid).is_some(), "the key is kept in Twilio");
+    assert!(env.twilio_accepts(&account, &key_sid, &key_secret).await, "and still works");
+}
+
+#[tokio::test]
+async fn refused_credentials_stall_with_twilio_auth_failed_and_no_retry_storm() {
+    let mut env = TestEnv::new("badcreds").await;
+    env.create_secret("wrong-credentials", &[("TWILIO_AUTH_TOKEN", "not-the-token")]).await;
+    env.create_account("wrong", "wrong-credentials").await;
+    env.start_operator(&[]);
+    env.create_key("refused", json!({"accountRef": {"name": "wrong"}})).await;
+
+    let key = env.wait_for_condition("refused", "False", "TwilioAuthFailed").await;
+    let stalled = key.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!(stalled.status, "True");
+    assert!(stalled.message.contains("401"), "the message says what Twilio answered: {}", stalled.message);
+    assert!(env.event_reasons("refused").await.contains(&"TwilioAuthFailed".to_string()));
+
+    let accounts: kube::Api<TwilioAccount> = kube::Api::namespaced(env.client.clone(), &env.namespace);
+    wait_until("TwilioAccount wrong to report TwilioAuthFailed", || async {
+        let account = accounts.get("wrong").await.ok()?;
+        let ready = account.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "False" && ready.reason == "TwilioAuthFailed").then_some(())
+    })
+    .await;
+
+    // A refused credential is not retried until something changes or the resync interval (30s
+    // here) passes: over the next seconds the create is not attempted again.
+    let attempts = || env.fake.request_counts().get("create_key 401").copied().unwrap_or(0);
+    let before = attempts();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(before, 1, "one refused create");
+    assert_eq!(attempts(), before, "no retries while stalled");
+    assert!(env.fake.keys().is_empty());
+}
+
+#[tokio::test]
+async fn accounts_report_verified_credentials_and_main_keys_work_too() {
+    let env = TestEnv::with_operator("accounts").await;
+    let accounts: kube::Api<TwilioAccount> = kube::Api::namespaced(env.client.clone(), &env.namespace);
+    wait_until("TwilioAccount main to be Ready", || async {
+        let account = accounts.get("main").await.ok()?;
+        let ready = account.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "True" && ready.reason == "CredentialsVerified").then_some(())
+    })
+    .await;
+
+    let (main_sid, main_secret) = env.fake.add_main_key(ACCOUNT_SID);
+    env.create_secret("main-key", &[("TWILIO_API_KEY", &main_sid), ("TWILIO_API_SECRET", &main_secret)]).await;
+    env.create_account("by-main-key", "main-key").await;
+    env.create_key("via-main-key", json!({"accountRef": {"name": "by-main-key"}})).await;
+    let key = env.wait_ready("via-main-key").await;
+    let (account, sid, secret) = env.delivered_pair("via-main-key").await;
+    assert_eq!(Some(sid.clone()), key.status.unwrap().key_sid);
+    assert!(env.twilio_accepts(&account, &sid, &secret).await);
+}
+
+#[tokio::test]
+async fn invalid_spec_is_stalled_with_the_field_named_and_no_twilio_call() {
+    let env = TestEnv::with_operator("invalid").await;
+    env.create_key("no-policy", json!({"keyType": "Restricted"})).await;
+    let key = env.wait_for_condition("no-policy", "False", "InvalidSpec").await;
+    let ready = key.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains("spec.policy"), "{}", ready.message);
+    assert_eq!(env.fake.request_counts().keys().filter(|k| k.starts_with("create_key")).count(), 0);
+}

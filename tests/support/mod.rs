@@ -1,0 +1,286 @@
+//! Test harness: a real control plane (started once per test binary by hack/control-plane.sh,
+//! or the cluster named by TWILIO_OPERATOR_TEST_KUBECONFIG), the project's fake Twilio in this
+//! process, and the real operator binary, one namespace per test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
+use serde_json::json;
+use twilio_operator::crd::{TwilioAccount, TwilioApiKey};
+use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio};
+
+pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+pub const AUTH_TOKEN: &str = "test-auth-token-0001";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+}
+
+/// The control plane shared by every test of this binary.
+pub fn control_plane() -> &'static ControlPlane {
+    static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+    PLANE.get_or_init(|| {
+        if let Ok(path) = std::env::var("TWILIO_OPERATOR_TEST_KUBECONFIG") {
+            return ControlPlane { kubeconfig: PathBuf::from(path) };
+        }
+        let dir = repo_root().join("target").join("test-control-planes").join(format!("{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let crds: Vec<PathBuf> = std::fs::read_dir(repo_root().join("crds"))
+            .expect("crds/ exists")
+            .map(|e| e.expect("crds/ entry").path())
+            .collect();
+        let status = Command::new(repo_root().join("hack/control-plane.sh"))
+            .arg("up")
+            .arg(&dir)
+            .args(&crds)
+            .env("WATCH_PID", std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run hack/control-plane.sh");
+        assert!(status.success(), "hack/control-plane.sh up failed; logs are in {}", dir.display());
+        ControlPlane { kubeconfig: dir.join("kubeconfig") }
+    })
+}
+
+pub async fn client() -> Client {
+    let plane = control_plane();
+    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
+    let client = Client::try_from(config).expect("client");
+    ensure_crds(&client).await;
+    client
+}
+
+/// On a cluster the suite did not start, the CRDs may be missing or old: apply them.
+async fn ensure_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    if std::env::var("TWILIO_OPERATOR_TEST_KUBECONFIG").is_err() {
+        return;
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (_, yaml) in twilio_operator::crd::crd_documents() {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("crd yaml");
+        crds.patch(&crd.name_any(), &PatchParams::apply("twilio-operator-tests").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+    }
+}
+
+/// The real operator binary, killed when dropped. Its output goes to a log file.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(namespace: &str, twilio_url: &str, extra_args: &[&str]) -> Operator {
+        let log_dir = repo_root().join("target").join("test-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = log_dir.join(format!("{namespace}-operator.log"));
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_twilio-operator"))
+            .args(["run", "--twilio-api-url", twilio_url, "--watch-namespace", namespace])
+            .args(["--metrics-addr", "127.0.0.1:0", "--resync-interval", "30s"])
+            .args(extra_args)
+            .env("KUBECONFIG", &control_plane().kubeconfig)
+            .env("RUST_LOG", std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,twilio_operator=debug".into()))
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("start the operator binary");
+        Operator { child, log }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One test's world: its namespace, a fake Twilio with one account, a TwilioAccount "main"
+/// holding that account's auth token, and the operator watching the namespace.
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    pub fake: FakeTwilio,
+    pub operator: Option<Operator>,
+}
+
+impl TestEnv {
+    pub async fn new(test: &str) -> TestEnv {
+        let client = client().await;
+        let namespace = format!("{test}-{:04x}", rand::random::<u16>()).replace('_', "-");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        namespaces
+            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
+            .await
+            .expect("create namespace");
+        let fake = FakeTwilio::start(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![FakeAccount { sid: ACCOUNT_SID.into(), auth_token: AUTH_TOKEN.into() }],
+        )
+        .await
+        .expect("start fake Twilio");
+        let env = TestEnv { client, namespace, fake, operator: None };
+        env.create_secret("twilio-credentials", &[("TWILIO_AUTH_TOKEN", AUTH_TOKEN)]).await;
+        env.create_account("main", "twilio-credentials").await;
+        env
+    }
+
+    pub async fn with_operator(test: &str) -> TestEnv {
+        let mut env = TestEnv::new(test).await;
+        env.start_operator(&[]);
+        env
+    }
+
+    pub fn start_operator(&mut self, extra_args: &[&str]) {
+        self.operator = Some(Operator::start(&self.namespace, &self.fake.url(), extra_args));
+    }
+
+    pub fn stop_operator(&mut self) {
+        self.operator = None;
+    }
+
+    pub fn keys(&self) -> Api<TwilioApiKey> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub async fn create_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let string_data: serde_json::Map<String, serde_json::Value> =
+            data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": name}, "stringData": string_data})).unwrap();
+        self.secrets().create(&PostParams::default(), &secret).await.expect("create Secret");
+    }
+
+    pub async fn create_account(&self, name: &str, credentials_secret: &str) {
+        let account: TwilioAccount = serde_json::from_value(json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1",
+            "kind": "TwilioAccount",
+            "metadata": {"name": name},
+            "spec": {"accountSid": ACCOUNT_SID, "credentialsSecretRef": {"name": credentials_secret}},
+        }))
+        .unwrap();
+        Api::<TwilioAccount>::namespaced(self.client.clone(), &self.namespace)
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("create TwilioAccount");
+    }
+
+    /// Creates a TwilioApiKey with the given spec (accountRef defaults to the "main" account).
+    pub async fn create_key(&self, name: &str, mut spec: serde_json::Value) -> TwilioApiKey {
+        if spec.get("accountRef").is_none() {
+            spec["accountRef"] = json!({"name": "main"});
+        }
+        let key: TwilioApiKey = serde_json::from_value(json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1",
+            "kind": "TwilioApiKey",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .unwrap();
+        self.keys().create(&PostParams::default(), &key).await.expect("create TwilioApiKey")
+    }
+
+    pub async fn delete_key(&self, name: &str) {
+        self.keys().delete(name, &DeleteParams::default()).await.expect("delete TwilioApiKey");
+    }
+
+    /// Waits until the key's Ready condition has this status and reason.
+    pub async fn wait_for_condition(&self, name: &str, status: &str, reason: &str) -> TwilioApiKey {
+        let keys = self.keys();
+        wait_until(&format!("TwilioApiKey {name} Ready={status} reason={reason}"), || async {
+            let key = keys.get_opt(name).await.ok().flatten()?;
+            let conditions = &key.status.as_ref()?.conditions;
+            let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+            (ready.status == status && ready.reason == reason).then_some(key)
+        })
+        .await
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> TwilioApiKey {
+        self.wait_for_condition(name, "True", "KeyReady").await
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        let keys = self.keys();
+        wait_until(&format!("TwilioApiKey {name} to be gone"), || async {
+            matches!(keys.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
+    }
+
+    /// Reasons of the Events recorded for an object.
+    pub async fn event_reasons(&self, object_name: &str) -> Vec<String> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list Events")
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object_name))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    /// The Secret's three values (account SID, key SID, key secret) under the default data keys.
+    pub async fn delivered_pair(&self, secret_name: &str) -> (String, String, String) {
+        let secret = self.secrets().get(secret_name).await.expect("Secret exists");
+        let data = secret.data.expect("Secret has data");
+        let value = |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("Secret lacks {k}")).0.clone()).unwrap();
+        (value("TWILIO_ACCOUNT_SID"), value("TWILIO_API_KEY"), value("TWILIO_API_SECRET"))
+    }
+
+    /// Whether Twilio (the fake, over HTTP, as any client would) accepts the pair.
+    pub async fn twilio_accepts(&self, account_sid: &str, key_sid: &str, key_secret: &str) -> bool {
+        let response = reqwest::Client::new()
+            .get(format!("{}/2010-04-01/Accounts/{account_sid}.json", self.fake.url()))
+            .basic_auth(key_sid, Some(key_secret))
+            .send()
+            .await
+            .expect("reach fake Twilio");
+        response.status() == reqwest::StatusCode::OK
+    }
+}
+
+/// Polls `check` until it yields a value, failing the test after two minutes.
+pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn read(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path.as_ref()).unwrap_or_else(|e| panic!("read {}: {e}", path.as_ref().display()))
+}
