@@ -15,8 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::conditions::{self, Health};
 use crate::context::Context;
 use crate::crd::{
-    AccountKind, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus,
-    TwilioApiKey,
+    AccountKind, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus, TwilioApiKey,
 };
 use crate::error::{Error, Result};
 use crate::secret_string::SecretString;
@@ -126,9 +125,10 @@ pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<Accoun
     match key.spec.account_ref.kind {
         AccountKind::TwilioAccount => {
             let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
-            let account = api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?.ok_or_else(|| {
-                Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
-            })?;
+            let account =
+                api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?.ok_or_else(|| {
+                    Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
+                })?;
             Ok(account.source())
         }
         AccountKind::ClusterTwilioAccount => {
@@ -167,11 +167,7 @@ pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<Accoun
 
 /// Label selector semantics: every matchLabels pair and every matchExpressions requirement holds.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
+    let labels_match = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
     let expressions_match = selector.match_expressions.iter().flatten().all(|req| {
         let values = req.values.clone().unwrap_or_default();
         let value = labels.get(&req.key);
@@ -218,7 +214,12 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
     let previous = account.account_status().cloned().unwrap_or_default();
     let status = TwilioAccountStatus {
         observed_generation: account.meta().generation,
-        conditions: conditions::conditions_for(&previous.conditions, &health, account.meta().generation, Timestamp::now()),
+        conditions: conditions::conditions_for(
+            &previous.conditions,
+            &health,
+            account.meta().generation,
+            Timestamp::now(),
+        ),
     };
     if status != previous {
         let api = account.api(ctx.client.clone());

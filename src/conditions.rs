@@ -22,7 +22,9 @@ pub enum Health {
 impl Health {
     pub fn reason(&self) -> &'static str {
         match self {
-            Health::Ready { reason, .. } | Health::Progressing { reason, .. } | Health::Stalled { reason, .. } => reason,
+            Health::Ready { reason, .. } | Health::Progressing { reason, .. } | Health::Stalled { reason, .. } => {
+                reason
+            }
         }
     }
 
@@ -37,17 +39,21 @@ impl Health {
 
 /// The conditions for `health`, keeping each condition's lastTransitionTime unless its status
 /// changes, so that re-applying the same health writes nothing new.
-pub fn conditions_for(previous: &[Condition], health: &Health, generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+pub fn conditions_for(
+    previous: &[Condition],
+    health: &Health,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
     let (ready, reconciling, stalled) = match health {
         Health::Ready { .. } => ("True", "False", "False"),
         Health::Progressing { .. } => ("False", "True", "False"),
         Health::Stalled { .. } => ("False", "False", "True"),
     };
+    // Every condition carries the reason and message: the API server rejects an empty message
+    // as null, and a reader of any one condition learns the whole story.
     let make = |type_: &str, status: &str| {
-        let (reason, message) = match (type_, status) {
-            (_, "True") | (READY, _) => (health.reason().to_string(), health.message().to_string()),
-            _ => (health.reason().to_string(), String::new()),
-        };
+        let (reason, message) = (health.reason().to_string(), health.message().to_string());
         let last_transition_time = previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status)

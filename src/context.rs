@@ -27,10 +27,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, twilio: TwilioClient, config: Config) -> Self {
-        let reporter = Reporter {
-            controller: crate::crd::FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter =
+            Reporter { controller: crate::crd::FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         Self { client, twilio, config, recorder, failures: Mutex::default() }
     }
@@ -51,13 +49,7 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
         // An Event that cannot be written must not fail the reconciliation it describes.
         if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(%error, reason, "could not record Event");
@@ -70,9 +62,9 @@ impl Context {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let count = failures.entry(uid).or_insert(0);
         *count = count.saturating_add(1);
-        let seconds = 1u64 << (*count - 1).min(9);
+        let seconds = (1u64 << (*count - 1).min(9)).min(300);
         let jitter = rand::random_range(0..=seconds * 250);
-        Duration::from_secs(seconds.min(300)) + Duration::from_millis(jitter)
+        Duration::from_secs(seconds) + Duration::from_millis(jitter)
     }
 
     pub fn reset_backoff<K: Resource>(&self, obj: &K) {

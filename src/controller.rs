@@ -4,17 +4,23 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, StreamExt};
 use futures::future::join_all;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt};
+use kube::{Api, Resource, ResourceExt};
 
 use crate::account;
 use crate::context::Context;
-use crate::crd::{AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioAccount, TwilioApiKey};
+use crate::crd::{
+    AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION, TwilioAccount,
+    TwilioApiKey,
+};
 use crate::reconcile;
 
 /// Runs every controller until a shutdown signal arrives. `namespaces` empty means all.
@@ -64,21 +70,49 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let controller = Controller::new(keys, watcher::Config::default()).with_config(config);
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let changes = watcher(keys, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(intent_hash, PredicateConfig::default());
+    let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let by_account = store.clone();
     controller
         .owns(secrets, managed)
-        .watches(accounts, watcher::Config::default(), move |account: TwilioAccount| {
+        .watches_stream(spec_changes(accounts), move |account: TwilioAccount| {
             keys_using(&by_account, AccountKind::TwilioAccount, &account.name_any(), account.namespace())
         })
-        .watches(cluster_accounts, watcher::Config::default(), move |account: ClusterTwilioAccount| {
+        .watches_stream(spec_changes(cluster_accounts), move |account: ClusterTwilioAccount| {
             keys_using(&store, AccountKind::ClusterTwilioAccount, &account.name_any(), None)
         })
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(log_outcome)
         .await;
+}
+
+/// Accounts whose spec changed: their status writes must not wake the keys that use them.
+fn spec_changes<A>(api: Api<A>) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static
+where
+    A: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(kube::runtime::predicates::generation, PredicateConfig::default())
+}
+
+/// What a change to a key must alter to wake it: its spec (generation), its deletion, its
+/// finalizers or the rotate annotation. The operator's own status writes do not wake it, so a
+/// stalled key is not retried just because its status was written.
+fn intent_hash(key: &TwilioApiKey) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    key.meta().generation.hash(&mut hasher);
+    key.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    key.finalizers().hash(&mut hasher);
+    key.annotations().get(ROTATE_ANNOTATION).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Keys that refer to an account, so that a change to the account re-reconciles them.

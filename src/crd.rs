@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "twilio-operator.dev";
 pub const FINALIZER: &str = "twilio-operator.dev/cleanup";
 pub const FIELD_MANAGER: &str = "twilio-operator";
+/// On a TwilioApiKey: any new value rotates the key once.
+pub const ROTATE_ANNOTATION: &str = "twilio-operator.dev/rotate";
+/// On a delivered Secret: the SID of the key the operator wrote into it.
+pub const KEY_SID_ANNOTATION: &str = "twilio-operator.dev/key-sid";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "twilio-operator";
 
@@ -24,7 +28,7 @@ pub const DEFAULT_AUTH_TOKEN_KEY: &str = "TWILIO_AUTH_TOKEN";
 const ACCOUNT_SID_PATTERN: &str = "^AC[0-9a-fA-F]{32}$";
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
-/// One Twilio API key whose SID and secret the operator delivers into a Kubernetes Secret.
+/// The desired state of a TwilioApiKey.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "twilio-operator.dev",
@@ -240,7 +244,7 @@ pub struct RetiringKey {
     pub delete_after: String,
 }
 
-/// Credentials and location of a Twilio account that keys in this namespace may be created in.
+/// The desired state of a TwilioAccount.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "twilio-operator.dev",
@@ -274,7 +278,7 @@ pub struct TwilioAccountSpec {
     pub credentials_secret_ref: CredentialsSecretRef,
 }
 
-/// Credentials and location of a Twilio account usable from the namespaces it allows.
+/// The desired state of a ClusterTwilioAccount.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "twilio-operator.dev",
@@ -393,27 +397,36 @@ impl TwilioApiKey {
 
     /// The name of the Secret the key is delivered into.
     pub fn desired_secret_name(&self) -> String {
-        self.spec
-            .secret
-            .name
-            .clone()
-            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        self.spec.secret.name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }
 
 /// The CRDs as YAML documents, keyed by the file name they are committed under in `crds/`.
 pub fn crd_documents() -> Vec<(String, String)> {
     use kube::CustomResourceExt;
-    [
-        TwilioApiKey::crd(),
-        TwilioAccount::crd(),
-        ClusterTwilioAccount::crd(),
-    ]
-    .into_iter()
-    .map(|crd| {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let yaml = serde_yaml::to_string(&crd).unwrap_or_default();
-        (format!("{name}.yaml"), yaml)
-    })
-    .collect()
+    [TwilioApiKey::crd(), TwilioAccount::crd(), ClusterTwilioAccount::crd()]
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let mut value = serde_json::to_value(&crd).unwrap_or_default();
+            drop_null_enum_values(&mut value);
+            let yaml = serde_yaml::to_string(&value).unwrap_or_default();
+            (format!("{name}.yaml"), yaml)
+        })
+        .collect()
+}
+
+/// schemars lists `null` among the values of an optional enum; the API server rejects such a
+/// schema (`nullable: true` already allows null), so it is removed.
+fn drop_null_enum_values(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+            }
+            map.values_mut().for_each(drop_null_enum_values);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_enum_values),
+        _ => {}
+    }
 }

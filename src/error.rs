@@ -51,8 +51,9 @@ impl Error {
             Error::Twilio { source: TwilioError::AuthFailed { .. }, .. } => Some("TwilioAuthFailed"),
             Error::Twilio { source: TwilioError::Rejected { .. }, .. } => Some("TwilioRejected"),
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.stall_reason(),
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.stall_reason()
+                }
                 _ => None,
             },
             _ => None,
@@ -70,8 +71,9 @@ impl Error {
             Error::CredentialsNotFound(_) => "credentials_not_found",
             Error::SecretConflict(_) => "secret_conflict",
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.label(),
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.label()
+                }
                 _ => "finalizer",
             },
         }

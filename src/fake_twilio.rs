@@ -112,10 +112,7 @@ impl FakeTwilio {
     pub async fn start(addr: SocketAddr, accounts: Vec<FakeAccount>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let store = Store {
-            accounts: accounts.into_iter().map(|a| (a.sid.clone(), a)).collect(),
-            ..Store::default()
-        };
+        let store = Store { accounts: accounts.into_iter().map(|a| (a.sid.clone(), a)).collect(), ..Store::default() };
         let shared = Arc::new(Shared { store: Mutex::new(store), base_url: format!("http://{addr}") });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
@@ -162,10 +159,7 @@ impl FakeTwilio {
     /// Whether `sid:secret` authenticates against `account_sid`, as a client using the key would.
     pub fn accepts_key_pair(&self, account_sid: &str, sid: &str, secret: &str) -> bool {
         let store = self.shared.lock();
-        store
-            .keys
-            .get(sid)
-            .is_some_and(|k| k.account_sid == account_sid && k.secret == secret)
+        store.keys.get(sid).is_some_and(|k| k.account_sid == account_sid && k.secret == secret)
     }
 
     /// Creates a Main key, which (like an auth token) may manage keys. Returns (sid, secret).
@@ -205,7 +199,9 @@ impl Store {
         let mut rng = rand::rng();
         let sid = format!("SK{:032x}", rng.random::<u128>());
         let secret: String = (0..32)
-            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[rng.random_range(0..62)]))
+            .map(|_| {
+                char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[rng.random_range(0..62)])
+            })
             .collect();
         let now = Timestamp::now();
         self.next_seq += 1;
@@ -237,32 +233,50 @@ fn rfc2822(t: Timestamp) -> String {
     t.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string()
 }
 
-fn twilio_error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
-    let body = json!({
-        "code": code,
-        "message": message.into(),
-        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
-        "status": status.as_u16(),
-    });
-    (status, Json(body)).into_response()
+/// An error answered in Twilio's classic shape.
+struct ApiError {
+    status: StatusCode,
+    code: u32,
+    message: String,
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
+            "status": self.status.as_u16(),
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Twilio API\""));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn twilio_error(status: StatusCode, code: u32, message: impl Into<String>) -> ApiError {
+    ApiError { status, code, message: message.into() }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
     twilio_error(StatusCode::BAD_REQUEST, 20001, message)
 }
 
-fn not_found(path: &str) -> Response {
+fn not_found(path: &str) -> ApiError {
     twilio_error(StatusCode::NOT_FOUND, 20404, format!("The requested resource {path} was not found"))
 }
 
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Principal, Response> {
-    let unauthorized = || {
-        let mut response = twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Twilio API\""));
-        response
-    };
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let unauthorized = || twilio_error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     let decoded = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -288,7 +302,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Principal, Respo
 }
 
 /// The account a request may manage keys in, or the error Twilio gives.
-fn manager_of(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+fn manager_of(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
     match authenticate(shared, headers)? {
         Principal::Manager(account) => Ok(account),
         Principal::KeyUser(_) => Err(twilio_error(
@@ -299,7 +313,7 @@ fn manager_of(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> 
     }
 }
 
-fn forbidden_account() -> Response {
+fn forbidden_account() -> ApiError {
     twilio_error(StatusCode::FORBIDDEN, 20003, "Permission Denied: credentials do not belong to this account")
 }
 
@@ -313,29 +327,24 @@ fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn reject_unknown(params: &Params, allowed: &[&str]) -> Result<(), Response> {
+fn reject_unknown(params: &Params, allowed: &[&str]) -> Result<(), ApiError> {
     match params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         Some((k, _)) => Err(bad_request(format!("Unknown parameter {k}"))),
         None => Ok(()),
     }
 }
 
-fn check_friendly_name(name: Option<&str>) -> Result<(), Response> {
+fn check_friendly_name(name: Option<&str>) -> Result<(), ApiError> {
     match name {
-        Some(name) if name.chars().count() > 64 => {
-            Err(bad_request("FriendlyName must be at most 64 characters"))
-        }
+        Some(name) if name.chars().count() > 64 => Err(bad_request("FriendlyName must be at most 64 characters")),
         _ => Ok(()),
     }
 }
 
-fn parse_policy(raw: &str) -> Result<Value, Response> {
-    let policy: Value =
-        serde_json::from_str(raw).map_err(|_| bad_request("Policy must be a JSON document"))?;
-    let allow = policy
-        .get("allow")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad_request("Policy must have an allow list"))?;
+fn parse_policy(raw: &str) -> Result<Value, ApiError> {
+    let policy: Value = serde_json::from_str(raw).map_err(|_| bad_request("Policy must be a JSON document"))?;
+    let allow =
+        policy.get("allow").and_then(Value::as_array).ok_or_else(|| bad_request("Policy must have an allow list"))?;
     if allow.is_empty() || allow.len() > 100 {
         return Err(bad_request("Policy allow list must hold 1 to 100 permissions"));
     }
@@ -373,7 +382,7 @@ fn v2010_key_json(key: &FakeKey, with_secret: bool) -> Value {
 }
 
 /// Page size and the position after which a page starts, from Twilio's paging parameters.
-fn paging(params: &Params) -> Result<(usize, u64, u64), Response> {
+fn paging(params: &Params) -> Result<(usize, u64, u64), ApiError> {
     let size = match param(params, "PageSize") {
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
@@ -412,27 +421,19 @@ fn page_of(store: &Store, account: &str, size: usize, after: u64) -> (Vec<FakeKe
     (page, next)
 }
 
-async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(params): Query<Params>) -> Response {
-    let manager = match manager_of(&shared, &headers) {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
-    if let Err(e) = reject_unknown(&params, &["AccountSid", "PageSize", "Page", "PageToken"]) {
-        return e;
-    }
+async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(params): Query<Params>) -> Answer {
+    let manager = manager_of(&shared, &headers)?;
+    reject_unknown(&params, &["AccountSid", "PageSize", "Page", "PageToken"])?;
     let Some(account) = param(&params, "AccountSid") else {
-        return bad_request("Missing required parameter AccountSid in the query string");
+        return Err(bad_request("Missing required parameter AccountSid in the query string"));
     };
     if !is_sid(account, "AC") {
-        return bad_request("AccountSid must be AC followed by 32 hex digits");
+        return Err(bad_request("AccountSid must be AC followed by 32 hex digits"));
     }
     if account != manager {
-        return forbidden_account();
+        return Err(forbidden_account());
     }
-    let (size, page, after) = match paging(&params) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
+    let (size, page, after) = paging(&params)?;
     let store = shared.lock();
     let (keys, next) = page_of(&store, account, size, after);
     let base = format!("{}/v1/Keys?AccountSid={account}&PageSize={size}", shared.base_url);
@@ -452,7 +453,7 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
             })
         })
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "keys": items,
         "meta": {
             "page": page,
@@ -464,56 +465,42 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
             "key": "keys",
         }
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn v1_create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
-    let manager = match manager_of(&shared, &headers) {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
-    let params: Params = match form_body(&headers, &body) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    if let Err(e) = reject_unknown(&params, &["AccountSid", "FriendlyName", "KeyType", "Policy"]) {
-        return e;
-    }
+async fn v1_create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Answer {
+    let manager = manager_of(&shared, &headers)?;
+    let params: Params = form_body(&headers, &body)?;
+    reject_unknown(&params, &["AccountSid", "FriendlyName", "KeyType", "Policy"])?;
     let Some(account) = param(&params, "AccountSid") else {
-        return bad_request("Missing required parameter AccountSid in the post body");
+        return Err(bad_request("Missing required parameter AccountSid in the post body"));
     };
     if !is_sid(account, "AC") {
-        return bad_request("AccountSid must be AC followed by 32 hex digits");
+        return Err(bad_request("AccountSid must be AC followed by 32 hex digits"));
     }
     if account != manager {
-        return forbidden_account();
+        return Err(forbidden_account());
     }
     let friendly_name = param(&params, "FriendlyName");
-    if let Err(e) = check_friendly_name(friendly_name) {
-        return e;
-    }
+    check_friendly_name(friendly_name)?;
     let (key_type, policy) = match (param(&params, "KeyType"), param(&params, "Policy")) {
         (None, None) => (FakeKeyType::Standard, None),
-        (Some("restricted"), Some(raw)) => match parse_policy(raw) {
-            Ok(policy) => (FakeKeyType::Restricted, Some(policy)),
-            Err(e) => return e,
-        },
-        (Some("restricted"), None) => return bad_request("Policy is required for a restricted key"),
-        (None, Some(_)) => return bad_request("Policy is only allowed for a restricted key"),
-        (Some(other), _) => return bad_request(format!("KeyType {other} is not valid; the only value is restricted")),
+        (Some("restricted"), Some(raw)) => (FakeKeyType::Restricted, Some(parse_policy(raw)?)),
+        (Some("restricted"), None) => return Err(bad_request("Policy is required for a restricted key")),
+        (None, Some(_)) => return Err(bad_request("Policy is only allowed for a restricted key")),
+        (Some(other), _) => {
+            return Err(bad_request(format!("KeyType {other} is not valid; the only value is restricted")));
+        }
     };
     let key = shared.lock().insert_key(account, friendly_name.unwrap_or(""), key_type, policy);
-    (StatusCode::CREATED, Json(v1_key_json(&key, true))).into_response()
+    Ok((StatusCode::CREATED, Json(v1_key_json(&key, true))).into_response())
 }
 
-async fn v1_fetch(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
-    let manager = match manager_of(&shared, &headers) {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
+async fn v1_fetch(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Answer {
+    let manager = manager_of(&shared, &headers)?;
     match shared.lock().keys.get(&sid) {
-        Some(key) if key.account_sid == manager => Json(v1_key_json(key, false)).into_response(),
-        _ => not_found(&format!("/v1/Keys/{sid}")),
+        Some(key) if key.account_sid == manager => Ok(Json(v1_key_json(key, false)).into_response()),
+        _ => Err(not_found(&format!("/v1/Keys/{sid}"))),
     }
 }
 
@@ -522,31 +509,18 @@ async fn v1_update(
     headers: HeaderMap,
     Path(sid): Path<String>,
     body: String,
-) -> Response {
-    let manager = match manager_of(&shared, &headers) {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
-    let params: Params = match form_body(&headers, &body) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    if let Err(e) = reject_unknown(&params, &["FriendlyName", "Policy"]) {
-        return e;
-    }
-    if let Err(e) = check_friendly_name(param(&params, "FriendlyName")) {
-        return e;
-    }
-    let policy = match param(&params, "Policy").map(parse_policy).transpose() {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
+) -> Answer {
+    let manager = manager_of(&shared, &headers)?;
+    let params: Params = form_body(&headers, &body)?;
+    reject_unknown(&params, &["FriendlyName", "Policy"])?;
+    check_friendly_name(param(&params, "FriendlyName"))?;
+    let policy = param(&params, "Policy").map(parse_policy).transpose()?;
     let mut store = shared.lock();
     let Some(key) = store.keys.get_mut(&sid).filter(|k| k.account_sid == manager) else {
-        return not_found(&format!("/v1/Keys/{sid}"));
+        return Err(not_found(&format!("/v1/Keys/{sid}")));
     };
     if policy.is_some() && key.key_type != FakeKeyType::Restricted {
-        return bad_request("Policy can only be updated on a restricted key");
+        return Err(bad_request("Policy can only be updated on a restricted key"));
     }
     if let Some(name) = param(&params, "FriendlyName") {
         key.friendly_name = name.to_string();
@@ -555,25 +529,22 @@ async fn v1_update(
         key.policy = Some(policy);
     }
     key.date_updated = Timestamp::now();
-    Json(v1_key_json(key, false)).into_response()
+    Ok(Json(v1_key_json(key, false)).into_response())
 }
 
-async fn v1_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
-    let manager = match manager_of(&shared, &headers) {
-        Ok(m) => m,
-        Err(e) => return e,
-    };
+async fn v1_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Answer {
+    let manager = manager_of(&shared, &headers)?;
     let mut store = shared.lock();
     match store.keys.get(&sid) {
         Some(key) if key.account_sid == manager => {
             store.keys.remove(&sid);
-            StatusCode::NO_CONTENT.into_response()
+            Ok(StatusCode::NO_CONTENT.into_response())
         }
-        _ => not_found(&format!("/v1/Keys/{sid}")),
+        _ => Err(not_found(&format!("/v1/Keys/{sid}"))),
     }
 }
 
-fn v2010_manager(shared: &Shared, headers: &HeaderMap, account: &str) -> Result<(), Response> {
+fn v2010_manager(shared: &Shared, headers: &HeaderMap, account: &str) -> Result<(), ApiError> {
     let manager = manager_of(shared, headers)?;
     if manager != account {
         return Err(forbidden_account());
@@ -586,22 +557,15 @@ async fn v2010_list(
     headers: HeaderMap,
     Path(account): Path<String>,
     Query(params): Query<Params>,
-) -> Response {
-    if let Err(e) = v2010_manager(&shared, &headers, &account) {
-        return e;
-    }
-    if let Err(e) = reject_unknown(&params, &["PageSize", "Page", "PageToken"]) {
-        return e;
-    }
-    let (size, page, after) = match paging(&params) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
+) -> Answer {
+    v2010_manager(&shared, &headers, &account)?;
+    reject_unknown(&params, &["PageSize", "Page", "PageToken"])?;
+    let (size, page, after) = paging(&params)?;
     let store = shared.lock();
     let (keys, next) = page_of(&store, &account, size, after);
     let base = format!("/2010-04-01/Accounts/{account}/Keys.json?PageSize={size}");
     let start = page as usize * size;
-    Json(json!({
+    Ok(Json(json!({
         "keys": keys.iter().map(|k| v2010_key_json(k, false)).collect::<Vec<_>>(),
         "first_page_uri": format!("{base}&Page=0"),
         "previous_page_uri": Value::Null,
@@ -612,7 +576,7 @@ async fn v2010_list(
         "start": start,
         "end": start + keys.len().saturating_sub(1),
     }))
-    .into_response()
+    .into_response())
 }
 
 async fn v2010_create(
@@ -620,23 +584,14 @@ async fn v2010_create(
     headers: HeaderMap,
     Path(account): Path<String>,
     body: String,
-) -> Response {
-    if let Err(e) = v2010_manager(&shared, &headers, &account) {
-        return e;
-    }
-    let params = match form_body(&headers, &body) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    if let Err(e) = reject_unknown(&params, &["FriendlyName"]) {
-        return e;
-    }
+) -> Answer {
+    v2010_manager(&shared, &headers, &account)?;
+    let params = form_body(&headers, &body)?;
+    reject_unknown(&params, &["FriendlyName"])?;
     let friendly_name = param(&params, "FriendlyName");
-    if let Err(e) = check_friendly_name(friendly_name) {
-        return e;
-    }
+    check_friendly_name(friendly_name)?;
     let key = shared.lock().insert_key(&account, friendly_name.unwrap_or(""), FakeKeyType::Standard, None);
-    (StatusCode::CREATED, Json(v2010_key_json(&key, true))).into_response()
+    Ok((StatusCode::CREATED, Json(v2010_key_json(&key, true))).into_response())
 }
 
 fn strip_json(segment: &str) -> Option<&str> {
@@ -649,68 +604,48 @@ async fn v2010_key(
     Path((account, sid_json)): Path<(String, String)>,
     method: axum::http::Method,
     body: String,
-) -> Response {
+) -> Answer {
     let path = format!("/2010-04-01/Accounts/{account}/Keys/{sid_json}");
     let Some(sid) = strip_json(&sid_json) else {
-        return not_found(&path);
+        return Err(not_found(&path));
     };
-    if let Err(e) = v2010_manager(&shared, &headers, &account) {
-        return e;
-    }
-    let params = if method == axum::http::Method::POST {
-        match form_body(&headers, &body) {
-            Ok(p) => p,
-            Err(e) => return e,
-        }
-    } else {
-        Vec::new()
-    };
+    v2010_manager(&shared, &headers, &account)?;
+    let params = if method == axum::http::Method::POST { form_body(&headers, &body)? } else { Vec::new() };
     let mut store = shared.lock();
     let Some(key) = store.keys.get_mut(sid).filter(|k| k.account_sid == account) else {
-        return not_found(&path);
+        return Err(not_found(&path));
     };
     match method {
-        axum::http::Method::GET => Json(v2010_key_json(key, false)).into_response(),
+        axum::http::Method::GET => Ok(Json(v2010_key_json(key, false)).into_response()),
         axum::http::Method::POST => {
-            if let Err(e) = reject_unknown(&params, &["FriendlyName"]) {
-                return e;
-            }
-            if let Err(e) = check_friendly_name(param(&params, "FriendlyName")) {
-                return e;
-            }
+            reject_unknown(&params, &["FriendlyName"])?;
+            check_friendly_name(param(&params, "FriendlyName"))?;
             if let Some(name) = param(&params, "FriendlyName") {
                 key.friendly_name = name.to_string();
             }
             key.date_updated = Timestamp::now();
-            Json(v2010_key_json(key, false)).into_response()
+            Ok(Json(v2010_key_json(key, false)).into_response())
         }
         _ => {
             store.keys.remove(sid);
-            StatusCode::NO_CONTENT.into_response()
+            Ok(StatusCode::NO_CONTENT.into_response())
         }
     }
 }
 
 /// `GET /2010-04-01/Accounts/{Sid}.json`: what a client does to check that a key pair works.
 /// Any key of the account authenticates here, Standard and Restricted included.
-async fn v2010_account(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(sid_json): Path<String>,
-) -> Response {
+async fn v2010_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid_json): Path<String>) -> Answer {
     let path = format!("/2010-04-01/Accounts/{sid_json}");
     let Some(sid) = strip_json(&sid_json) else {
-        return not_found(&path);
+        return Err(not_found(&path));
     };
-    let account = match authenticate(&shared, &headers) {
-        Ok(Principal::Manager(a) | Principal::KeyUser(a)) => a,
-        Err(e) => return e,
-    };
+    let (Principal::Manager(account) | Principal::KeyUser(account)) = authenticate(&shared, &headers)?;
     if account != sid {
-        return forbidden_account();
+        return Err(forbidden_account());
     }
     let now = rfc2822(Timestamp::now());
-    Json(json!({
+    Ok(Json(json!({
         "auth_token": Value::Null,
         "date_created": now,
         "date_updated": now,
@@ -722,10 +657,10 @@ async fn v2010_account(
         "type": "Full",
         "uri": format!("/2010-04-01/Accounts/{sid}.json"),
     }))
-    .into_response()
+    .into_response())
 }
 
-fn form_body(headers: &HeaderMap, body: &str) -> Result<Params, Response> {
+fn form_body(headers: &HeaderMap, body: &str) -> Result<Params, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(twilio_error(
@@ -762,14 +697,12 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
     }
     let injected = faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate.clamp(0.0, 1.0));
     let (response, recorded) = if injected {
-        let response = if rand::rng().random_bool(0.5) {
-            let mut r = twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
+        let error = if rand::rng().random_bool(0.5) {
+            twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")
         } else {
             twilio_error(StatusCode::SERVICE_UNAVAILABLE, 20500, "Service Unavailable")
         };
-        (response, None)
+        (error.into_response(), None)
     } else if shared.lock().record {
         let query: Params = serde_urlencoded::from_str(request.uri().query().unwrap_or("")).unwrap_or_default();
         let content_type =

@@ -29,19 +29,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("twilio_operator");
     let reconciles = Family::<Labels, Counter>::default();
     registry.register("reconciles", "Reconciliations by kind and result", reconciles.clone());
-    let reconcile_duration =
-        Family::<Labels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
-    registry.register(
-        "reconcile_duration_seconds",
-        "Duration of reconciliations by kind",
-        reconcile_duration.clone(),
-    );
+    let reconcile_duration = Family::<Labels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+    registry.register("reconcile_duration_seconds", "Duration of reconciliations by kind", reconcile_duration.clone());
     let twilio_requests = Family::<Labels, Counter>::default();
-    registry.register(
-        "twilio_requests",
-        "Requests to Twilio by operation and HTTP status",
-        twilio_requests.clone(),
-    );
+    registry.register("twilio_requests", "Requests to Twilio by operation and HTTP status", twilio_requests.clone());
     let twilio_request_duration =
         Family::<Labels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
     registry.register(
@@ -50,31 +41,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         twilio_request_duration.clone(),
     );
     let key_operations = Family::<Labels, Counter>::default();
-    registry.register(
-        "key_operations",
-        "Twilio keys created and deleted by the operator",
-        key_operations.clone(),
-    );
-    Metrics {
-        registry,
-        reconciles,
-        reconcile_duration,
-        twilio_requests,
-        twilio_request_duration,
-        key_operations,
-    }
+    registry.register("key_operations", "Twilio keys created and deleted by the operator", key_operations.clone());
+    Metrics { registry, reconciles, reconcile_duration, twilio_requests, twilio_request_duration, key_operations }
 });
 
 pub fn reconciled(kind: &'static str, result: &'static str, elapsed: Duration) {
     let metrics = &*METRICS;
-    metrics
-        .reconciles
-        .get_or_create(&vec![("kind", kind.to_string()), ("result", result.to_string())])
-        .inc();
-    metrics
-        .reconcile_duration
-        .get_or_create(&vec![("kind", kind.to_string())])
-        .observe(elapsed.as_secs_f64());
+    metrics.reconciles.get_or_create(&vec![("kind", kind.to_string()), ("result", result.to_string())]).inc();
+    metrics.reconcile_duration.get_or_create(&vec![("kind", kind.to_string())]).observe(elapsed.as_secs_f64());
 }
 
 pub fn twilio_request(operation: &'static str, status: &str, elapsed: Duration) {

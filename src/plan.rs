@@ -23,10 +23,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
             return Err("spec.policy is only allowed when spec.keyType is Restricted".into());
         }
         (KeyType::Restricted, Some(policy)) if policy.allow.is_empty() || policy.allow.len() > 100 => {
-            return Err(format!(
-                "spec.policy.allow has {} entries; Twilio allows 1 to 100",
-                policy.allow.len()
-            ));
+            return Err(format!("spec.policy.allow has {} entries; Twilio allows 1 to 100", policy.allow.len()));
         }
         _ => {}
     }
@@ -37,11 +34,9 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
         }
     }
     let keys = &spec.secret.keys;
-    for (field, value) in [
-        ("accountSid", &keys.account_sid),
-        ("apiKeySid", &keys.api_key_sid),
-        ("apiKeySecret", &keys.api_key_secret),
-    ] {
+    for (field, value) in
+        [("accountSid", &keys.account_sid), ("apiKeySid", &keys.api_key_sid), ("apiKeySecret", &keys.api_key_secret)]
+    {
         let valid = !value.is_empty()
             && value.len() <= 253
             && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -62,10 +57,14 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObservedSecret {
     Missing,
-    /// Owned by this resource; whether its data still names the current key and holds a secret.
-    Owned { holds_current_key: bool },
     /// Exists but belongs to someone else.
     Foreign,
+    /// Owned by this resource. `delivered` is the SID of the key it holds when its data is
+    /// intact (the key SID the operator wrote, the account's SID and a secret); None when someone
+    /// altered it.
+    Owned {
+        delivered: Option<String>,
+    },
 }
 
 /// The next thing to do for a live (not deleted, not suspended, valid) key.
@@ -75,6 +74,9 @@ pub enum Step {
     Conflict,
     /// No key yet: create one and deliver it.
     Create,
+    /// The Secret delivers a key the status does not record (the status write after a delivery
+    /// was lost): record it rather than create another.
+    Record(String),
     /// The delivered secret is gone or altered and cannot be read back from Twilio: issue a new
     /// key, deliver it, retire the old one.
     Replace,
@@ -83,12 +85,15 @@ pub enum Step {
 }
 
 pub fn next_step(key: &TwilioApiKey, secret: &ObservedSecret) -> Step {
-    let has_key = key.status.as_ref().and_then(|s| s.key_sid.as_ref()).is_some();
-    match (secret, has_key) {
-        (ObservedSecret::Foreign, _) => Step::Conflict,
-        (_, false) => Step::Create,
-        (ObservedSecret::Missing, true) | (ObservedSecret::Owned { holds_current_key: false }, true) => Step::Replace,
-        (ObservedSecret::Owned { holds_current_key: true }, true) => Step::UpToDate,
+    let current = key.status.as_ref().and_then(|s| s.key_sid.as_ref());
+    match secret {
+        ObservedSecret::Foreign => Step::Conflict,
+        ObservedSecret::Owned { delivered: Some(sid) } if Some(sid) == current => Step::UpToDate,
+        ObservedSecret::Owned { delivered: Some(sid) } => Step::Record(sid.clone()),
+        ObservedSecret::Missing | ObservedSecret::Owned { delivered: None } => match current {
+            Some(_) => Step::Replace,
+            None => Step::Create,
+        },
     }
 }
 
@@ -157,14 +162,23 @@ mod tests {
 
     #[test]
     fn steps_follow_from_key_and_secret() {
+        let delivering = |sid: &str| ObservedSecret::Owned { delivered: Some(sid.into()) };
+        let altered = ObservedSecret::Owned { delivered: None };
         let fresh = standard();
         assert_eq!(next_step(&fresh, &ObservedSecret::Missing), Step::Create);
         assert_eq!(next_step(&fresh, &ObservedSecret::Foreign), Step::Conflict);
+        assert_eq!(next_step(&fresh, &altered), Step::Create);
+        assert_eq!(
+            next_step(&fresh, &delivering("SK1")),
+            Step::Record("SK1".into()),
+            "a delivered key is never created twice"
+        );
         let mut issued = standard();
         issued.status = Some(TwilioApiKeyStatus { key_sid: Some("SK1".into()), ..Default::default() });
-        assert_eq!(next_step(&issued, &ObservedSecret::Owned { holds_current_key: true }), Step::UpToDate);
+        assert_eq!(next_step(&issued, &delivering("SK1")), Step::UpToDate);
+        assert_eq!(next_step(&issued, &delivering("SK2")), Step::Record("SK2".into()));
         assert_eq!(next_step(&issued, &ObservedSecret::Missing), Step::Replace);
-        assert_eq!(next_step(&issued, &ObservedSecret::Owned { holds_current_key: false }), Step::Replace);
+        assert_eq!(next_step(&issued, &altered), Step::Replace);
         assert_eq!(next_step(&issued, &ObservedSecret::Foreign), Step::Conflict);
     }
 }

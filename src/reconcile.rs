@@ -87,7 +87,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let secret_name = key.desired_secret_name();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
     let secret = secrets.get_opt(&secret_name).await.map_err(Error::kube("read Secret"))?;
-    let observed = crate::secret::observe(key, secret.as_ref());
+    let observed = crate::secret::observe(key, secret.as_ref(), &connection.account_sid);
     match plan::next_step(key, &observed) {
         Step::Conflict => Err(Error::SecretConflict(format!(
             "Secret {secret_name} exists and is not owned by this TwilioApiKey; it is left untouched (set spec.secret.name or remove that Secret)"
@@ -113,7 +113,37 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             .await;
             issue(key, ctx, &connection, old).await
         }
+        Step::Record(sid) => {
+            let status = delivered_status(key, &sid, &connection.account_sid, Timestamp::now());
+            write_status(ctx, key, &status).await?;
+            ctx.normal(key, "KeyRecorded", "RecordKey", format!("Recorded key {sid} found in Secret {secret_name}"))
+                .await;
+            Ok(next_wake(ctx, &status))
+        }
         Step::UpToDate => settle(key, ctx, &connection).await,
+    }
+}
+
+/// The status once `sid` is delivered: the key it replaces, if any, starts its grace period.
+fn delivered_status(key: &TwilioApiKey, sid: &str, account_sid: &str, now: Timestamp) -> TwilioApiKeyStatus {
+    let previous = key.status.clone().unwrap_or_default();
+    let mut retiring = previous.retiring_keys.clone();
+    if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != sid) {
+        retiring.push(RetiringKey { sid: old.clone(), delete_after: (now + grace_period(key)).to_string() });
+    }
+    let secret_name = key.desired_secret_name();
+    let health = Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") };
+    TwilioApiKeyStatus {
+        observed_generation: key.meta().generation,
+        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, now),
+        key_sid: Some(sid.to_string()),
+        key_type: Some(key.spec.key_type),
+        account_sid: Some(account_sid.to_string()),
+        secret_name: Some(secret_name),
+        key_created_at: Some(now.to_string()),
+        next_rotation_at: None,
+        last_rotation_trigger: key.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
+        retiring_keys: retiring,
     }
 }
 
@@ -142,29 +172,13 @@ async fn issue(
         }
         return Err(error);
     }
-    let now = Timestamp::now();
-    let previous = key.status.clone().unwrap_or_default();
-    let mut retiring = previous.retiring_keys.clone();
-    if let Some(old) = &replaces {
-        let grace = grace_period(key);
-        retiring.push(RetiringKey { sid: old.clone(), delete_after: (now + grace).to_string() });
-    }
-    let health = Health::Ready { reason: "KeyReady", message: format!("Key {} delivered in Secret {}", created.sid, key.desired_secret_name()) };
-    let status = TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, now),
-        key_sid: Some(created.sid.clone()),
-        key_type: Some(key.spec.key_type),
-        account_sid: Some(connection.account_sid.clone()),
-        secret_name: Some(key.desired_secret_name()),
-        key_created_at: Some(now.to_string()),
-        next_rotation_at: None,
-        last_rotation_trigger: key.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
-        retiring_keys: retiring,
-    };
+    let status = delivered_status(key, &created.sid, &connection.account_sid, Timestamp::now());
     write_status(ctx, key, &status).await?;
     let (reason, note) = match &replaces {
-        Some(old) => ("KeyRotated", format!("Created key {} to replace {old}; the old key is deleted after the grace period", created.sid)),
+        Some(old) => (
+            "KeyRotated",
+            format!("Created key {} to replace {old}; the old key is deleted after the grace period", created.sid),
+        ),
         None => ("KeyCreated", format!("Created key {} and wrote Secret {}", created.sid, key.desired_secret_name())),
     };
     ctx.normal(key, reason, "CreateKey", note).await;
@@ -181,13 +195,22 @@ async fn settle(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnectio
         if due {
             ctx.twilio.delete_key(connection, &retiring.sid).await.map_err(Error::twilio("delete retired key"))?;
             crate::metrics::key_operation("deleted");
-            ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted retired key {} after its grace period", retiring.sid)).await;
+            ctx.normal(
+                key,
+                "KeyDeleted",
+                "DeleteKey",
+                format!("Deleted retired key {} after its grace period", retiring.sid),
+            )
+            .await;
         } else {
             remaining.push(retiring.clone());
         }
     }
     let sid = previous.key_sid.clone().unwrap_or_default();
-    let health = Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {}", key.desired_secret_name()) };
+    let health = Health::Ready {
+        reason: "KeyReady",
+        message: format!("Key {sid} delivered in Secret {}", key.desired_secret_name()),
+    };
     let status = TwilioApiKeyStatus {
         observed_generation: key.meta().generation,
         conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, now),
@@ -246,7 +269,8 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
                     ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))?;
                     crate::metrics::key_operation("deleted");
                 }
-                ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", "))).await;
+                ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", ")))
+                    .await;
             }
             if owned_secret.is_some() {
                 secrets
@@ -261,10 +285,15 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             if let Some(secret) = owned_secret {
                 release_secret(&secrets, &secret, key).await?;
             }
-            ctx.normal(key, "KeyOrphaned", "DeleteKey", format!(
-                "deletionPolicy Orphan: key {} and Secret {secret_name} are kept",
-                status.key_sid.as_deref().unwrap_or("(none)")
-            ))
+            ctx.normal(
+                key,
+                "KeyOrphaned",
+                "DeleteKey",
+                format!(
+                    "deletionPolicy Orphan: key {} and Secret {secret_name} are kept",
+                    status.key_sid.as_deref().unwrap_or("(none)")
+                ),
+            )
             .await;
         }
     }
@@ -295,7 +324,8 @@ fn ignore_not_found(error: kube::Error) -> std::result::Result<(), kube::Error> 
 }
 
 async fn apply_secret(ctx: &Context, secret: &Secret) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), secret.metadata.namespace.as_deref().unwrap_or_default());
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), secret.metadata.namespace.as_deref().unwrap_or_default());
     let mut body = serde_json::to_value(secret).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
+use crate::crd::{KEY_SID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
 use crate::plan::ObservedSecret;
 use crate::secret_string::SecretString;
 
@@ -16,6 +16,8 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
     let template = &key.spec.secret;
     let mut labels = template.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    let mut annotations = template.annotations.clone();
+    annotations.insert(KEY_SID_ANNOTATION.into(), key_sid.into());
     let data: BTreeMap<String, ByteString> = [
         (template.keys.account_sid.clone(), account_sid.as_bytes().to_vec()),
         (template.keys.api_key_sid.clone(), key_sid.as_bytes().to_vec()),
@@ -29,7 +31,7 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
             name: Some(key.desired_secret_name()),
             namespace: key.namespace(),
             labels: Some(labels),
-            annotations: (!template.annotations.is_empty()).then(|| template.annotations.clone()),
+            annotations: Some(annotations),
             owner_references: key.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
@@ -39,8 +41,9 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
     }
 }
 
-/// Whether the Secret belongs to this resource and still delivers its current key.
-pub fn observe(key: &TwilioApiKey, secret: Option<&Secret>) -> ObservedSecret {
+/// Whether the Secret belongs to this resource, and which key of `account_sid` it delivers if
+/// its data is as the operator wrote it.
+pub fn observe(key: &TwilioApiKey, secret: Option<&Secret>, account_sid: &str) -> ObservedSecret {
     let Some(secret) = secret else {
         return ObservedSecret::Missing;
     };
@@ -49,14 +52,14 @@ pub fn observe(key: &TwilioApiKey, secret: Option<&Secret>) -> ObservedSecret {
     if !owned {
         return ObservedSecret::Foreign;
     }
-    let status = key.status.clone().unwrap_or_default();
     let keys = &key.spec.secret.keys;
     let data = secret.data.clone().unwrap_or_default();
-    let holds = |data_key: &str, expected: Option<&String>| {
-        expected.is_some_and(|e| data.get(data_key).is_some_and(|v| v.0 == e.as_bytes()))
-    };
-    let holds_current_key = holds(&keys.api_key_sid, status.key_sid.as_ref())
-        && holds(&keys.account_sid, status.account_sid.as_ref())
-        && data.get(&keys.api_key_secret).is_some_and(|v| !v.0.is_empty());
-    ObservedSecret::Owned { holds_current_key }
+    let text = |data_key: &str| data.get(data_key).and_then(|v| String::from_utf8(v.0.clone()).ok());
+    let written_sid = secret.annotations().get(KEY_SID_ANNOTATION);
+    let delivered = text(&keys.api_key_sid).filter(|sid| {
+        Some(sid) == written_sid
+            && text(&keys.account_sid).as_deref() == Some(account_sid)
+            && text(&keys.api_key_secret).is_some_and(|s| !s.is_empty())
+    });
+    ObservedSecret::Owned { delivered }
 }

@@ -22,16 +22,9 @@ pub async fn serve(addr: SocketAddr, ready: Arc<AtomicBool>) -> std::io::Result<
 }
 
 async fn readyz(State(ready): State<Arc<AtomicBool>>) -> impl IntoResponse {
-    if ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting")
-    }
+    if ready.load(Ordering::SeqCst) { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
 }
 
 async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        crate::metrics::render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], crate::metrics::render())
 }

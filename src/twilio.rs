@@ -159,12 +159,7 @@ pub enum TwilioError {
 impl TwilioError {
     /// Whether the same request may succeed later without anything changing.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            TwilioError::RateLimited { .. }
-                | TwilioError::Server { .. }
-                | TwilioError::Transport(_)
-        )
+        matches!(self, TwilioError::RateLimited { .. } | TwilioError::Server { .. } | TwilioError::Transport(_))
     }
 
     /// A bounded label for metrics and Event reasons.
@@ -182,9 +177,7 @@ impl TwilioError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            TwilioError::RateLimited { retry_after, .. } | TwilioError::Server { retry_after, .. } => {
-                *retry_after
-            }
+            TwilioError::RateLimited { retry_after, .. } | TwilioError::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -265,25 +258,17 @@ impl TwilioClient {
         &self.endpoint
     }
 
-    pub async fn create_key(
-        &self,
-        account: &AccountConnection,
-        request: &KeyRequest,
-    ) -> Result<NewKey, TwilioError> {
-        let mut form = vec![
-            ("AccountSid", account.account_sid.clone()),
-            ("FriendlyName", request.friendly_name.clone()),
-        ];
+    pub async fn create_key(&self, account: &AccountConnection, request: &KeyRequest) -> Result<NewKey, TwilioError> {
+        let mut form =
+            vec![("AccountSid", account.account_sid.clone()), ("FriendlyName", request.friendly_name.clone())];
         if let Some(allow) = &request.restricted_policy {
-            let policy = serde_json::to_string(&PolicyBody { allow })
-                .map_err(|e| TwilioError::Decode(e.to_string()))?;
+            let policy =
+                serde_json::to_string(&PolicyBody { allow }).map_err(|e| TwilioError::Decode(e.to_string()))?;
             form.push(("KeyType", "restricted".into()));
             form.push(("Policy", policy));
         }
         let url = format!("{}/v1/Keys", account.base_url);
-        let body = self
-            .send(account, Method::POST, &url, Some(&form), Idempotency::RetryOnlyIfUnprocessed)
-            .await?;
+        let body = self.send(account, Method::POST, &url, Some(&form), Idempotency::RetryOnlyIfUnprocessed).await?;
         decode(&body)
     }
 
@@ -303,8 +288,8 @@ impl TwilioClient {
     ) -> Result<Key, TwilioError> {
         let mut form = vec![("FriendlyName", friendly_name.to_string())];
         if let Some(allow) = restricted_policy {
-            let policy = serde_json::to_string(&PolicyBody { allow })
-                .map_err(|e| TwilioError::Decode(e.to_string()))?;
+            let policy =
+                serde_json::to_string(&PolicyBody { allow }).map_err(|e| TwilioError::Decode(e.to_string()))?;
             form.push(("Policy", policy));
         }
         let url = format!("{}/v1/Keys/{sid}", account.base_url);
@@ -323,10 +308,8 @@ impl TwilioClient {
 
     /// Lists every key of the account, following the next-page URLs Twilio returns.
     pub async fn list_keys(&self, account: &AccountConnection) -> Result<Vec<Key>, TwilioError> {
-        let mut url = format!(
-            "{}/v1/Keys?AccountSid={}&PageSize={}",
-            account.base_url, account.account_sid, self.page_size
-        );
+        let mut url =
+            format!("{}/v1/Keys?AccountSid={}&PageSize={}", account.base_url, account.account_sid, self.page_size);
         let mut keys = Vec::new();
         loop {
             let body = self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await?;
@@ -341,10 +324,7 @@ impl TwilioClient {
 
     /// A cheap authenticated call that proves the credential may manage keys in the account.
     pub async fn verify_credentials(&self, account: &AccountConnection) -> Result<(), TwilioError> {
-        let url = format!(
-            "{}/v1/Keys?AccountSid={}&PageSize=1",
-            account.base_url, account.account_sid
-        );
+        let url = format!("{}/v1/Keys?AccountSid={}&PageSize=1", account.base_url, account.account_sid);
         self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await.map(|_| ())
     }
 
@@ -397,10 +377,10 @@ impl TwilioClient {
     ) -> Result<bytes::Bytes, TwilioError> {
         let started = std::time::Instant::now();
         let operation = operation_label(&method, url);
-        let mut request = self.http.request(method, url).basic_auth(
-            &account.credentials.username,
-            Some(account.credentials.password.expose()),
-        );
+        let mut request = self
+            .http
+            .request(method, url)
+            .basic_auth(&account.credentials.username, Some(account.credentials.password.expose()));
         if let Some(form) = form {
             request = request.form(form);
         }
@@ -481,10 +461,7 @@ mod tests {
         assert_eq!(regional_host("iam", Some("ie1"), None), "iam.dublin.ie1.twilio.com");
         assert_eq!(regional_host("iam", Some("au1"), Some("sydney")), "iam.sydney.au1.twilio.com");
         assert_eq!(regional_host("iam", None, Some("dublin")), "iam.dublin.us1.twilio.com");
-        assert_eq!(
-            Endpoint::from_flag(Some("http://127.0.0.1:9/")).iam_base(Some("ie1"), None),
-            "http://127.0.0.1:9"
-        );
+        assert_eq!(Endpoint::from_flag(Some("http://127.0.0.1:9/")).iam_base(Some("ie1"), None), "http://127.0.0.1:9");
     }
 
     #[test]
@@ -507,7 +484,8 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
-        let policy = RetryPolicy { attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        let policy =
+            RetryPolicy { attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
         for attempt in 0..10 {
             assert!(policy.delay(attempt, None) <= Duration::from_secs(1));
         }

@@ -43,7 +43,8 @@ fn connection(fake: &FakeTwilio, password: &str) -> AccountConnection {
 }
 
 fn client() -> TwilioClient {
-    let retry = RetryPolicy { attempts: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) };
+    let retry =
+        RetryPolicy { attempts: 3, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) };
     TwilioClient::new(Endpoint::Override("unused".into()), retry).unwrap()
 }
 
@@ -88,7 +89,9 @@ impl Conformance {
                 if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
                     for (name, field) in object {
                         match properties.get(name) {
-                            Some(field_schema) => self.check_value(field_schema, field, &format!("{at}.{name}"), problems),
+                            Some(field_schema) => {
+                                self.check_value(field_schema, field, &format!("{at}.{name}"), problems)
+                            }
                             None => problems.push(format!("{at}.{name}: not in the spec")),
                         }
                     }
@@ -117,7 +120,8 @@ impl Conformance {
                     problems.push(format!("{at}: {text:?} does not match {pattern}"));
                 }
                 if schema.get("format") == Some(&json!("date-time-rfc-2822")) {
-                    let rfc2822 = Regex::new(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000$").unwrap();
+                    let rfc2822 =
+                        Regex::new(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000$").unwrap();
                     if !rfc2822.is_match(text) {
                         problems.push(format!("{at}: {text:?} is not an RFC 2822 date"));
                     }
@@ -157,7 +161,8 @@ impl Conformance {
         }
         for p in parameters.iter().filter(|p| p["in"] == "path") {
             let name = p["name"].as_str().unwrap();
-            let position = template.split('/').position(|s| s == format!("{{{name}}}") || s.starts_with(&format!("{{{name}}}.")));
+            let position =
+                template.split('/').position(|s| s == format!("{{{name}}}") || s.starts_with(&format!("{{{name}}}.")));
             if let (Some(position), Some(pattern)) = (position, p["schema"]["pattern"].as_str()) {
                 let segment = request.path.split('/').nth(position).unwrap_or("").trim_end_matches(".json");
                 if !Regex::new(pattern).unwrap().is_match(segment) {
@@ -244,7 +249,10 @@ async fn the_operator_client_and_the_fake_speak_iam_v1_as_specified() {
         .await
         .unwrap();
     for n in 0..3 {
-        twilio.create_key(&conn, &KeyRequest { friendly_name: format!("extra {n}"), restricted_policy: None }).await.unwrap();
+        twilio
+            .create_key(&conn, &KeyRequest { friendly_name: format!("extra {n}"), restricted_policy: None })
+            .await
+            .unwrap();
     }
     let fetched = twilio.fetch_key(&conn, &restricted.sid).await.unwrap();
     assert_eq!(fetched.policy, Some(json!({"allow": ["/twilio/messaging/messages/create"]})));
@@ -266,12 +274,18 @@ async fn the_operator_client_and_the_fake_speak_iam_v1_as_specified() {
 
     let requests = fake.recorded_requests();
     assert!(
-        requests.iter().filter(|r| r.status >= 300).all(|r| r.response.as_ref().is_some_and(|b| b.get("secret").is_none())),
+        requests
+            .iter()
+            .filter(|r| r.status >= 300)
+            .all(|r| r.response.as_ref().is_some_and(|b| b.get("secret").is_none())),
         "errors never carry a secret"
     );
     let with_secret: Vec<_> =
         requests.iter().filter(|r| r.response.as_ref().is_some_and(|b| b.get("secret").is_some())).collect();
-    assert!(with_secret.iter().all(|r| r.method == "POST" && r.path == "/v1/Keys" && r.status == 201), "secret only at create");
+    assert!(
+        with_secret.iter().all(|r| r.method == "POST" && r.path == "/v1/Keys" && r.status == 201),
+        "secret only at create"
+    );
     assert_eq!(with_secret.len(), 5);
     assert_conforms("twilio_iam_v1.json", &requests, "/v1/");
 }
@@ -299,16 +313,25 @@ async fn the_fake_serves_v2010_keys_as_specified() {
     let mut next = Some(format!("/2010-04-01/Accounts/{ACCOUNT}/Keys.json?PageSize=2"));
     let mut seen = 0;
     while let Some(uri) = next {
-        let page: Value =
-            http.get(format!("{}{uri}", fake.url())).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap().json().await.unwrap();
+        let page: Value = http
+            .get(format!("{}{uri}", fake.url()))
+            .basic_auth(ACCOUNT, Some(TOKEN))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         seen += page["keys"].as_array().unwrap().len();
         next = page["next_page_uri"].as_str().map(str::to_string);
     }
     assert_eq!(seen, 3, "relative next_page_uri links cover every key");
     let key_url = format!("{base}/Keys/{}.json", sids[0]);
-    let fetched: Value = http.get(&key_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap().json().await.unwrap();
+    let fetched: Value =
+        http.get(&key_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap().json().await.unwrap();
     assert!(fetched.get("secret").is_none());
-    let updated = http.post(&key_url).basic_auth(ACCOUNT, Some(TOKEN)).form(&[("FriendlyName", "renamed")]).send().await.unwrap();
+    let updated =
+        http.post(&key_url).basic_auth(ACCOUNT, Some(TOKEN)).form(&[("FriendlyName", "renamed")]).send().await.unwrap();
     assert_eq!(updated.status(), 200);
     let deleted = http.delete(&key_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
@@ -358,7 +381,12 @@ async fn the_fake_answers_bad_requests_as_twilio_does() {
     // A Standard key may use the account but not manage keys.
     let created: Value = create(vec![account], TOKEN).await.unwrap().json().await.unwrap();
     let (sid, secret) = (created["sid"].as_str().unwrap(), created["secret"].as_str().unwrap());
-    let listing = http.get(format!("{}/v1/Keys?AccountSid={ACCOUNT}", fake.url())).basic_auth(sid, Some(secret)).send().await.unwrap();
+    let listing = http
+        .get(format!("{}/v1/Keys?AccountSid={ACCOUNT}", fake.url()))
+        .basic_auth(sid, Some(secret))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code(listing).await, (403, 20003));
     assert!(fake.accepts_key_pair(ACCOUNT, sid, secret));
 }

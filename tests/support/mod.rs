@@ -29,11 +29,12 @@ pub struct ControlPlane {
 }
 
 /// The control plane shared by every test of this binary.
+/// If starting it fails, every test fails with the same message instead of trying again.
 pub fn control_plane() -> &'static ControlPlane {
-    static PLANE: OnceLock<ControlPlane> = OnceLock::new();
-    PLANE.get_or_init(|| {
+    static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+    let plane = PLANE.get_or_init(|| {
         if let Ok(path) = std::env::var("TWILIO_OPERATOR_TEST_KUBECONFIG") {
-            return ControlPlane { kubeconfig: PathBuf::from(path) };
+            return Ok(ControlPlane { kubeconfig: PathBuf::from(path) });
         }
         let dir = repo_root().join("target").join("test-control-planes").join(format!("{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -48,10 +49,16 @@ pub fn control_plane() -> &'static ControlPlane {
             .env("WATCH_PID", std::process::id().to_string())
             .stdout(Stdio::null())
             .status()
-            .expect("run hack/control-plane.sh");
-        assert!(status.success(), "hack/control-plane.sh up failed; logs are in {}", dir.display());
-        ControlPlane { kubeconfig: dir.join("kubeconfig") }
-    })
+            .map_err(|e| format!("run hack/control-plane.sh: {e}"))?;
+        if !status.success() {
+            return Err(format!("hack/control-plane.sh up failed; logs are in {}", dir.display()));
+        }
+        Ok(ControlPlane { kubeconfig: dir.join("kubeconfig") })
+    });
+    match plane {
+        Ok(plane) => plane,
+        Err(message) => panic!("{message}"),
+    }
 }
 
 pub async fn client() -> Client {
@@ -249,7 +256,8 @@ impl TestEnv {
     pub async fn delivered_pair(&self, secret_name: &str) -> (String, String, String) {
         let secret = self.secrets().get(secret_name).await.expect("Secret exists");
         let data = secret.data.expect("Secret has data");
-        let value = |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("Secret lacks {k}")).0.clone()).unwrap();
+        let value =
+            |k: &str| String::from_utf8(data.get(k).unwrap_or_else(|| panic!("Secret lacks {k}")).0.clone()).unwrap();
         (value("TWILIO_ACCOUNT_SID"), value("TWILIO_API_KEY"), value("TWILIO_API_SECRET"))
     }
 
