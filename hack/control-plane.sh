@@ -11,7 +11,7 @@
 #
 # `up` writes DIR/kubeconfig (admin) and DIR/env. With WATCH_PID=<pid>, the control plane stops by
 # itself when that process exits, so a test run that is killed leaves nothing behind.
-set -euo pipefail
+set -Eeuo pipefail
 
 K8S_SOURCE_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 K8S_VERSION="v1.20.2"
@@ -164,6 +164,12 @@ up() {
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   : > "$dir/pids"
+  # Whatever was started is stopped again if start-up fails half-way, or when WATCH_PID exits.
+  trap 'down "$dir"' ERR
+  if [ -n "${WATCH_PID:-}" ]; then
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3"' \
+      watchdog "$WATCH_PID" "$(readlink -f "$0")" "$dir" > /dev/null 2>&1 < /dev/null &
+  fi
   pki "$dir"
   local etcd_port etcd_peer_port api_port
   etcd_port=$(free_port); etcd_peer_port=$(free_port); api_port=$(free_port)
@@ -188,7 +194,7 @@ API_PORT=$api_port
 ENV
 
   for crd in "$@"; do
-    curl -fsS --cacert "$dir/ca.crt" -H "Authorization: Bearer $(cat "$dir/admin.token")" \
+    curl -fsS --show-error --cacert "$dir/ca.crt" -H "Authorization: Bearer $(cat "$dir/admin.token")" \
       -H 'Content-Type: application/yaml' --data-binary "@$crd" \
       "$server/apis/apiextensions.k8s.io/v1/customresourcedefinitions" > /dev/null
   done
@@ -200,11 +206,7 @@ ENV
     --cluster-signing-key-file="$dir/ca.key" \
     > "$dir/kube-controller-manager.log" 2>&1 < /dev/null &
   echo $! >> "$dir/pids"
-
-  if [ -n "${WATCH_PID:-}" ]; then
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3"' \
-      watchdog "$WATCH_PID" "$(readlink -f "$0")" "$dir" > /dev/null 2>&1 < /dev/null &
-  fi
+  trap - ERR
   log "ready: KUBECONFIG=$dir/kubeconfig"
   echo "$dir/kubeconfig"
 }
