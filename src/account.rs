@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::conditions::{self, Health};
 use crate::context::Context;
 use crate::crd::{
-    AccountKind, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus, TwilioApiKey,
+    AccountKind, AccountRef, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus,
+    TwilioApiKey,
 };
 use crate::error::{Error, Result};
 use crate::secret_string::SecretString;
@@ -120,9 +121,15 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
 
 /// The account a key refers to, if its namespace may use it.
 pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<AccountSource> {
-    let namespace = key.namespace().unwrap_or_default();
-    let name = &key.spec.account_ref.name;
-    match key.spec.account_ref.kind {
+    resolve(ctx, &key.namespace().unwrap_or_default(), &key.spec.account_ref).await
+}
+
+/// The account `account_ref` names, as seen from `namespace`: a TwilioAccount of that namespace,
+/// or a ClusterTwilioAccount that allows it.
+pub async fn resolve(ctx: &Context, namespace: &str, account_ref: &AccountRef) -> Result<AccountSource> {
+    let namespace = namespace.to_string();
+    let name = &account_ref.name;
+    match account_ref.kind {
         AccountKind::TwilioAccount => {
             let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
             let account =

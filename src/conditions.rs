@@ -17,22 +17,26 @@ pub enum Health {
     Progressing { reason: &'static str, message: String },
     /// Cannot progress until someone changes something: Ready=False, Stalled=True.
     Stalled { reason: &'static str, message: String },
+    /// Deliberately not ready, as the spec asks (e.g. revoked): Ready=False, nothing in progress.
+    Inactive { reason: &'static str, message: String },
 }
 
 impl Health {
     pub fn reason(&self) -> &'static str {
         match self {
-            Health::Ready { reason, .. } | Health::Progressing { reason, .. } | Health::Stalled { reason, .. } => {
-                reason
-            }
+            Health::Ready { reason, .. }
+            | Health::Progressing { reason, .. }
+            | Health::Stalled { reason, .. }
+            | Health::Inactive { reason, .. } => reason,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Health::Ready { message, .. } | Health::Progressing { message, .. } | Health::Stalled { message, .. } => {
-                message
-            }
+            Health::Ready { message, .. }
+            | Health::Progressing { message, .. }
+            | Health::Stalled { message, .. }
+            | Health::Inactive { message, .. } => message,
         }
     }
 }
@@ -49,6 +53,7 @@ pub fn conditions_for(
         Health::Ready { .. } => ("True", "False", "False"),
         Health::Progressing { .. } => ("False", "True", "False"),
         Health::Stalled { .. } => ("False", "False", "True"),
+        Health::Inactive { .. } => ("False", "False", "False"),
     };
     // Every condition carries the reason and message: the API server rejects an empty message
     // as null, and a reader of any one condition learns the whole story.

@@ -17,6 +17,10 @@ pub const FIELD_MANAGER: &str = "twilio-operator";
 pub const ROTATE_ANNOTATION: &str = "twilio-operator.dev/rotate";
 /// On a delivered Secret: the SID of the key the operator wrote into it.
 pub const KEY_SID_ANNOTATION: &str = "twilio-operator.dev/key-sid";
+/// On a delivered Secret: the data keys the operator wrote (account SID, key SID, key secret).
+pub const DATA_KEYS_ANNOTATION: &str = "twilio-operator.dev/data-keys";
+/// On a delivered Secret: a fingerprint of spec.secret as it was written.
+pub const TEMPLATE_ANNOTATION: &str = "twilio-operator.dev/template";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "twilio-operator";
 
@@ -217,6 +221,15 @@ pub struct TwilioApiKeyStatus {
     /// Account the current key belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_sid: Option<String>,
+    /// The account resource the current key was created through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountRef>,
+    /// The current key's name in Twilio, as last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// The current key's policy in Twilio, as last applied (Restricted keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<KeyPolicy>,
     /// Name of the Secret the key is delivered into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
@@ -229,6 +242,9 @@ pub struct TwilioApiKeyStatus {
     /// The rotation.trigger value the current key was created for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_trigger: Option<String>,
+    /// The twilio-operator.dev/rotate annotation value the current key was created for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_annotation: Option<String>,
     /// Old keys inside their grace period, deleted in Twilio after deleteAfter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring_keys: Vec<RetiringKey>,
@@ -242,6 +258,9 @@ pub struct RetiringKey {
     pub sid: String,
     /// When the old key is deleted in Twilio (RFC 3339).
     pub delete_after: String,
+    /// The account resource the old key was created through, used to delete it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ref: Option<AccountRef>,
 }
 
 /// The desired state of a TwilioAccount.

@@ -162,6 +162,12 @@ impl FakeTwilio {
         store.keys.get(sid).is_some_and(|k| k.account_sid == account_sid && k.secret == secret)
     }
 
+    /// Adds an account (or replaces its auth token).
+    pub fn add_account(&self, sid: &str, auth_token: &str) {
+        let account = FakeAccount { sid: sid.into(), auth_token: auth_token.into() };
+        self.shared.lock().accounts.insert(sid.into(), account);
+    }
+
     /// Creates a Main key, which (like an auth token) may manage keys. Returns (sid, secret).
     pub fn add_main_key(&self, account_sid: &str) -> (String, String) {
         let mut store = self.shared.lock();

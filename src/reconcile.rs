@@ -1,6 +1,7 @@
 //! Reconciliation of TwilioApiKey: one step toward the desired state per pass, each external
-//! effect persisted before the next. Decisions live in [`crate::plan`]; this module performs them.
+//! effect recorded before the next. Decisions live in [`crate::plan`]; this module performs them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,17 +15,19 @@ use kube::{Api, Resource, ResourceExt};
 use crate::account;
 use crate::conditions::{self, Health};
 use crate::context::Context;
-use crate::crd::{DeletionPolicy, FIELD_MANAGER, FINALIZER, KeyType, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
+use crate::crd::{
+    AccountRef, DeletionPolicy, FIELD_MANAGER, FINALIZER, KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey,
+    TwilioApiKeyStatus,
+};
 use crate::error::{Error, Result};
-use crate::plan::{self, Step};
-use crate::twilio::{AccountConnection, KeyRequest};
+use crate::plan::{self, Observed, RotationCause, Step};
+use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
 
 pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let namespace = key.namespace().unwrap_or_default();
-    let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, key.clone(), |event| async {
         match event {
             FinalizerEvent::Apply(key) => report(&ctx, &key, apply(&key, &ctx).await).await,
@@ -77,6 +80,10 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
     }
 }
 
+fn secrets(ctx: &Context, key: &TwilioApiKey) -> Api<Secret> {
+    Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default())
+}
+
 async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     plan::validate(key).map_err(Error::InvalidSpec)?;
     if key.spec.suspend {
@@ -84,14 +91,31 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     }
     let source = account::resolve_for_key(ctx, key).await?;
     let connection = account::connect(ctx, &source).await?;
-    let secret_name = key.desired_secret_name();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-    let secret = secrets.get_opt(&secret_name).await.map_err(Error::kube("read Secret"))?;
-    let observed = crate::secret::observe(key, secret.as_ref(), &connection.account_sid);
+    let status = key.status.clone().unwrap_or_default();
+    let desired_name = key.desired_secret_name();
+    let delivering_name = status.secret_name.clone().unwrap_or_else(|| desired_name.clone());
+    let secrets = secrets(ctx, key);
+    let delivering_secret = secrets.get_opt(&delivering_name).await.map_err(Error::kube("read Secret"))?;
+    let target_secret = match delivering_name == desired_name {
+        true => None,
+        false => Some(secrets.get_opt(&desired_name).await.map_err(Error::kube("read Secret"))?),
+    };
+    let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
+    let observed = Observed {
+        delivering: crate::secret::observe(key, delivering_secret.as_ref(), &delivered_account),
+        target: target_secret.as_ref().map(|s| crate::secret::observe(key, s.as_ref(), &connection.account_sid)),
+        account_sid: connection.account_sid.clone(),
+        now: Timestamp::now(),
+    };
     match plan::next_step(key, &observed) {
         Step::Conflict => Err(Error::SecretConflict(format!(
-            "Secret {secret_name} exists and is not owned by this TwilioApiKey; it is left untouched (set spec.secret.name or remove that Secret)"
+            "Secret {desired_name} exists and is not owned by this TwilioApiKey; it is left untouched (choose another spec.secret.name or remove that Secret)"
         ))),
+        Step::Revoke => revoke(key, ctx).await,
+        Step::StayRevoked => {
+            write_status_if_changed(ctx, key, revoked_status(key)).await?;
+            Ok(Action::await_change())
+        }
         Step::Create => {
             // The cache may lag behind a status this operator just wrote; a key is created only
             // when the live object confirms that none was issued.
@@ -100,71 +124,41 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             if live.status.as_ref().and_then(|s| s.key_sid.as_ref()).is_some() {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
-            issue(key, ctx, &connection, None).await
+            issue(key, ctx, &connection, None, delivering_secret.as_ref()).await
         }
-        Step::Replace => {
-            let old = key.status.as_ref().and_then(|s| s.key_sid.clone());
-            ctx.warn(
-                key,
-                "SecretDrift",
-                "Rotate",
-                format!("Secret {secret_name} is missing or no longer holds the current key; issuing a new key"),
-            )
-            .await;
-            issue(key, ctx, &connection, old).await
-        }
+        Step::Rotate(cause) => issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref()).await,
         Step::Record(sid) => {
             let status = delivered_status(key, &sid, &connection.account_sid, Timestamp::now());
             write_status(ctx, key, &status).await?;
-            ctx.normal(key, "KeyRecorded", "RecordKey", format!("Recorded key {sid} found in Secret {secret_name}"))
-                .await;
-            Ok(next_wake(ctx, &status))
+            ctx.normal(
+                key,
+                "KeyRecorded",
+                "RecordKey",
+                format!("Recorded key {sid} found in Secret {delivering_name}"),
+            )
+            .await;
+            Ok(next_wake(ctx, key, &status))
         }
-        Step::UpToDate => settle(key, ctx, &connection).await,
+        Step::UpdateInPlace => update_in_place(key, ctx, &connection, delivering_secret.as_ref()).await,
+        Step::RewriteSecret => rewrite_secret(key, ctx, delivering_secret.as_ref()).await,
+        Step::UpToDate => settle(key, ctx, &connection, delivering_secret.as_ref()).await,
     }
 }
 
-/// The status once `sid` is delivered: the key it replaces, if any, starts its grace period.
-fn delivered_status(key: &TwilioApiKey, sid: &str, account_sid: &str, now: Timestamp) -> TwilioApiKeyStatus {
-    let previous = key.status.clone().unwrap_or_default();
-    let mut retiring = previous.retiring_keys.clone();
-    if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != sid) {
-        retiring.push(RetiringKey { sid: old.clone(), delete_after: (now + grace_period(key)).to_string() });
-    }
-    let secret_name = key.desired_secret_name();
-    let health = Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") };
-    TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, now),
-        key_sid: Some(sid.to_string()),
-        key_type: Some(key.spec.key_type),
-        account_sid: Some(account_sid.to_string()),
-        secret_name: Some(secret_name),
-        key_created_at: Some(now.to_string()),
-        next_rotation_at: None,
-        last_rotation_trigger: key.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
-        retiring_keys: retiring,
-    }
-}
-
-/// Creates a key in Twilio and delivers it. The secret exists only in this function's memory
-/// until the Secret is written, so a failed write deletes the new key rather than leaking it.
+/// Creates a key in Twilio and delivers it; with a cause, the current key is retired for the
+/// grace period. The secret exists only in this function's memory until the Secret is written,
+/// so a failed write deletes the new key rather than leaking it.
 async fn issue(
     key: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
-    replaces: Option<String>,
+    cause: Option<RotationCause>,
+    delivering_secret: Option<&Secret>,
 ) -> Result<Action> {
-    let request = KeyRequest {
-        friendly_name: key.desired_friendly_name(),
-        restricted_policy: match key.spec.key_type {
-            KeyType::Restricted => key.spec.policy.as_ref().map(|p| p.allow.clone()),
-            KeyType::Standard => None,
-        },
-    };
+    let request = KeyRequest { friendly_name: key.desired_friendly_name(), restricted_policy: restricted_policy(key) };
     let created = ctx.twilio.create_key(connection, &request).await.map_err(Error::twilio("create key"))?;
     crate::metrics::key_operation("created");
-    tracing::info!(key_sid = %created.sid, "created Twilio key");
+    tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
     let desired = crate::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
     if let Err(error) = apply_secret(ctx, &desired).await {
         if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
@@ -174,68 +168,261 @@ async fn issue(
     }
     let status = delivered_status(key, &created.sid, &connection.account_sid, Timestamp::now());
     write_status(ctx, key, &status).await?;
-    let (reason, note) = match &replaces {
-        Some(old) => (
-            "KeyRotated",
-            format!("Created key {} to replace {old}; the old key is deleted after the grace period", created.sid),
-        ),
-        None => ("KeyCreated", format!("Created key {} and wrote Secret {}", created.sid, key.desired_secret_name())),
-    };
-    ctx.normal(key, reason, "CreateKey", note).await;
-    Ok(next_wake(ctx, &status))
-}
-
-/// The key is delivered: delete retired keys whose grace period ended and report Ready.
-async fn settle(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnection) -> Result<Action> {
-    let now = Timestamp::now();
-    let previous = key.status.clone().unwrap_or_default();
-    let mut remaining = Vec::new();
-    for retiring in &previous.retiring_keys {
-        let due = retiring.delete_after.parse::<Timestamp>().map_or(true, |deadline| deadline <= now);
-        if due {
-            ctx.twilio.delete_key(connection, &retiring.sid).await.map_err(Error::twilio("delete retired key"))?;
-            crate::metrics::key_operation("deleted");
-            ctx.normal(
-                key,
-                "KeyDeleted",
-                "DeleteKey",
-                format!("Deleted retired key {} after its grace period", retiring.sid),
-            )
-            .await;
-        } else {
-            remaining.push(retiring.clone());
+    delete_moved_secret(ctx, key, delivering_secret).await?;
+    let secret_name = key.desired_secret_name();
+    match cause {
+        None => {
+            let note = format!("Created key {} and wrote Secret {secret_name}", created.sid);
+            ctx.normal(key, "KeyCreated", "CreateKey", note).await;
+        }
+        Some(cause) => {
+            let old = key.status.as_ref().and_then(|s| s.key_sid.clone()).unwrap_or_default();
+            let note = format!(
+                "Rotated: {}. Key {} is in Secret {secret_name}; key {old} stays valid for the grace period",
+                cause.describe(),
+                created.sid
+            );
+            match cause {
+                RotationCause::SecretDrift | RotationCause::KeyMissing => {
+                    ctx.warn(key, "KeyRotated", "RotateKey", note).await
+                }
+                _ => ctx.normal(key, "KeyRotated", "RotateKey", note).await,
+            }
         }
     }
-    let sid = previous.key_sid.clone().unwrap_or_default();
-    let health = Health::Ready {
-        reason: "KeyReady",
-        message: format!("Key {sid} delivered in Secret {}", key.desired_secret_name()),
-    };
-    let status = TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, now),
-        retiring_keys: remaining,
-        ..previous.clone()
-    };
-    if status != previous {
-        write_status(ctx, key, &status).await?;
-    }
-    Ok(next_wake(ctx, &status))
+    Ok(next_wake(ctx, key, &status))
 }
 
-/// Requeue at the next resync, or earlier when a retired key's grace period ends.
-fn next_wake(ctx: &Context, status: &TwilioApiKeyStatus) -> Action {
+fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
+    match key.spec.key_type {
+        KeyType::Restricted => key.spec.policy.as_ref().map(|p| p.allow.clone()),
+        KeyType::Standard => None,
+    }
+}
+
+/// Renames the key and, for a Restricted key, replaces its policy; the secret stays valid.
+async fn update_in_place(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    delivering_secret: Option<&Secret>,
+) -> Result<Action> {
+    let previous = key.status.clone().unwrap_or_default();
+    let sid = previous.key_sid.clone().unwrap_or_default();
+    let friendly_name = key.desired_friendly_name();
+    let policy = restricted_policy(key);
+    match ctx.twilio.update_key(connection, &sid, &friendly_name, policy.as_deref()).await {
+        Ok(_) => {}
+        Err(TwilioError::NotFound { .. }) => {
+            return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret).await;
+        }
+        Err(e) => return Err(Error::twilio("update key")(e)),
+    }
+    let status = TwilioApiKeyStatus {
+        friendly_name: Some(friendly_name.clone()),
+        policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
+        ..ready_status(key, &previous)
+    };
+    write_status(ctx, key, &status).await?;
+    ctx.normal(key, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})")).await;
+    Ok(next_wake(ctx, key, &status))
+}
+
+/// Writes the Secret under its current name, data keys, labels and annotations, carrying over the
+/// secret it delivers; no new key is needed.
+async fn rewrite_secret(key: &TwilioApiKey, ctx: &Context, delivering_secret: Option<&Secret>) -> Result<Action> {
+    let previous = key.status.clone().unwrap_or_default();
+    let (Some(sid), Some(account_sid)) = (previous.key_sid.clone(), previous.account_sid.clone()) else {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let Some(value) = delivering_secret.and_then(|s| crate::secret::delivered_secret(key, s)) else {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    apply_secret(ctx, &crate::secret::desired(key, &account_sid, &sid, &value)).await?;
+    let status = TwilioApiKeyStatus { secret_name: Some(key.desired_secret_name()), ..ready_status(key, &previous) };
+    write_status(ctx, key, &status).await?;
+    delete_moved_secret(ctx, key, delivering_secret).await?;
+    let note = format!("Wrote Secret {} for key {sid}", key.desired_secret_name());
+    ctx.normal(key, "SecretUpdated", "WriteSecret", note).await;
+    Ok(next_wake(ctx, key, &status))
+}
+
+/// After the Secret moved to a new name, the old one (if this resource owns it) goes.
+async fn delete_moved_secret(ctx: &Context, key: &TwilioApiKey, old: Option<&Secret>) -> Result<()> {
+    let Some(old) = old.filter(|s| s.name_any() != key.desired_secret_name()) else {
+        return Ok(());
+    };
+    if crate::secret::is_owned(key, old) {
+        delete_secret(ctx, key, &old.name_any()).await?;
+    }
+    Ok(())
+}
+
+/// The key is delivered: delete retired keys whose grace period ended, check (from the
+/// account's shared listing) that the key still exists in Twilio, and report Ready.
+async fn settle(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    delivering_secret: Option<&Secret>,
+) -> Result<Action> {
     let now = Timestamp::now();
-    let earliest = status
+    let previous = key.status.clone().unwrap_or_default();
+    let (due, remaining): (Vec<RetiringKey>, Vec<RetiringKey>) = previous
+        .retiring_keys
+        .iter()
+        .cloned()
+        .partition(|r| r.delete_after.parse::<Timestamp>().map_or(true, |deadline| deadline <= now));
+    for retired in &due {
+        delete_keys(ctx, key, std::slice::from_ref(retired)).await?;
+        let note = format!("Deleted retired key {} after its grace period", retired.sid);
+        ctx.normal(key, "KeyDeleted", "DeleteKey", note).await;
+    }
+    if key_missing_in_twilio(ctx, connection, &previous).await? {
+        return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret).await;
+    }
+    let status = TwilioApiKeyStatus { retiring_keys: remaining, ..ready_status(key, &previous) };
+    write_status_if_changed(ctx, key, status.clone()).await?;
+    Ok(next_wake(ctx, key, &status))
+}
+
+/// Whether the account's latest listing (shared by all its keys, at most one per resync
+/// interval) lacks the current key. A key newer than the listing is not judged.
+async fn key_missing_in_twilio(
+    ctx: &Context,
+    connection: &AccountConnection,
+    status: &TwilioApiKeyStatus,
+) -> Result<bool> {
+    let (Some(sid), Some(created)) = (&status.key_sid, &status.key_created_at) else {
+        return Ok(false);
+    };
+    let inventory = ctx.inventory(connection).await.map_err(Error::twilio("list keys"))?;
+    let created = created.parse::<Timestamp>().unwrap_or(inventory.listed_at);
+    Ok(created < inventory.listed_at && !inventory.sids.contains(sid))
+}
+
+/// `revoked: true`: every key of the resource is deleted in Twilio at once, then its Secret.
+async fn revoke(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
+    let status = key.status.clone().unwrap_or_default();
+    let keys = all_keys(key, &status);
+    delete_keys(ctx, key, &keys).await?;
+    for name in secret_names(key, &status) {
+        let secret = secrets(ctx, key).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+        if secret.is_some_and(|s| crate::secret::is_owned(key, &s)) {
+            delete_secret(ctx, key, &name).await?;
+        }
+    }
+    write_status(ctx, key, &revoked_status(key)).await?;
+    let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
+    let note = format!("Revoked: deleted key(s) {} in Twilio and the Secret", sids.join(", "));
+    ctx.normal(key, "KeyRevoked", "RevokeKey", note).await;
+    Ok(Action::await_change())
+}
+
+fn revoked_status(key: &TwilioApiKey) -> TwilioApiKeyStatus {
+    let previous = key.status.clone().unwrap_or_default();
+    let health = Health::Inactive {
+        reason: "Revoked",
+        message: "spec.revoked is true: the resource has no key in Twilio and no Secret".into(),
+    };
+    TwilioApiKeyStatus {
+        observed_generation: key.meta().generation,
+        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, Timestamp::now()),
+        ..Default::default()
+    }
+}
+
+/// The current key and every retiring one, each with the account it was created through.
+fn all_keys(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<RetiringKey> {
+    let current = status.key_sid.iter().map(|sid| RetiringKey {
+        sid: sid.clone(),
+        delete_after: String::new(),
+        account_ref: status.account_ref.clone().or_else(|| Some(key.spec.account_ref.clone())),
+    });
+    current.chain(status.retiring_keys.iter().cloned()).collect()
+}
+
+fn secret_names(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<String> {
+    let mut names = vec![key.desired_secret_name()];
+    if let Some(name) = status.secret_name.clone().filter(|n| !names.contains(n)) {
+        names.push(name);
+    }
+    names
+}
+
+/// Deletes keys in Twilio, each through the account it was created in (404 counts as gone).
+async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) -> Result<()> {
+    let namespace = key.namespace().unwrap_or_default();
+    let mut by_account: BTreeMap<(String, String), (AccountRef, Vec<&str>)> = BTreeMap::new();
+    for retired in keys {
+        let account_ref = retired.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
+        let group_key = (format!("{:?}", account_ref.kind), account_ref.name.clone());
+        by_account.entry(group_key).or_insert_with(|| (account_ref, Vec::new())).1.push(&retired.sid);
+    }
+    for (account_ref, sids) in by_account.into_values() {
+        let source = account::resolve(ctx, &namespace, &account_ref).await?;
+        let connection = account::connect(ctx, &source).await?;
+        for sid in sids {
+            ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))?;
+            crate::metrics::key_operation("deleted");
+        }
+    }
+    Ok(())
+}
+
+/// The status once `sid` is delivered: the key it replaces, if any, starts its grace period.
+fn delivered_status(key: &TwilioApiKey, sid: &str, account_sid: &str, now: Timestamp) -> TwilioApiKeyStatus {
+    let previous = key.status.clone().unwrap_or_default();
+    let mut retiring = previous.retiring_keys.clone();
+    if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != sid) {
+        retiring.push(RetiringKey {
+            sid: old.clone(),
+            delete_after: (now + grace_period(key)).to_string(),
+            account_ref: previous.account_ref.clone(),
+        });
+    }
+    let issued = TwilioApiKeyStatus {
+        key_sid: Some(sid.to_string()),
+        key_type: Some(key.spec.key_type),
+        account_sid: Some(account_sid.to_string()),
+        account_ref: Some(key.spec.account_ref.clone()),
+        friendly_name: Some(key.desired_friendly_name()),
+        policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
+        secret_name: Some(key.desired_secret_name()),
+        key_created_at: Some(now.to_string()),
+        last_rotation_trigger: key.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
+        last_rotate_annotation: key.annotations().get(ROTATE_ANNOTATION).cloned(),
+        retiring_keys: retiring,
+        ..previous
+    };
+    ready_status(key, &issued)
+}
+
+/// `status` with Ready conditions, the current generation and the next interval rotation.
+fn ready_status(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> TwilioApiKeyStatus {
+    let sid = status.key_sid.clone().unwrap_or_default();
+    let secret_name = key.desired_secret_name();
+    let health = Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") };
+    TwilioApiKeyStatus {
+        observed_generation: key.meta().generation,
+        conditions: conditions::conditions_for(&status.conditions, &health, key.meta().generation, Timestamp::now()),
+        next_rotation_at: plan::next_rotation_at(key, status).map(|t| t.to_string()),
+        ..status.clone()
+    }
+}
+
+/// Requeue at the next resync, or earlier when a retired key's grace period ends or the key is
+/// due for interval rotation; deadlines live in the status, so they survive restarts.
+fn next_wake(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Action {
+    let now = Timestamp::now();
+    let until = |deadline: Timestamp| Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
+    let deadlines = status
         .retiring_keys
         .iter()
         .filter_map(|r| r.delete_after.parse::<Timestamp>().ok())
-        .map(|deadline| Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO))
-        .min();
-    match earliest {
-        Some(until) => Action::requeue(until.min(ctx.config.resync_interval) + Duration::from_millis(100)),
-        None => Action::requeue(ctx.config.resync_interval),
-    }
+        .chain(plan::next_rotation_at(key, status));
+    let wake = deadlines.map(until).chain([ctx.config.resync_interval]).min().unwrap_or(ctx.config.resync_interval);
+    Action::requeue(wake + Duration::from_millis(100))
 }
 
 fn grace_period(key: &TwilioApiKey) -> SignedDuration {
@@ -253,48 +440,37 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
 /// finalizer is removed only after this succeeds.
 async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let status = key.status.clone().unwrap_or_default();
-    let namespace = key.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let secret_name = status.secret_name.clone().unwrap_or_else(|| key.desired_secret_name());
-    let secret = secrets.get_opt(&secret_name).await.map_err(Error::kube("read Secret"))?;
-    let owned_secret = secret.filter(|s| s.owner_references().iter().any(|r| Some(&r.uid) == key.uid().as_ref()));
+    let secrets = secrets(ctx, key);
+    let mut owned_secrets = Vec::new();
+    for name in secret_names(key, &status) {
+        if let Some(secret) = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?
+            && crate::secret::is_owned(key, &secret)
+        {
+            owned_secrets.push(secret);
+        }
+    }
     match key.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            let sids: Vec<String> =
-                status.key_sid.iter().cloned().chain(status.retiring_keys.iter().map(|r| r.sid.clone())).collect();
-            if !sids.is_empty() {
-                let source = account::resolve_for_key(ctx, key).await?;
-                let connection = account::connect(ctx, &source).await?;
-                for sid in &sids {
-                    ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))?;
-                    crate::metrics::key_operation("deleted");
-                }
+            let keys = all_keys(key, &status);
+            if !keys.is_empty() {
+                delete_keys(ctx, key, &keys).await?;
+                let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
                 ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", ")))
                     .await;
             }
-            if owned_secret.is_some() {
-                secrets
-                    .delete(&secret_name, &DeleteParams::default())
-                    .await
-                    .map(|_| ())
-                    .or_else(ignore_not_found)
-                    .map_err(Error::kube("delete Secret"))?;
+            for secret in &owned_secrets {
+                delete_secret(ctx, key, &secret.name_any()).await?;
             }
         }
         DeletionPolicy::Orphan => {
-            if let Some(secret) = owned_secret {
-                release_secret(&secrets, &secret, key).await?;
+            for secret in &owned_secrets {
+                release_secret(&secrets, secret, key).await?;
             }
-            ctx.normal(
-                key,
-                "KeyOrphaned",
-                "DeleteKey",
-                format!(
-                    "deletionPolicy Orphan: key {} and Secret {secret_name} are kept",
-                    status.key_sid.as_deref().unwrap_or("(none)")
-                ),
-            )
-            .await;
+            let note = format!(
+                "deletionPolicy Orphan: key {} and its Secret are kept",
+                status.key_sid.as_deref().unwrap_or("(none)")
+            );
+            ctx.normal(key, "KeyOrphaned", "DeleteKey", note).await;
         }
     }
     Ok(Action::await_change())
@@ -316,23 +492,30 @@ async fn release_secret(secrets: &Api<Secret>, secret: &Secret, key: &TwilioApiK
     Ok(())
 }
 
-fn ignore_not_found(error: kube::Error) -> std::result::Result<(), kube::Error> {
-    match &error {
-        kube::Error::Api(status) if status.code == 404 => Ok(()),
-        _ => Err(error),
+async fn delete_secret(ctx: &Context, key: &TwilioApiKey, name: &str) -> Result<()> {
+    match secrets(ctx, key).delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube("delete Secret")(e)),
     }
 }
 
 async fn apply_secret(ctx: &Context, secret: &Secret) -> Result<()> {
-    let secrets: Api<Secret> =
+    let api: Api<Secret> =
         Api::namespaced(ctx.client.clone(), secret.metadata.namespace.as_deref().unwrap_or_default());
     let mut body = serde_json::to_value(secret).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
-    secrets
-        .patch(&secret.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+    api.patch(&secret.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
         .map_err(Error::kube("write Secret"))?;
+    Ok(())
+}
+
+async fn write_status_if_changed(ctx: &Context, key: &TwilioApiKey, status: TwilioApiKeyStatus) -> Result<()> {
+    if key.status.as_ref() != Some(&status) {
+        write_status(ctx, key, &status).await?;
+    }
     Ok(())
 }
 

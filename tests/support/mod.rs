@@ -99,7 +99,8 @@ impl Operator {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_twilio-operator"))
             .args(["run", "--twilio-api-url", twilio_url, "--watch-namespace", namespace])
-            .args(["--metrics-addr", "127.0.0.1:0", "--resync-interval", "30s"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(if extra_args.contains(&"--resync-interval") { &[][..] } else { &["--resync-interval", "30s"][..] })
             .args(extra_args)
             .env("KUBECONFIG", &control_plane().kubeconfig)
             .env("RUST_LOG", std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,twilio_operator=debug".into()))
@@ -183,11 +184,15 @@ impl TestEnv {
     }
 
     pub async fn create_account(&self, name: &str, credentials_secret: &str) {
+        self.create_account_for(name, ACCOUNT_SID, credentials_secret).await;
+    }
+
+    pub async fn create_account_for(&self, name: &str, account_sid: &str, credentials_secret: &str) {
         let account: TwilioAccount = serde_json::from_value(json!({
             "apiVersion": "twilio-operator.dev/v1alpha1",
             "kind": "TwilioAccount",
             "metadata": {"name": name},
-            "spec": {"accountSid": ACCOUNT_SID, "credentialsSecretRef": {"name": credentials_secret}},
+            "spec": {"accountSid": account_sid, "credentialsSecretRef": {"name": credentials_secret}},
         }))
         .unwrap();
         Api::<TwilioAccount>::namespaced(self.client.clone(), &self.namespace)
