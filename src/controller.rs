@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{PredicateConfig, WatchStreamExt};
@@ -23,35 +24,59 @@ use crate::crd::{
 };
 use crate::reconcile;
 
+/// Secrets seen metadata-only: enough to know which changed, without holding their data.
+type SecretMeta = PartialObjectMeta<Secret>;
+
 /// Runs every controller until a shutdown signal arrives. `namespaces` empty means all.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, ready: Arc<AtomicBool>) {
     let scopes: Vec<Option<String>> =
         if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     let config = ControllerConfig::default().concurrency(concurrency);
     let mut tasks = Vec::new();
-    for scope in scopes {
+    let all_secrets: Vec<Api<SecretMeta>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
+    for scope in &scopes {
         tasks.push(keys_controller(ctx.clone(), scope.clone(), config.clone()).boxed());
         let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
-        tasks.push(
-            Controller::new(accounts, watcher::Config::default())
-                .with_config(config.clone())
-                .shutdown_on_signal()
-                .run(account::reconcile::<TwilioAccount>, account_error_policy, ctx.clone())
-                .for_each(log_outcome)
-                .boxed(),
-        );
+        let secrets: Api<SecretMeta> = scoped(&ctx, scope.as_deref());
+        tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], config.clone()));
     }
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
-    tasks.push(
-        Controller::new(cluster_accounts, watcher::Config::default())
-            .with_config(config)
-            .shutdown_on_signal()
-            .run(account::reconcile::<ClusterTwilioAccount>, account_error_policy, ctx.clone())
-            .for_each(log_outcome)
-            .boxed(),
-    );
+    tasks.push(account_controller(ctx.clone(), cluster_accounts, all_secrets, config));
     ready.store(true, Ordering::SeqCst);
     join_all(tasks).await;
+}
+
+/// The controller of one account kind. A change to a credentials Secret (watched metadata-only)
+/// re-verifies the accounts that use it.
+fn account_controller<A: account::AccountResource>(
+    ctx: Arc<Context>,
+    accounts: Api<A>,
+    secret_scopes: Vec<Api<SecretMeta>>,
+    config: ControllerConfig,
+) -> futures::future::BoxFuture<'static, ()> {
+    let controller = Controller::new(accounts, watcher::Config::default()).with_config(config);
+    let store = controller.store();
+    let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
+        let store = store.clone();
+        let changes = watcher(secrets, watcher::Config::default()).default_backoff().touched_objects();
+        controller.watches_stream(changes, move |secret: SecretMeta| {
+            let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+            store
+                .state()
+                .iter()
+                .filter(|account| {
+                    let source = account.source();
+                    source.secret_namespace == namespace && source.secret_name == name
+                })
+                .map(|account| ObjectRef::from_obj(account.as_ref()))
+                .collect::<Vec<_>>()
+        })
+    });
+    controller
+        .shutdown_on_signal()
+        .run(account::reconcile::<A>, account_error_policy, ctx)
+        .for_each(log_outcome)
+        .boxed()
 }
 
 fn scoped<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
@@ -92,15 +117,23 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .await;
 }
 
-/// Accounts whose spec changed: their status writes must not wake the keys that use them.
+/// Accounts whose spec or readiness changed (a repaired credential turns an account Ready and so
+/// wakes its stalled keys); other status writes do not wake the keys.
 fn spec_changes<A>(api: Api<A>) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static
 where
-    A: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    A: account::AccountResource,
 {
+    let spec_and_readiness = |account: &A| {
+        let mut hasher = DefaultHasher::new();
+        account.meta().generation.hash(&mut hasher);
+        let conditions = account.account_status().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        crate::conditions::ready_of(conditions).map(|(status, _)| status.to_string()).hash(&mut hasher);
+        Some(hasher.finish())
+    };
     watcher(api, watcher::Config::default())
         .default_backoff()
         .touched_objects()
-        .predicate_filter(kube::runtime::predicates::generation, PredicateConfig::default())
+        .predicate_filter(spec_and_readiness, PredicateConfig::default())
 }
 
 /// What a change to a key must alter to wake it: its spec (generation), its deletion, its

@@ -51,6 +51,16 @@ const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.keyType == 'Restricted' ? has(self.policy) : !has(self.policy)",
+        "message": "spec.policy is required when spec.keyType is Restricted, and forbidden otherwise"
+    },
+    {
+        "rule": "!has(self.secret) || !has(self.secret.keys) || (self.secret.keys.accountSid != self.secret.keys.apiKeySid && self.secret.keys.accountSid != self.secret.keys.apiKeySecret && self.secret.keys.apiKeySid != self.secret.keys.apiKeySecret)",
+        "message": "spec.secret.keys must name three different data keys"
+    }
+]))]
 pub struct TwilioApiKeySpec {
     /// The TwilioAccount (same namespace) or ClusterTwilioAccount whose account the key is created in.
     pub account_ref: AccountRef,
@@ -258,9 +268,12 @@ pub struct RetiringKey {
     pub sid: String,
     /// When the old key is deleted in Twilio (RFC 3339).
     pub delete_after: String,
-    /// The account resource the old key was created through, used to delete it.
+    /// The account resource the old key was created through, whose credential deletes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_ref: Option<AccountRef>,
+    /// The account the old key belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_sid: Option<String>,
 }
 
 /// The desired state of a TwilioAccount.

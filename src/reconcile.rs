@@ -338,6 +338,7 @@ fn all_keys(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<RetiringKey>
         sid: sid.clone(),
         delete_after: String::new(),
         account_ref: status.account_ref.clone().or_else(|| Some(key.spec.account_ref.clone())),
+        account_sid: status.account_sid.clone(),
     });
     current.chain(status.retiring_keys.iter().cloned()).collect()
 }
@@ -350,18 +351,31 @@ fn secret_names(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<String> 
     names
 }
 
-/// Deletes keys in Twilio, each through the account it was created in (404 counts as gone).
+/// Deletes keys in Twilio, each in the account it belongs to, with the credential of the account
+/// resource it was created through (404 counts as gone).
 async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) -> Result<()> {
     let namespace = key.namespace().unwrap_or_default();
-    let mut by_account: BTreeMap<(String, String), (AccountRef, Vec<&str>)> = BTreeMap::new();
+    let mut by_account: BTreeMap<String, (AccountRef, Option<String>, Vec<&str>)> = BTreeMap::new();
     for retired in keys {
         let account_ref = retired.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
-        let group_key = (format!("{:?}", account_ref.kind), account_ref.name.clone());
-        by_account.entry(group_key).or_insert_with(|| (account_ref, Vec::new())).1.push(&retired.sid);
+        let group = format!("{:?}/{}/{:?}", account_ref.kind, account_ref.name, retired.account_sid);
+        by_account
+            .entry(group)
+            .or_insert_with(|| (account_ref, retired.account_sid.clone(), Vec::new()))
+            .2
+            .push(&retired.sid);
     }
-    for (account_ref, sids) in by_account.into_values() {
+    for (account_ref, account_sid, sids) in by_account.into_values() {
         let source = account::resolve(ctx, &namespace, &account_ref).await?;
-        let connection = account::connect(ctx, &source).await?;
+        let mut connection = account::connect(ctx, &source).await?;
+        // The account resource may point at another account SID by now: the key still lives in
+        // the old one, which an auth token addresses by its account SID.
+        if let Some(old_sid) = account_sid.filter(|sid| *sid != connection.account_sid) {
+            if connection.credentials.username == connection.account_sid {
+                connection.credentials.username = old_sid.clone();
+            }
+            connection.account_sid = old_sid;
+        }
         for sid in sids {
             ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))?;
             crate::metrics::key_operation("deleted");
@@ -379,6 +393,7 @@ fn delivered_status(key: &TwilioApiKey, sid: &str, account_sid: &str, now: Times
             sid: old.clone(),
             delete_after: (now + grace_period(key)).to_string(),
             account_ref: previous.account_ref.clone(),
+            account_sid: previous.account_sid.clone(),
         });
     }
     let issued = TwilioApiKeyStatus {

@@ -326,3 +326,59 @@ async fn a_key_waiting_for_its_account_proceeds_when_the_account_appears() {
     env.create_account("late", "twilio-credentials").await;
     env.wait_ready("k").await;
 }
+
+#[tokio::test]
+async fn repairing_a_refused_credential_recovers_the_keys_that_use_it() {
+    let mut env = TestEnv::new("repair").await;
+    env.create_secret("flaky-credentials", &[("TWILIO_AUTH_TOKEN", "wrong")]).await;
+    env.create_account("flaky", "flaky-credentials").await;
+    env.start_operator(&[]);
+    env.create_key("k", json!({"accountRef": {"name": "flaky"}})).await;
+    env.wait_for_condition("k", "False", "TwilioAuthFailed").await;
+
+    // The credentials Secret is watched: fixing it re-verifies the account, whose readiness wakes
+    // the key well before the 30s resync would.
+    let fix = json!({"stringData": {"TWILIO_AUTH_TOKEN": support::AUTH_TOKEN}});
+    env.secrets().patch("flaky-credentials", &PatchParams::default(), &Patch::Merge(&fix)).await.unwrap();
+    let started = std::time::Instant::now();
+    let key = env.wait_ready("k").await;
+    println!("recovered {:?} after the credential was fixed", started.elapsed());
+    assert_delivers(&env, "k", &key.status.unwrap().key_sid.unwrap()).await;
+}
+
+#[tokio::test]
+async fn changing_the_accounts_account_sid_rotates_its_keys() {
+    let env = TestEnv::with_operator("acctsid").await;
+    let second_account = "AC00000000000000000000000000000003";
+    env.fake.add_account(second_account, support::AUTH_TOKEN);
+    env.create_key("k", json!({"rotation": {"gracePeriod": "1s"}})).await;
+    env.wait_ready("k").await;
+    let old = current_sid(&env, "k").await;
+
+    let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let moved = json!({"spec": {"accountSid": second_account}});
+    accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
+    let new = wait_new_key(&env, "k", &old).await.status.unwrap();
+    assert_eq!(new.account_sid.as_deref(), Some(second_account));
+    assert_eq!(env.fake.key(new.key_sid.as_ref().unwrap()).unwrap().account_sid, second_account);
+    assert_delivers(&env, "k", new.key_sid.as_ref().unwrap()).await;
+    wait_key_gone_in_twilio(&env, &old).await;
+}
+
+#[tokio::test]
+async fn twilio_429s_5xx_and_latency_are_ridden_out_without_duplicates() {
+    let env = TestEnv::with_operator("faults").await;
+    env.fake.set_faults(twilio_operator::fake_twilio::Faults { error_rate: 0.4, latency_ms: 50 });
+    for n in 0..6 {
+        env.create_key(&format!("k{n}"), json!({})).await;
+    }
+    for n in 0..6 {
+        let sid = env.wait_ready(&format!("k{n}")).await.status.unwrap().key_sid.unwrap();
+        assert_delivers(&env, &format!("k{n}"), &sid).await;
+    }
+    let counts = env.fake.request_counts();
+    let faults: u64 = counts.iter().filter(|(k, _)| k.ends_with(" 429") || k.ends_with(" 503")).map(|(_, v)| v).sum();
+    println!("requests by outcome: {counts:?}");
+    assert!(faults > 0, "faults were injected");
+    assert_eq!(env.fake.keys().len(), 6, "exactly one key per resource");
+}

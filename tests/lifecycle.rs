@@ -56,6 +56,13 @@ async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs()
     let secret = env.secrets().get("sms-credentials").await.unwrap();
     assert_eq!(secret.labels().get("team").map(String::as_str), Some("a"));
     assert_eq!(env.fake.keys().len(), 2, "exactly one Twilio key per resource");
+
+    let log = env.operator.as_ref().unwrap().output();
+    assert!(log.contains("created Twilio key"), "the operator log is captured");
+    for key in env.fake.keys() {
+        assert!(!log.contains(&key.secret), "a key secret appears in the operator log");
+    }
+    assert!(!log.contains(support::AUTH_TOKEN), "the auth token appears in the operator log");
 }
 
 #[tokio::test]

@@ -266,15 +266,22 @@ impl TestEnv {
         (value("TWILIO_ACCOUNT_SID"), value("TWILIO_API_KEY"), value("TWILIO_API_SECRET"))
     }
 
-    /// Whether Twilio (the fake, over HTTP, as any client would) accepts the pair.
+    /// Whether Twilio (the fake, over HTTP, as any client would) accepts the pair. Injected
+    /// 429/503 answers are retried, as a client would.
     pub async fn twilio_accepts(&self, account_sid: &str, key_sid: &str, key_secret: &str) -> bool {
-        let response = reqwest::Client::new()
-            .get(format!("{}/2010-04-01/Accounts/{account_sid}.json", self.fake.url()))
-            .basic_auth(key_sid, Some(key_secret))
-            .send()
-            .await
-            .expect("reach fake Twilio");
-        response.status() == reqwest::StatusCode::OK
+        for _ in 0..50 {
+            let response = reqwest::Client::new()
+                .get(format!("{}/2010-04-01/Accounts/{account_sid}.json", self.fake.url()))
+                .basic_auth(key_sid, Some(key_secret))
+                .send()
+                .await
+                .expect("reach fake Twilio");
+            match response.status().as_u16() {
+                429 | 503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                status => return status == 200,
+            }
+        }
+        panic!("fake Twilio kept answering 429/503")
     }
 }
 
