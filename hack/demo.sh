@@ -42,11 +42,12 @@ pids+=($!)
 
 kubectl wait --for=condition=Ready twilioapikeys --all -n twilio-demo --timeout=120s
 kubectl wait --for=condition=Ready twilioaccounts --all -n twilio-demo --timeout=60s
+kubectl wait --for=condition=Ready clustertwilioaccounts --all --timeout=60s
 echo
-echo "== kubectl get twilio -n twilio-demo"
-kubectl get twilio -n twilio-demo
+echo "== kubectl get twilio -A"
+kubectl get twilio -A
 echo
-for secret in payments-twilio sms-sender-twilio; do
+for secret in $(kubectl get twkey -n twilio-demo -o jsonpath='{.items[*].status.secretName}'); do
   echo "== Secret $secret holds the keys (values not shown):"
   kubectl get secret "$secret" -n twilio-demo -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
 done
