@@ -10,12 +10,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
-use crate::twilio::{AccountConnection, TwilioClient, TwilioError};
+use crate::twilio::{AccountConnection, Key, TwilioClient, TwilioError};
 
 /// The keys one account held in Twilio when it was last listed.
 pub struct Inventory {
     pub listed_at: Timestamp,
-    pub sids: HashSet<String>,
+    pub keys: HashMap<String, Key>,
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +35,13 @@ pub struct Context {
     /// paginated list per account and resync interval, not one request per key. The async lock
     /// makes concurrent checks wait for one listing instead of each making their own.
     inventories: tokio::sync::Mutex<HashMap<String, Arc<Inventory>>>,
+    /// UIDs of keys whose last create in this process had an unknown or unclean outcome (a
+    /// timeout, or a key that could not be delivered nor deleted): their next create first
+    /// relists the account to find what that attempt left behind.
+    unsure_creates: Mutex<HashSet<String>>,
+    /// One create (with its orphan sweep) at a time per account and friendly name, so that a
+    /// sweep never mistakes another resource's in-flight key for an orphan.
+    creation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Context {
@@ -49,6 +56,8 @@ impl Context {
             recorder,
             failures: Mutex::default(),
             inventories: tokio::sync::Mutex::default(),
+            unsure_creates: Mutex::default(),
+            creation_locks: Mutex::default(),
         }
     }
 
@@ -75,11 +84,15 @@ impl Context {
         }
     }
 
-    /// The account's keys as listed within the last resync interval, listing them if needed.
-    pub async fn inventory(&self, account: &AccountConnection) -> Result<Arc<Inventory>, TwilioError> {
+    /// The account's keys as listed at most `max_age` ago, listing them if needed.
+    pub async fn inventory(
+        &self,
+        account: &AccountConnection,
+        max_age: Duration,
+    ) -> Result<Arc<Inventory>, TwilioError> {
         let cache_key = format!("{} {}", account.base_url, account.account_sid);
         let mut inventories = self.inventories.lock().await;
-        let max_age = k8s_openapi::jiff::SignedDuration::try_from(self.config.resync_interval).unwrap_or_default();
+        let max_age = k8s_openapi::jiff::SignedDuration::try_from(max_age).unwrap_or_default();
         if let Some(inventory) = inventories.get(&cache_key)
             && inventory.listed_at + max_age > Timestamp::now()
         {
@@ -87,9 +100,28 @@ impl Context {
         }
         let listed_at = Timestamp::now();
         let keys = self.twilio.list_keys(account).await?;
-        let inventory = Arc::new(Inventory { listed_at, sids: keys.into_iter().map(|k| k.sid).collect() });
+        let inventory = Arc::new(Inventory { listed_at, keys: keys.into_iter().map(|k| (k.sid.clone(), k)).collect() });
         inventories.insert(cache_key, inventory.clone());
         Ok(inventory)
+    }
+
+    pub fn mark_create_unsure(&self, uid: &str, unsure: bool) {
+        let mut set = self.unsure_creates.lock().unwrap_or_else(|p| p.into_inner());
+        if unsure {
+            set.insert(uid.to_string());
+        } else {
+            set.remove(uid);
+        }
+    }
+
+    pub fn create_was_unsure(&self, uid: &str) -> bool {
+        self.unsure_creates.lock().unwrap_or_else(|p| p.into_inner()).contains(uid)
+    }
+
+    /// The lock serializing creates of keys with this name in this account.
+    pub fn creation_lock(&self, account_sid: &str, friendly_name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.creation_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(format!("{account_sid} {friendly_name}")).or_default().clone()
     }
 
     /// The delay before retrying an object after a transient failure: 1s, 2s, 4s ... 5 minutes.

@@ -36,8 +36,12 @@ pub struct FakeAccount {
 pub struct Faults {
     /// Share of requests, 0.0 to 1.0, answered with 429 or 503 before being processed.
     pub error_rate: f64,
-    /// Added to every request.
+    /// Added to every request, before it is processed.
     pub latency_ms: u64,
+    /// Added to every answer after the request took effect: a client that gives up or dies
+    /// meanwhile does not learn the outcome (for a create, the only copy of the secret).
+    #[serde(default)]
+    pub response_delay_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -733,10 +737,15 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
     } else {
         (next.run(request).await, None)
     };
-    let mut store = shared.lock();
-    *store.counts.entry(format!("{operation} {}", response.status().as_u16())).or_default() += 1;
-    if let Some(record) = recorded {
-        store.recorded.push(record);
+    {
+        let mut store = shared.lock();
+        *store.counts.entry(format!("{operation} {}", response.status().as_u16())).or_default() += 1;
+        if let Some(record) = recorded {
+            store.recorded.push(record);
+        }
+    }
+    if faults.response_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.response_delay_ms)).await;
     }
     response
 }

@@ -156,16 +156,30 @@ async fn issue(
     delivering_secret: Option<&Secret>,
 ) -> Result<Action> {
     let request = KeyRequest { friendly_name: key.desired_friendly_name(), restricted_policy: restricted_policy(key) };
-    let created = ctx.twilio.create_key(connection, &request).await.map_err(Error::twilio("create key"))?;
+    let uid = key.uid().unwrap_or_default();
+    let lock = ctx.creation_lock(&connection.account_sid, &request.friendly_name);
+    let _creating = lock.lock().await;
+    sweep_orphans(key, ctx, connection, delivering_secret).await?;
+    let created = match ctx.twilio.create_key(connection, &request).await {
+        Ok(created) => created,
+        Err(error) => {
+            // After a timeout or a 5xx the key may exist all the same: the next attempt relists
+            // the account and deletes what this one left, instead of creating blindly.
+            ctx.mark_create_unsure(&uid, matches!(error, TwilioError::Transport(_) | TwilioError::Server { .. }));
+            return Err(Error::twilio("create key")(error));
+        }
+    };
     crate::metrics::key_operation("created");
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
     let desired = crate::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
     if let Err(error) = apply_secret(ctx, &desired).await {
         if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
             tracing::error!(key_sid = %created.sid, %cleanup, "could not delete a key whose Secret write failed");
+            ctx.mark_create_unsure(&uid, true);
         }
         return Err(error);
     }
+    ctx.mark_create_unsure(&uid, false);
     let status = delivered_status(key, &created.sid, &connection.account_sid, Timestamp::now());
     write_status(ctx, key, &status).await?;
     delete_moved_secret(ctx, key, delivering_secret).await?;
@@ -191,6 +205,89 @@ async fn issue(
         }
     }
     Ok(next_wake(ctx, key, &status))
+}
+
+/// Deletes keys that an interrupted earlier attempt created for this resource but never
+/// recorded: keys of the account with the resource's friendly name, created since its current key
+/// (or since the resource, if it has none), that neither this resource nor any other records in
+/// its status or Secret. Twilio shows a secret only at creation, so such a key cannot be
+/// delivered; deleting it is the only way not to leak it.
+///
+/// The listing is the account's shared inventory: made after this process started, it holds
+/// every key an earlier process created; after an unsure create in this process it is renewed.
+async fn sweep_orphans(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    delivering_secret: Option<&Secret>,
+) -> Result<()> {
+    let status = key.status.clone().unwrap_or_default();
+    let uid = key.uid().unwrap_or_default();
+    let max_age = if ctx.create_was_unsure(&uid) { Duration::ZERO } else { ctx.config.resync_interval };
+    let inventory = ctx.inventory(connection, max_age).await.map_err(Error::twilio("list keys"))?;
+    let since = status
+        .key_created_at
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .or_else(|| key.meta().creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(inventory.listed_at);
+    // Twilio's clock and ours may disagree by a little; its dates have whole seconds.
+    let since = since - SignedDuration::from_secs(60);
+    let names = [Some(key.desired_friendly_name()), status.friendly_name.clone()];
+    let mut recorded: std::collections::HashSet<String> = all_keys(key, &status).into_iter().map(|k| k.sid).collect();
+    recorded.extend(delivering_secret.and_then(|s| s.annotations().get(crate::crd::KEY_SID_ANNOTATION).cloned()));
+    let candidates: Vec<String> = inventory
+        .keys
+        .values()
+        .filter(|k| names.contains(&k.friendly_name) && !recorded.contains(&k.sid))
+        .filter(|k| k.created_at().is_some_and(|created| created >= since))
+        .map(|k| k.sid.clone())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let recorded_elsewhere = recorded_by_any_resource(ctx, &key.namespace().unwrap_or_default()).await?;
+    for sid in candidates.iter().filter(|sid| !recorded_elsewhere.contains(*sid)) {
+        ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))?;
+        crate::metrics::key_operation("orphan_deleted");
+        let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
+        ctx.warn(key, "OrphanKeyDeleted", "DeleteKey", note).await;
+    }
+    // The inventory still lists them; the next sweep must not count on it.
+    ctx.mark_create_unsure(&uid, true);
+    Ok(())
+}
+
+/// Every key SID any TwilioApiKey records, in its status or in its Secret: cluster-wide when the
+/// operator may list that, otherwise in the key's namespace.
+async fn recorded_by_any_resource(ctx: &Context, namespace: &str) -> Result<std::collections::HashSet<String>> {
+    match recorded_in(ctx, None).await {
+        Err(Error::Kube { source: kube::Error::Api(status), .. }) if status.code == 403 => {
+            recorded_in(ctx, Some(namespace)).await
+        }
+        other => other,
+    }
+}
+
+async fn recorded_in(ctx: &Context, namespace: Option<&str>) -> Result<std::collections::HashSet<String>> {
+    let (keys, secrets): (Api<TwilioApiKey>, Api<Secret>) = match namespace {
+        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let mut recorded = std::collections::HashSet::new();
+    for other in keys.list(&Default::default()).await.map_err(Error::kube("list TwilioApiKeys"))? {
+        let status = other.status.clone().unwrap_or_default();
+        recorded.extend(all_keys(&other, &status).into_iter().map(|k| k.sid));
+    }
+    let managed = kube::api::ListParams::default().labels(&format!(
+        "{}={}",
+        crate::crd::MANAGED_BY_LABEL,
+        crate::crd::MANAGED_BY_VALUE
+    ));
+    for secret in secrets.list_metadata(&managed).await.map_err(Error::kube("list Secrets"))? {
+        recorded.extend(secret.annotations().get(crate::crd::KEY_SID_ANNOTATION).cloned());
+    }
+    Ok(recorded)
 }
 
 fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
@@ -296,9 +393,9 @@ async fn key_missing_in_twilio(
     let (Some(sid), Some(created)) = (&status.key_sid, &status.key_created_at) else {
         return Ok(false);
     };
-    let inventory = ctx.inventory(connection).await.map_err(Error::twilio("list keys"))?;
+    let inventory = ctx.inventory(connection, ctx.config.resync_interval).await.map_err(Error::twilio("list keys"))?;
     let created = created.parse::<Timestamp>().unwrap_or(inventory.listed_at);
-    Ok(created < inventory.listed_at && !inventory.sids.contains(sid))
+    Ok(created < inventory.listed_at && !inventory.keys.contains_key(sid))
 }
 
 /// `revoked: true`: every key of the resource is deleted in Twilio at once, then its Secret.
@@ -463,6 +560,14 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         {
             owned_secrets.push(secret);
         }
+    }
+    // Keys an interrupted create left behind go in any case: nobody can use them.
+    if let Ok(source) = account::resolve_for_key(ctx, key).await
+        && let Ok(connection) = account::connect(ctx, &source).await
+    {
+        let lock = ctx.creation_lock(&connection.account_sid, &key.desired_friendly_name());
+        let _creating = lock.lock().await;
+        sweep_orphans(key, ctx, &connection, owned_secrets.first()).await?;
     }
     match key.spec.deletion_policy {
         DeletionPolicy::Delete => {

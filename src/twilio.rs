@@ -91,6 +91,14 @@ pub struct Key {
     pub policy: Option<serde_json::Value>,
 }
 
+impl Key {
+    /// When Twilio created the key (its dates are RFC 2822).
+    pub fn created_at(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        let text = self.date_created.as_deref()?;
+        k8s_openapi::jiff::fmt::rfc2822::parse(text).ok().map(|zoned| zoned.timestamp())
+    }
+}
+
 /// A key as returned by its creation: the only time Twilio shows its secret.
 #[derive(Deserialize)]
 pub struct NewKey {
@@ -490,6 +498,17 @@ mod tests {
             assert!(policy.delay(attempt, None) <= Duration::from_secs(1));
         }
         assert!(policy.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn twilio_dates_parse() {
+        let key = Key {
+            sid: "SK1".into(),
+            friendly_name: None,
+            date_created: Some("Mon, 13 Jun 2016 22:50:08 +0000".into()),
+            policy: None,
+        };
+        assert_eq!(key.created_at().unwrap().to_string(), "2016-06-13T22:50:08Z");
     }
 
     #[test]

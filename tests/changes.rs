@@ -368,7 +368,7 @@ async fn changing_the_accounts_account_sid_rotates_its_keys() {
 #[tokio::test]
 async fn twilio_429s_5xx_and_latency_are_ridden_out_without_duplicates() {
     let env = TestEnv::with_operator("faults").await;
-    env.fake.set_faults(twilio_operator::fake_twilio::Faults { error_rate: 0.4, latency_ms: 50 });
+    env.fake.set_faults(twilio_operator::fake_twilio::Faults { error_rate: 0.4, latency_ms: 50, ..Default::default() });
     for n in 0..6 {
         env.create_key(&format!("k{n}"), json!({})).await;
     }

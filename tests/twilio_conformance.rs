@@ -396,7 +396,7 @@ async fn injected_faults_are_retried_by_the_client_only_where_safe() {
     let fake = fake().await;
     let conn = connection(&fake, TOKEN);
     let twilio = client();
-    fake.set_faults(Faults { error_rate: 1.0, latency_ms: 0 });
+    fake.set_faults(Faults { error_rate: 1.0, ..Default::default() });
     let failed = twilio.list_keys(&conn).await.unwrap_err();
     assert!(failed.is_transient(), "{failed}");
     let counts = fake.request_counts();
@@ -413,7 +413,7 @@ async fn injected_faults_are_retried_by_the_client_only_where_safe() {
     }
     assert!(fake.keys().is_empty());
 
-    fake.set_faults(Faults { error_rate: 0.0, latency_ms: 150 });
+    fake.set_faults(Faults { latency_ms: 150, ..Default::default() });
     let started = Instant::now();
     twilio.verify_credentials(&conn).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150), "latency is injected");

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let fake = FakeTwilio::start(args.listen, accounts).await?;
-    fake.set_faults(Faults { error_rate: args.error_rate, latency_ms: args.latency_ms });
+    fake.set_faults(Faults { error_rate: args.error_rate, latency_ms: args.latency_ms, response_delay_ms: 0 });
     eprintln!("fake-twilio listening on {}", fake.url());
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -257,6 +257,19 @@ impl TestEnv {
             .collect()
     }
 
+    /// How many Events with this reason were recorded in the namespace (series counted).
+    pub async fn event_count(&self, reason: &str) -> i32 {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("list Events")
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.series.map_or(1, |s| s.count))
+            .sum()
+    }
+
     /// The Secret's three values (account SID, key SID, key secret) under the default data keys.
     pub async fn delivered_pair(&self, secret_name: &str) -> (String, String, String) {
         let secret = self.secrets().get(secret_name).await.expect("Secret exists");
