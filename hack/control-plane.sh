@@ -8,6 +8,8 @@
 #                                          files are created before the controller manager starts
 #                                          (its garbage collector only discovers types at start-up)
 #   hack/control-plane.sh down DIR         stop the processes started by `up DIR`
+#   hack/control-plane.sh restart-apiserver DIR SECONDS
+#                                          stop the API server, wait, start it again (same etcd, port)
 #
 # `up` writes DIR/kubeconfig (admin) and DIR/env. With WATCH_PID=<pid>, the control plane stops by
 # itself when that process exits, so a test run that is killed leaves nothing behind.
@@ -237,9 +239,20 @@ down() {
   : > "$dir/pids"
 }
 
+restart_apiserver() {
+  local dir=$1 seconds=$2
+  # shellcheck disable=SC1091
+  . "$dir/env"
+  kill -9 "$(cat "$dir/apiserver.pid")" 2>/dev/null || true
+  sleep "$seconds"
+  start_apiserver "$dir" "$ETCD_URL" "$API_PORT"
+}
+
 case "${1:-}" in
   build) build; echo "$BIN_DIR" ;;
   up) [ $# -ge 2 ] || { echo "usage: $0 up DIR [CRD...]" >&2; exit 2; }; shift; up "$@" ;;
   down) [ $# -eq 2 ] || { echo "usage: $0 down DIR" >&2; exit 2; }; down "$2" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  restart-apiserver) [ $# -eq 3 ] || { echo "usage: $0 restart-apiserver DIR SECONDS" >&2; exit 2; }
+    restart_apiserver "$2" "$3" ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

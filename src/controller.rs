@@ -54,11 +54,11 @@ fn account_controller<A: account::AccountResource>(
     secret_scopes: Vec<Api<SecretMeta>>,
     config: ControllerConfig,
 ) -> futures::future::BoxFuture<'static, ()> {
-    let controller = Controller::new(accounts, watcher::Config::default()).with_config(config);
+    let controller = Controller::new(accounts, watch_config()).with_config(config);
     let store = controller.store();
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
-        let changes = watcher(secrets, watcher::Config::default()).default_backoff().touched_objects();
+        let changes = watcher(secrets, watch_config()).default_backoff().touched_objects();
         controller.watches_stream(changes, move |secret: SecretMeta| {
             let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
             store
@@ -79,6 +79,14 @@ fn account_controller<A: account::AccountResource>(
         .boxed()
 }
 
+/// Watches are renewed at least every minute: an API server that restarts can leave a watch
+/// open that never delivers another event (seen with 1.20), and a renewal relists.
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)
+}
+
+const WATCH_TIMEOUT_SECS: u32 = 20;
+
 fn scoped<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -94,9 +102,9 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let secrets: Api<Secret> = scoped(&ctx, scope.as_deref());
     let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let managed = watch_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let (store, writer) = reflector::store();
-    let changes = watcher(keys, watcher::Config::default())
+    let changes = watcher(keys, watch_config())
         .default_backoff()
         .reflect(writer)
         .applied_objects()
@@ -130,7 +138,7 @@ where
         crate::conditions::ready_of(conditions).map(|(status, _)| status.to_string()).hash(&mut hasher);
         Some(hasher.finish())
     };
-    watcher(api, watcher::Config::default())
+    watcher(api, watch_config())
         .default_backoff()
         .touched_objects()
         .predicate_filter(spec_and_readiness, PredicateConfig::default())

@@ -109,6 +109,7 @@ pub struct FakeTwilio {
     shared: Arc<Shared>,
     addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl FakeTwilio {
@@ -118,16 +119,39 @@ impl FakeTwilio {
         let addr = listener.local_addr()?;
         let store = Store { accounts: accounts.into_iter().map(|a| (a.sid.clone(), a)).collect(), ..Store::default() };
         let shared = Arc::new(Shared { store: Mutex::new(store), base_url: format!("http://{addr}") });
+        let mut fake = Self { shared, addr, shutdown: None, server: None };
+        fake.serve(listener);
+        Ok(fake)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(shared.clone());
-        tokio::spawn(async move {
+        let app = router(self.shared.clone());
+        self.server = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
                 })
                 .await;
-        });
-        Ok(Self { shared, addr, shutdown: Some(tx) })
+        }));
+        self.shutdown = Some(tx);
+    }
+
+    /// Stops answering (connections are refused), keeping every key: Twilio is unreachable.
+    pub async fn stop_serving(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// Serves again on the same address, with the same state.
+    pub async fn resume_serving(&mut self) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.serve(listener);
+        Ok(())
     }
 
     pub fn url(&self) -> String {

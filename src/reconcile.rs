@@ -52,7 +52,8 @@ pub fn error_policy(key: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) ->
 
 /// Turns errors that need a human into a Stalled status and an Event (and a slow requeue, so a
 /// refused credential does not cause a storm of calls); transient errors go back to the
-/// controller to be retried with backoff.
+/// controller to be retried with backoff. During deletion every error stays an error, stall or
+/// not: success would remove the finalizer and forget a key that still exists in Twilio.
 async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Result<Action> {
     let error = match result {
         Ok(action) => return Ok(action),
@@ -75,8 +76,8 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         ctx.warn(key, health.reason(), action, error.to_string()).await;
     }
     match stall_reason {
-        Some(_) => Ok(Action::requeue(ctx.config.resync_interval)),
-        None => Err(error),
+        Some(_) if key.meta().deletion_timestamp.is_none() => Ok(Action::requeue(ctx.config.resync_interval)),
+        _ => Err(error),
     }
 }
 

@@ -5,7 +5,11 @@
 //! is retried only on 429, which Twilio guarantees was never processed, because a create whose
 //! outcome is unknown must not be repeated blindly (it could leave a second live key behind).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use rand::Rng;
 use reqwest::{Method, StatusCode, header::RETRY_AFTER};
@@ -226,12 +230,17 @@ enum Idempotency {
     RetryOnlyIfUnprocessed,
 }
 
+/// Twilio limits REST concurrency per account; the operator stays below it on its own.
+const REQUESTS_IN_FLIGHT_PER_ACCOUNT: usize = 4;
+
 #[derive(Clone, Debug)]
 pub struct TwilioClient {
     http: reqwest::Client,
     endpoint: Endpoint,
     retry: RetryPolicy,
     page_size: u32,
+    /// One semaphore per account SID bounding the requests in flight to it.
+    in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 #[derive(Deserialize)]
@@ -253,7 +262,7 @@ impl TwilioClient {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| TwilioError::Transport(e.to_string()))?;
-        Ok(Self { http, endpoint, retry, page_size: 1000 })
+        Ok(Self { http, endpoint, retry, page_size: 1000, in_flight: Arc::default() })
     }
 
     /// Keys per page when listing (Twilio allows 1 to 1000).
@@ -355,9 +364,19 @@ impl TwilioClient {
         form: Option<&[(&str, String)]>,
         idempotency: Idempotency,
     ) -> Result<bytes::Bytes, TwilioError> {
+        let semaphore = {
+            let mut limits = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            limits
+                .entry(account.account_sid.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_PER_ACCOUNT)))
+                .clone()
+        };
         let mut attempt = 0;
         loop {
-            let result = self.send_once(account, method.clone(), url, form).await;
+            let result = {
+                let _permit = semaphore.acquire().await.map_err(|e| TwilioError::Transport(e.to_string()))?;
+                self.send_once(account, method.clone(), url, form).await
+            };
             let err = match result {
                 Ok(body) => return Ok(body),
                 Err(err) => err,

@@ -26,6 +26,23 @@ pub fn repo_root() -> PathBuf {
 
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
+    /// The state directory when this suite started the control plane itself.
+    pub dir: Option<PathBuf>,
+}
+
+impl ControlPlane {
+    /// Kills the API server and starts it again on the same etcd and port after `down`.
+    pub fn restart_apiserver(&self, down: Duration) {
+        let dir = self.dir.as_ref().expect("only a control plane the suite started can be restarted");
+        let status = Command::new(repo_root().join("hack/control-plane.sh"))
+            .arg("restart-apiserver")
+            .arg(dir)
+            .arg(down.as_secs().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .expect("run hack/control-plane.sh");
+        assert!(status.success(), "restarting the API server failed");
+    }
 }
 
 /// The control plane shared by every test of this binary.
@@ -34,7 +51,7 @@ pub fn control_plane() -> &'static ControlPlane {
     static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
     let plane = PLANE.get_or_init(|| {
         if let Ok(path) = std::env::var("TWILIO_OPERATOR_TEST_KUBECONFIG") {
-            return Ok(ControlPlane { kubeconfig: PathBuf::from(path) });
+            return Ok(ControlPlane { kubeconfig: PathBuf::from(path), dir: None });
         }
         let dir = repo_root().join("target").join("test-control-planes").join(format!("{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -53,7 +70,7 @@ pub fn control_plane() -> &'static ControlPlane {
         if !status.success() {
             return Err(format!("hack/control-plane.sh up failed; logs are in {}", dir.display()));
         }
-        Ok(ControlPlane { kubeconfig: dir.join("kubeconfig") })
+        Ok(ControlPlane { kubeconfig: dir.join("kubeconfig"), dir: Some(dir) })
     });
     match plane {
         Ok(plane) => plane,
@@ -93,6 +110,11 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(namespace: &str, twilio_url: &str, extra_args: &[&str]) -> Operator {
+        let filter = std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,twilio_operator=debug".into());
+        Operator::start_with_log(namespace, twilio_url, extra_args, &filter)
+    }
+
+    pub fn start_with_log(namespace: &str, twilio_url: &str, extra_args: &[&str], filter: &str) -> Operator {
         let log_dir = repo_root().join("target").join("test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = log_dir.join(format!("{namespace}-operator.log"));
@@ -103,7 +125,7 @@ impl Operator {
             .args(if extra_args.contains(&"--resync-interval") { &[][..] } else { &["--resync-interval", "30s"][..] })
             .args(extra_args)
             .env("KUBECONFIG", &control_plane().kubeconfig)
-            .env("RUST_LOG", std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,twilio_operator=debug".into()))
+            .env("RUST_LOG", filter)
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
@@ -299,12 +321,21 @@ impl TestEnv {
 }
 
 /// Polls `check` until it yields a value, failing the test after two minutes.
-pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    wait_up_to(Duration::from_secs(120), what, check).await
+}
+
+/// Polls `check` until it yields a value, failing the test after `limit`.
+pub async fn wait_up_to<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
