@@ -125,8 +125,8 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .await;
 }
 
-/// Accounts whose spec or readiness changed (a repaired credential turns an account Ready and so
-/// wakes its stalled keys); other status writes do not wake the keys.
+/// Accounts whose spec changed or that became Ready (a repaired credential turns an account Ready
+/// and so wakes its stalled keys); other status writes do not wake the keys.
 fn spec_changes<A>(api: Api<A>) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static
 where
     A: account::AccountResource,
@@ -135,7 +135,9 @@ where
         let mut hasher = DefaultHasher::new();
         account.meta().generation.hash(&mut hasher);
         let conditions = account.account_status().map(|s| s.conditions.as_slice()).unwrap_or_default();
-        crate::conditions::ready_of(conditions).map(|(status, _)| status.to_string()).hash(&mut hasher);
+        // Only becoming usable matters: an account turning not-Ready must not make its keys
+        // try again, which would repeat a call Twilio has just refused.
+        crate::conditions::ready_of(conditions).is_some_and(|(status, _)| status == "True").hash(&mut hasher);
         Some(hasher.finish())
     };
     watcher(api, watch_config())

@@ -124,12 +124,13 @@ async fn refused_credentials_stall_with_twilio_auth_failed_and_no_retry_storm() 
     .await;
 
     // A refused credential is not retried until something changes or the resync interval (30s
-    // here) passes: over the next seconds the create is not attempted again.
-    let attempts = || env.fake.request_counts().get("create_key 401").copied().unwrap_or(0);
-    let before = attempts();
+    // here) passes: over the next seconds Twilio sees no further request from the operator.
+    let refused =
+        || env.fake.request_counts().iter().filter(|(k, _)| k.ends_with(" 401")).map(|(_, v)| *v).sum::<u64>();
+    let before = refused();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(before, 1, "one refused create");
-    assert_eq!(attempts(), before, "no retries while stalled");
+    assert!(before >= 1, "Twilio refused the credential");
+    assert_eq!(refused(), before, "no retries while stalled");
     assert!(env.fake.keys().is_empty());
 }
 
