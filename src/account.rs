@@ -114,6 +114,7 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
     };
     Ok(AccountConnection {
         account_sid: source.account_sid.clone(),
+        region: source.region.clone().unwrap_or_else(|| "us1".into()),
         base_url: ctx.twilio.endpoint().iam_base(source.region.as_deref(), source.edge.as_deref()),
         credentials,
     })

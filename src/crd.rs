@@ -234,6 +234,9 @@ pub struct TwilioApiKeyStatus {
     /// The account resource the current key was created through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_ref: Option<AccountRef>,
+    /// The Twilio Region of the current key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The current key's name in Twilio, as last applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub friendly_name: Option<String>,

@@ -79,6 +79,8 @@ pub struct Observed {
     pub target: Option<ObservedSecret>,
     /// The SID of the account the key's accountRef resolves to now.
     pub account_sid: String,
+    /// That account's Twilio Region (credentials and keys are per Region).
+    pub region: String,
     pub now: Timestamp,
 }
 
@@ -155,7 +157,7 @@ pub fn next_step(key: &TwilioApiKey, observed: &Observed) -> Step {
         _ if current.is_some() => return Step::Rotate(RotationCause::SecretDrift),
         _ => return Step::Create,
     };
-    if let Some(cause) = rotation_cause(key, &observed.account_sid, observed.now) {
+    if let Some(cause) = rotation_cause(key, observed) {
         return Step::Rotate(cause);
     }
     let restricted_policy_differs =
@@ -170,12 +172,13 @@ pub fn next_step(key: &TwilioApiKey, observed: &Observed) -> Step {
 }
 
 /// Why the current key must be replaced, if it must.
-pub fn rotation_cause(key: &TwilioApiKey, account_sid: &str, now: Timestamp) -> Option<RotationCause> {
+pub fn rotation_cause(key: &TwilioApiKey, observed: &Observed) -> Option<RotationCause> {
     let status = key.status.clone().unwrap_or_default();
     if status.key_type.is_some_and(|t| t != key.spec.key_type) {
         return Some(RotationCause::KeyTypeChanged);
     }
-    if status.account_sid.as_deref().is_some_and(|a| a != account_sid)
+    if status.account_sid.as_deref().is_some_and(|a| a != observed.account_sid)
+        || status.region.as_deref().is_some_and(|r| r != observed.region)
         || status.account_ref.as_ref().is_some_and(|r| r != &key.spec.account_ref)
     {
         return Some(RotationCause::AccountChanged);
@@ -188,7 +191,7 @@ pub fn rotation_cause(key: &TwilioApiKey, account_sid: &str, now: Timestamp) -> 
     if annotation.is_some() && annotation != status.last_rotate_annotation.as_ref() {
         return Some(RotationCause::RotateAnnotation);
     }
-    if next_rotation_at(key, &status).is_some_and(|due| due <= now) {
+    if next_rotation_at(key, &status).is_some_and(|due| due <= observed.now) {
         return Some(RotationCause::IntervalElapsed);
     }
     None
@@ -266,7 +269,13 @@ mod tests {
     }
 
     fn observed(delivering: ObservedSecret) -> Observed {
-        Observed { delivering, target: None, account_sid: "AC1".into(), now: "2026-11-26T12:00:00Z".parse().unwrap() }
+        Observed {
+            delivering,
+            target: None,
+            account_sid: "AC1".into(),
+            region: "us1".into(),
+            now: "2026-11-26T12:00:00Z".parse().unwrap(),
+        }
     }
 
     fn delivering(sid: &str) -> ObservedSecret {
@@ -322,6 +331,11 @@ mod tests {
         let mut moved = observed(delivering("SK1"));
         moved.account_sid = "AC2".into();
         assert_eq!(next_step(&issued(), &moved), Step::Rotate(RotationCause::AccountChanged));
+        let mut regional = issued();
+        regional.status.as_mut().unwrap().region = Some("us1".into());
+        let mut moved_region = observed(delivering("SK1"));
+        moved_region.region = "ie1".into();
+        assert_eq!(next_step(&regional, &moved_region), Step::Rotate(RotationCause::AccountChanged));
         let mut other_account = issued();
         other_account.spec.account_ref.name = "other".into();
         assert_eq!(

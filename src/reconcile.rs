@@ -106,6 +106,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         delivering: crate::secret::observe(key, delivering_secret.as_ref(), &delivered_account),
         target: target_secret.as_ref().map(|s| crate::secret::observe(key, s.as_ref(), &connection.account_sid)),
         account_sid: connection.account_sid.clone(),
+        region: connection.region.clone(),
         now: Timestamp::now(),
     };
     match plan::next_step(key, &observed) {
@@ -129,7 +130,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         }
         Step::Rotate(cause) => issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref()).await,
         Step::Record(sid) => {
-            let status = delivered_status(key, &sid, &connection.account_sid, Timestamp::now());
+            let status = delivered_status(key, &sid, &connection, Timestamp::now());
             write_status(ctx, key, &status).await?;
             ctx.normal(
                 key,
@@ -181,7 +182,7 @@ async fn issue(
         return Err(error);
     }
     ctx.mark_create_unsure(&uid, false);
-    let status = delivered_status(key, &created.sid, &connection.account_sid, Timestamp::now());
+    let status = delivered_status(key, &created.sid, connection, Timestamp::now());
     write_status(ctx, key, &status).await?;
     delete_moved_secret(ctx, key, delivering_secret).await?;
     let secret_name = key.desired_secret_name();
@@ -483,7 +484,12 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
 }
 
 /// The status once `sid` is delivered: the key it replaces, if any, starts its grace period.
-fn delivered_status(key: &TwilioApiKey, sid: &str, account_sid: &str, now: Timestamp) -> TwilioApiKeyStatus {
+fn delivered_status(
+    key: &TwilioApiKey,
+    sid: &str,
+    connection: &AccountConnection,
+    now: Timestamp,
+) -> TwilioApiKeyStatus {
     let previous = key.status.clone().unwrap_or_default();
     let mut retiring = previous.retiring_keys.clone();
     if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != sid) {
@@ -497,8 +503,9 @@ fn delivered_status(key: &TwilioApiKey, sid: &str, account_sid: &str, now: Times
     let issued = TwilioApiKeyStatus {
         key_sid: Some(sid.to_string()),
         key_type: Some(key.spec.key_type),
-        account_sid: Some(account_sid.to_string()),
+        account_sid: Some(connection.account_sid.clone()),
         account_ref: Some(key.spec.account_ref.clone()),
+        region: Some(connection.region.clone()),
         friendly_name: Some(key.desired_friendly_name()),
         policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
         secret_name: Some(key.desired_secret_name()),

@@ -81,6 +81,8 @@ pub struct Credentials {
 #[derive(Clone, Debug)]
 pub struct AccountConnection {
     pub account_sid: String,
+    /// The account's Twilio Region ("us1" unless set); keys and credentials are per Region.
+    pub region: String,
     pub base_url: String,
     pub credentials: Credentials,
 }

@@ -382,3 +382,21 @@ async fn twilio_429s_5xx_and_latency_are_ridden_out_without_duplicates() {
     assert!(faults > 0, "faults were injected");
     assert_eq!(env.fake.keys().len(), 6, "exactly one key per resource");
 }
+
+#[tokio::test]
+async fn changing_the_accounts_region_rotates_its_keys() {
+    let env = TestEnv::with_operator("region").await;
+    env.create_key("k", json!({"rotation": {"gracePeriod": "1s"}})).await;
+    let key = env.wait_ready("k").await;
+    assert_eq!(key.status.as_ref().unwrap().region.as_deref(), Some("us1"));
+    let old = key.status.unwrap().key_sid.unwrap();
+
+    // Keys and credentials are per Region. (The fake serves every Region at one URL.)
+    let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let moved = json!({"spec": {"region": "ie1"}});
+    accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
+    let new = wait_new_key(&env, "k", &old).await.status.unwrap();
+    assert_eq!(new.region.as_deref(), Some("ie1"));
+    assert_delivers(&env, "k", new.key_sid.as_ref().unwrap()).await;
+    wait_key_gone_in_twilio(&env, &old).await;
+}

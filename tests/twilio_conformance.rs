@@ -37,6 +37,7 @@ async fn fake() -> FakeTwilio {
 fn connection(fake: &FakeTwilio, password: &str) -> AccountConnection {
     AccountConnection {
         account_sid: ACCOUNT.into(),
+        region: "us1".into(),
         base_url: fake.url(),
         credentials: Credentials { username: ACCOUNT.into(), password: SecretString::new(password) },
     }
