@@ -31,7 +31,7 @@ async fn an_api_server_restart_mid_run_converges_with_nothing_lost() {
             if ready { status.key_sid } else { None }
         }
     };
-    let limit = Duration::from_secs(300);
+    let limit = Duration::from_secs(600);
     let racing = wait_up_to(limit, "racing Ready", || ready_sid("racing")).await;
     let after = wait_up_to(limit, "after Ready", || ready_sid("after")).await;
     wait_up_to(limit, "before gone", || {

@@ -50,8 +50,7 @@ async fn a_full_lifecycle_at_trace_level_shows_no_secret_in_logs_events_or_statu
 
     let log = env.operator.as_ref().unwrap().output();
     assert!(log.contains("TRACE"), "trace logging was on");
-    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
-    let events = serde_json::to_string(&events.list(&ListParams::default()).await.unwrap().items).unwrap();
+    let events = serde_json::to_string(&env.events().await).unwrap();
     let statuses = serde_json::to_string(&env.keys().list(&ListParams::default()).await.unwrap().items).unwrap();
     for secret in &secrets {
         let encoded = base64::engine::general_purpose::STANDARD.encode(secret);

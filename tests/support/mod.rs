@@ -266,13 +266,16 @@ impl TestEnv {
         .await
     }
 
+    /// Every Event recorded in the namespace.
+    pub async fn events(&self) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        events.list(&ListParams::default()).await.expect("list Events").items
+    }
+
     /// Reasons of the Events recorded for an object.
     pub async fn event_reasons(&self, object_name: &str) -> Vec<String> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
-        events
-            .list(&ListParams::default())
+        self.events()
             .await
-            .expect("list Events")
             .into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(object_name))
             .filter_map(|e| e.reason)
@@ -281,11 +284,8 @@ impl TestEnv {
 
     /// How many Events with this reason were recorded in the namespace (series counted).
     pub async fn event_count(&self, reason: &str) -> i32 {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
-        events
-            .list(&ListParams::default())
+        self.events()
             .await
-            .expect("list Events")
             .into_iter()
             .filter(|e| e.reason.as_deref() == Some(reason))
             .map(|e| e.series.map_or(1, |s| s.count))
