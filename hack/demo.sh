@@ -9,6 +9,15 @@ keep=false
 [ "${1:-}" = "--keep" ] && keep=true
 
 hack/control-plane.sh build > /dev/null
+if ! command -v kubectl > /dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing kubectl (Debian's kubernetes-client)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client > /dev/null
+  else
+    echo "kubectl is missing; as root: apt-get install -y kubernetes-client" >&2
+    exit 1
+  fi
+fi
 echo "== building the operator and the fake Twilio"
 cargo build --quiet --bins
 state=$(mktemp -d "${TMPDIR:-/tmp}/twilio-operator-demo.XXXXXX")
