@@ -158,10 +158,6 @@ impl FakeTwilio {
         self.shared.base_url.clone()
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     pub fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = faults;
     }
