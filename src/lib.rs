@@ -8,6 +8,7 @@ pub mod crd;
 pub mod duration;
 pub mod error;
 pub mod fake_twilio;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

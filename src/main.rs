@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use twilio_operator::context::{Config, Context};
 use twilio_operator::telemetry::{self, LogFormat};
 use twilio_operator::twilio::{Endpoint, RetryPolicy, TwilioClient};
-use twilio_operator::{controller, crd, duration, server};
+use twilio_operator::{controller, crd, duration, leader, server};
 
 /// Twilio API keys as Kubernetes resources.
 #[derive(Parser)]
@@ -50,6 +50,12 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Reconcile only while holding the leader Lease (for more than one replica).
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the leader Lease; in a Pod, its own namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
 }
 
 #[tokio::main]
@@ -80,16 +86,36 @@ fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics_server = tokio::spawn(server::serve(args.metrics_addr, ready.clone()));
+    let mut leadership = None;
+    if args.leader_elect {
+        // A standby replica is healthy; it reports ready only once it leads.
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let acquired = tokio::select! {
+            acquired = leader::acquire(client.clone(), &args.leader_election_namespace, &identity) => acquired?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = sigterm() => return Ok(()),
+        };
+        leadership = Some(acquired);
+    }
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?;
     let config = Config { resync_interval: args.resync_interval };
     let ctx = Arc::new(Context::new(client, twilio, config));
-    let ready = Arc::new(AtomicBool::new(false));
-    let metrics_server = tokio::spawn(server::serve(args.metrics_addr, ready.clone()));
     tracing::info!(
         namespaces = ?args.watch_namespaces,
         twilio = ?ctx.twilio.endpoint(),
         "starting twilio-operator"
     );
+    let lost = async {
+        match leadership.as_mut() {
+            Some(leadership) => leadership.lost().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = controller::run(ctx, args.watch_namespaces, args.concurrency, ready) => {
             tracing::info!("controllers stopped; exiting");
@@ -97,6 +123,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         result = metrics_server => {
             result.context("metrics server task")?.context("metrics server")?;
         }
+        () = lost => {
+            // Another replica leads now; reconciling on would race it. Exit and be restarted.
+            anyhow::bail!("lost the leader lease");
+        }
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
     }
     Ok(())
+}
+
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }

@@ -115,9 +115,20 @@ impl Operator {
     }
 
     pub fn start_with_log(namespace: &str, twilio_url: &str, extra_args: &[&str], filter: &str) -> Operator {
+        Operator::start_with_env(namespace, twilio_url, extra_args, filter, &[])
+    }
+
+    pub fn start_with_env(
+        namespace: &str,
+        twilio_url: &str,
+        extra_args: &[&str],
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Operator {
         let log_dir = repo_root().join("target").join("test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let log = log_dir.join(format!("{namespace}-operator.log"));
+        let identity = env.iter().find(|(k, _)| *k == "POD_NAME").map_or("operator", |(_, v)| *v);
+        let log = log_dir.join(format!("{namespace}-{identity}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_twilio-operator"))
             .args(["run", "--twilio-api-url", twilio_url, "--watch-namespace", namespace])
@@ -126,6 +137,7 @@ impl Operator {
             .args(extra_args)
             .env("KUBECONFIG", &control_plane().kubeconfig)
             .env("RUST_LOG", filter)
+            .envs(env.iter().copied())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
@@ -135,6 +147,13 @@ impl Operator {
 
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as Kubernetes stops a Pod, and the exit status once it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(sent.success(), "send SIGTERM");
+        self.child.wait().expect("wait for the operator")
     }
 }
 
