@@ -105,6 +105,12 @@ impl Context {
         Ok(inventory)
     }
 
+    /// Drops the account's listing, so that the next use lists it anew.
+    pub async fn forget_inventory(&self, account: &AccountConnection) {
+        let cache_key = format!("{} {}", account.base_url, account.account_sid);
+        self.inventories.lock().await.remove(&cache_key);
+    }
+
     pub fn mark_create_unsure(&self, uid: &str, unsure: bool) {
         let mut set = self.unsure_creates.lock().unwrap_or_else(|p| p.into_inner());
         if unsure {

@@ -255,8 +255,8 @@ async fn sweep_orphans(
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
         ctx.warn(key, "OrphanKeyDeleted", "DeleteKey", note).await;
     }
-    // The inventory still lists them; the next sweep must not count on it.
-    ctx.mark_create_unsure(&uid, true);
+    // The listing still shows them; the next user of it must list anew.
+    ctx.forget_inventory(connection).await;
     Ok(())
 }
 
@@ -376,6 +376,13 @@ async fn settle(
         delete_keys(ctx, key, std::slice::from_ref(retired)).await?;
         let note = format!("Deleted retired key {} after its grace period", retired.sid);
         ctx.normal(key, "KeyDeleted", "DeleteKey", note).await;
+    }
+    // A create sent by a process that died may still be carried out after its successor listed
+    // the account; such a late key is swept here, from the same listing as the drift check.
+    {
+        let lock = ctx.creation_lock(&connection.account_sid, &key.desired_friendly_name());
+        let _creating = lock.lock().await;
+        sweep_orphans(key, ctx, connection, delivering_secret).await?;
     }
     if key_missing_in_twilio(ctx, connection, &previous).await? {
         return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret).await;
