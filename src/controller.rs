@@ -54,8 +54,15 @@ fn account_controller<A: account::AccountResource>(
     secret_scopes: Vec<Api<SecretMeta>>,
     config: ControllerConfig,
 ) -> futures::future::BoxFuture<'static, ()> {
-    let controller = Controller::new(accounts, watch_config()).with_config(config);
-    let store = controller.store();
+    // Like keys, accounts are not woken by their own status writes (each would repeat the
+    // verification call, refused or not); the resync interval and credentials changes wake them.
+    let (store, writer) = reflector::store();
+    let changes = watcher(accounts, watch_config())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(kube::runtime::predicates::generation, PredicateConfig::default());
+    let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
         let changes = watcher(secrets, watch_config()).default_backoff().touched_objects();
