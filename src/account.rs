@@ -190,12 +190,20 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
     labels_match && expressions_match
 }
 
-/// Verifies an account's credential with a cheap authenticated call and reports it in status.
+/// Verifies an account's credential by listing its keys, and reports it in status.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = A::KIND, namespace = %account.namespace().unwrap_or_default(), name = %account.name_any()))]
 pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
     let source = account.source();
     let outcome = match connect(&ctx, &source).await {
-        Ok(connection) => ctx.twilio.verify_credentials(&connection).await.map_err(Error::twilio("verify credentials")),
+        // Listing the account's keys proves the credential may manage them, and the listing
+        // is the one its keys' drift checks and orphan sweeps use until the next resync: one
+        // call per account and interval serves both.
+        Ok(connection) => ctx
+            .inventory(&connection, std::time::Duration::ZERO)
+            .await
+            .map(|_| ())
+            .map_err(Error::twilio("verify credentials")),
         Err(e) => Err(e),
     };
     let (health, action) = match &outcome {
@@ -242,6 +250,9 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
         if let Health::Stalled { reason, message } = &health {
             ctx.warn(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
         }
+    }
+    if let Err(error) = &outcome {
+        crate::metrics::reconcile_error(A::KIND, error.label());
     }
     crate::metrics::reconciled(A::KIND, outcome.as_ref().err().map_or("ok", Error::label), started.elapsed());
     Ok(action)

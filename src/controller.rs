@@ -106,7 +106,7 @@ where
 
 async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: ControllerConfig) {
     let keys: Api<TwilioApiKey> = scoped(&ctx, scope.as_deref());
-    let secrets: Api<Secret> = scoped(&ctx, scope.as_deref());
+    let secrets: Api<SecretMeta> = scoped(&ctx, scope.as_deref());
     let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
     let managed = watch_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
@@ -116,10 +116,14 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());
+    crate::metrics::watch_keys(store.clone());
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let by_account = store.clone();
+    // Only the Secrets this operator writes, metadata-only: any change to one (its data
+    // included) bumps its resourceVersion and wakes its owner, which then reads it.
+    let owned_secrets = watcher(secrets, managed).default_backoff().touched_objects();
     controller
-        .owns(secrets, managed)
+        .owns_stream(owned_secrets)
         .watches_stream(spec_changes(accounts), move |account: TwilioAccount| {
             keys_using(&by_account, AccountKind::TwilioAccount, &account.name_any(), account.namespace())
         })

@@ -27,6 +27,8 @@ pub enum Error {
     CredentialsNotFound(String),
     #[error("{0}")]
     SecretConflict(String),
+    #[error("could not encode an object: {0}")]
+    Encode(#[source] serde_json::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -70,6 +72,7 @@ impl Error {
             Error::AccountNotAllowed(_) => "account_not_allowed",
             Error::CredentialsNotFound(_) => "credentials_not_found",
             Error::SecretConflict(_) => "secret_conflict",
+            Error::Encode(_) => "encode",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.label()

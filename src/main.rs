@@ -85,12 +85,14 @@ fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = kube_client().await?;
     let ready = Arc::new(AtomicBool::new(false));
     let metrics_server = tokio::spawn(server::serve(args.metrics_addr, ready.clone()));
     let mut leadership = None;
     if args.leader_elect {
-        // A standby replica is healthy; it reports ready only once it leads.
+        // A standby replica is ready too: readiness says the process works, not that it leads
+        // (otherwise a rolling update of two replicas would wait forever on the standby).
+        ready.store(true, std::sync::atomic::Ordering::SeqCst);
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
@@ -102,6 +104,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         leadership = Some(acquired);
     }
+    twilio_operator::metrics::set_leader(true);
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?;
     let config = Config { resync_interval: args.resync_interval };
     let ctx = Arc::new(Context::new(client, twilio, config));
@@ -132,6 +135,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         leadership.release().await;
     }
     Ok(())
+}
+
+/// The Kubernetes client, counting each request it sends (the `kube_requests` metric).
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    let config = kube::Config::infer().await.context("finding the Kubernetes API server")?;
+    let counted = tower::util::MapRequestLayer::new(|request: http::Request<kube::client::Body>| {
+        twilio_operator::metrics::kube_request(&request);
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config).context("building the Kubernetes client")?.with_layer(&counted).build())
 }
 
 async fn sigterm() {

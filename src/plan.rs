@@ -99,6 +99,19 @@ pub enum RotationCause {
 }
 
 impl RotationCause {
+    /// A bounded label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RotationCause::KeyTypeChanged => "key_type_changed",
+            RotationCause::AccountChanged => "account_changed",
+            RotationCause::TriggerChanged => "trigger_changed",
+            RotationCause::RotateAnnotation => "rotate_annotation",
+            RotationCause::IntervalElapsed => "interval_elapsed",
+            RotationCause::SecretDrift => "secret_drift",
+            RotationCause::KeyMissing => "key_missing",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             RotationCause::KeyTypeChanged => "spec.keyType changed",

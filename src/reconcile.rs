@@ -25,6 +25,7 @@ use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
 
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %key.namespace().unwrap_or_default(), name = %key.name_any()))]
 pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
@@ -59,6 +60,7 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         Ok(action) => return Ok(action),
         Err(error) => error,
     };
+    crate::metrics::reconcile_error(KIND, error.label());
     let stall_reason = error.stall_reason();
     let health = match stall_reason {
         Some(reason) => Health::Stalled { reason, message: error.to_string() },
@@ -172,6 +174,9 @@ async fn issue(
         }
     };
     crate::metrics::key_operation("created");
+    if let Some(cause) = cause {
+        crate::metrics::rotation(cause.label());
+    }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
     let desired = crate::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
     if let Err(error) = apply_secret(ctx, &desired).await {
@@ -252,6 +257,7 @@ async fn sweep_orphans(
     for sid in candidates.iter().filter(|sid| !recorded_elsewhere.contains(*sid)) {
         ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))?;
         crate::metrics::key_operation("orphan_deleted");
+        crate::metrics::leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
         ctx.warn(key, "OrphanKeyDeleted", "DeleteKey", note).await;
     }
@@ -638,7 +644,7 @@ async fn delete_secret(ctx: &Context, key: &TwilioApiKey, name: &str) -> Result<
 async fn apply_secret(ctx: &Context, secret: &Secret) -> Result<()> {
     let api: Api<Secret> =
         Api::namespaced(ctx.client.clone(), secret.metadata.namespace.as_deref().unwrap_or_default());
-    let mut body = serde_json::to_value(secret).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let mut body = serde_json::to_value(secret).map_err(Error::Encode)?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
     api.patch(&secret.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))

@@ -341,12 +341,6 @@ impl TwilioClient {
         }
     }
 
-    /// A cheap authenticated call that proves the credential may manage keys in the account.
-    pub async fn verify_credentials(&self, account: &AccountConnection) -> Result<(), TwilioError> {
-        let url = format!("{}/v1/Keys?AccountSid={}&PageSize=1", account.base_url, account.account_sid);
-        self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await.map(|_| ())
-    }
-
     /// Twilio's next-page URLs are absolute; with an overridden endpoint they are kept on it, so
     /// that a tenant-independent base URL stays the only address the operator talks to.
     fn follow(&self, account: &AccountConnection, next: &str) -> String {

@@ -239,7 +239,7 @@ async fn the_operator_client_and_the_fake_speak_iam_v1_as_specified() {
     let fake = fake().await;
     let conn = connection(&fake, TOKEN);
     let twilio = client().with_page_size(2);
-    twilio.verify_credentials(&conn).await.unwrap();
+    twilio.list_keys(&conn).await.unwrap();
     let standard = twilio
         .create_key(&conn, &KeyRequest { friendly_name: "standard".into(), restricted_policy: None })
         .await
@@ -416,6 +416,6 @@ async fn injected_faults_are_retried_by_the_client_only_where_safe() {
 
     fake.set_faults(Faults { latency_ms: 150, ..Default::default() });
     let started = Instant::now();
-    twilio.verify_credentials(&conn).await.unwrap();
+    twilio.list_keys(&conn).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150), "latency is injected");
 }

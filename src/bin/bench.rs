@@ -1,0 +1,534 @@
+//! The benchmark: the operator against the floor, on a local control plane and the fake Twilio.
+//!
+//! `cargo run --release --bin bench -- --keys 1000` starts a control plane of its own
+//! (hack/control-plane.sh), the fake Twilio in this process and the operator binary, applies N
+//! TwilioApiKeys and measures how fast and at what cost they become Ready; then, with the
+//! operator stopped, a floor run makes only the calls any operator must make for N keys, at the
+//! same concurrency. It prints its figures as it goes and one JSON line at the end.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use twilio_operator::crd::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
+use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio};
+use twilio_operator::secret_string::SecretString;
+use twilio_operator::twilio::{AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, TwilioClient};
+
+const ACCOUNT_SID: &str = "AC00000000000000000000000000000b0b";
+const AUTH_TOKEN: &str = "bench-auth-token";
+
+/// Measures the operator at N keys against the floor; see the README's Performance section.
+#[derive(Parser)]
+struct Args {
+    /// How many TwilioApiKeys to apply.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Reconciliations at once (the operator's --concurrency), and the floor run's workers.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// How many creates of TwilioApiKeys the benchmark keeps in flight while applying.
+    #[arg(long, default_value_t = 32)]
+    apply_concurrency: usize,
+    /// Length of the idle window after all keys are Ready.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
+    /// The operator binary (default: twilio-operator beside this binary).
+    #[arg(long)]
+    operator: Option<PathBuf>,
+    /// Skip the floor run (ratio_to_floor is then null).
+    #[arg(long)]
+    skip_floor: bool,
+    /// Keep the control plane's state directory afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.keys == 0 {
+        bail!("--keys must be at least 1");
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target").join("bench").join(std::process::id().to_string());
+    let plane = ControlPlane::up(&root, &dir)?;
+    let result = run(&args, &plane).await;
+    plane.down(args.keep);
+    let report = result?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<serde_json::Value> {
+    let client = plane.client().await?;
+    let fake = FakeTwilio::start(
+        "127.0.0.1:0".parse()?,
+        vec![FakeAccount { sid: ACCOUNT_SID.into(), auth_token: AUTH_TOKEN.into() }],
+    )
+    .await?;
+    let n = args.keys;
+
+    // The operator's run.
+    let namespace = "bench";
+    setup_namespace(&client, namespace, true).await?;
+    let operator_bin = match &args.operator {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("twilio-operator"),
+    };
+    let mut operator = Operator::start(&operator_bin, plane, &fake.url(), args.concurrency)?;
+    operator.wait_ready().await?;
+    wait_account_ready(&client, namespace).await?;
+    let twilio_before = total(&fake.request_counts());
+    let kube_before = operator.kube_requests().await?;
+    eprintln!("bench: applying {n} TwilioApiKeys with the operator running (concurrency {})", args.concurrency);
+    let run = measure(&client, namespace, n, args.apply_concurrency, None).await?;
+    // Events and the last status writes may land just after the last key turned Ready.
+    let kube_after = settle(&operator).await?;
+    let twilio_after = total(&fake.request_counts());
+    let twilio_calls_per_key = (twilio_after - twilio_before) as f64 / n as f64;
+    let run_writes = writes(&kube_after) - writes(&kube_before);
+    let run_reads = reads(&kube_after) - reads(&kube_before);
+    eprintln!(
+        "bench: operator: all {n} Ready in {:.2}s; p50 {:.0} ms, p99 {:.0} ms; {:.2} Twilio calls and {:.2} API writes ({:.2} reads) per key",
+        run.seconds,
+        run.p50_ms,
+        run.p99_ms,
+        twilio_calls_per_key,
+        run_writes as f64 / n as f64,
+        run_reads as f64 / n as f64
+    );
+    eprintln!("bench: idle window of {}s", args.idle_seconds);
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    let kube_idle = operator.kube_requests().await?;
+    let idle_writes = writes(&kube_idle) - writes(&kube_after);
+    let idle_twilio_calls = total(&fake.request_counts()) - twilio_after;
+    let usage = operator.usage()?;
+    eprintln!(
+        "bench: idle: {idle_writes} API writes, {idle_twilio_calls} Twilio calls; operator peak RSS {:.1} MiB, CPU {:.2}s",
+        usage.peak_rss_mib, usage.cpu_seconds
+    );
+    operator.stop();
+
+    // The floor: the same keys, only the unavoidable calls, no controller.
+    let floor = if args.skip_floor {
+        None
+    } else {
+        let namespace = "floor";
+        setup_namespace(&client, namespace, false).await?;
+        eprintln!("bench: floor run: {n} keys, {} workers", args.concurrency);
+        let worker = FloorWorker::new(client.clone(), &fake.url())?;
+        let floor = measure(&client, namespace, n, args.apply_concurrency, Some((worker, args.concurrency))).await?;
+        eprintln!("bench: floor: all {n} Ready in {:.2}s; p50 {:.0} ms, p99 {:.0} ms", floor.seconds, floor.p50_ms, floor.p99_ms);
+        Some(floor)
+    };
+
+    let round = |x: f64, digits: i32| (x * 10f64.powi(digits)).round() / 10f64.powi(digits);
+    Ok(json!({
+        "keys": n,
+        "seconds_to_all_ready": round(run.seconds, 2),
+        "p50_ms": round(run.p50_ms, 1),
+        "p99_ms": round(run.p99_ms, 1),
+        "twilio_calls_per_key": round(twilio_calls_per_key, 3),
+        "kube_writes_per_key": round(run_writes as f64 / n as f64, 3),
+        "kube_reads_per_key": round(run_reads as f64 / n as f64, 3),
+        "idle_seconds": args.idle_seconds,
+        "idle_writes": idle_writes,
+        "idle_twilio_calls": idle_twilio_calls,
+        "peak_rss_mib": round(usage.peak_rss_mib, 1),
+        "cpu_seconds": round(usage.cpu_seconds, 2),
+        "concurrency": args.concurrency,
+        "floor_seconds": floor.as_ref().map(|f| round(f.seconds, 2)),
+        "floor_p50_ms": floor.as_ref().map(|f| round(f.p50_ms, 1)),
+        "floor_p99_ms": floor.as_ref().map(|f| round(f.p99_ms, 1)),
+        "ratio_to_floor": floor.as_ref().map(|f| round(run.seconds / f.seconds, 3)),
+    }))
+}
+
+struct Measured {
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Applies N keys and waits until all are Ready (as a Ready=True condition), timing each from
+/// its apply to the first sight of its Secret. With a floor worker, the keys are handed to it
+/// as they are created (no operator runs).
+async fn measure(
+    client: &Client,
+    namespace: &str,
+    n: usize,
+    apply_concurrency: usize,
+    floor: Option<(FloorWorker, u16)>,
+) -> anyhow::Result<Measured> {
+    let secrets_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (all_ready_tx, all_ready_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let secret_watch = {
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+        let seen = secrets_seen.clone();
+        tokio::spawn(watcher(api, config).applied_objects().try_for_each(move |secret: Secret| {
+            let at = Instant::now();
+            seen.lock().unwrap().entry(secret.name_any()).or_insert(at);
+            futures::future::ready(Ok(()))
+        }))
+    };
+    let ready_watch = {
+        let api: Api<TwilioApiKey> = Api::namespaced(client.clone(), namespace);
+        let mut ready = HashSet::new();
+        let mut tx = Some(all_ready_tx);
+        tokio::spawn(watcher(api, watcher::Config::default()).applied_objects().try_for_each(move |key: TwilioApiKey| {
+            let is_ready = key.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && s.key_sid.is_some()
+            });
+            if is_ready {
+                ready.insert(key.name_any());
+                if ready.len() == n
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(Instant::now());
+                }
+            }
+            futures::future::ready(Ok(()))
+        }))
+    };
+    // The watches are running before the first apply.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (work_tx, work_rx) = tokio::sync::mpsc::unbounded_channel::<TwilioApiKey>();
+    let workers = floor.map(|(worker, concurrency)| {
+        let work = tokio_stream_from(work_rx);
+        tokio::spawn(async move {
+            work.map(|key| {
+                let worker = &worker;
+                async move { worker.deliver(&key).await }
+            })
+            .buffer_unordered(usize::from(concurrency))
+            .try_for_each(|()| futures::future::ready(Ok(())))
+            .await
+        })
+    });
+    let keys: Api<TwilioApiKey> = Api::namespaced(client.clone(), namespace);
+    let applied: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let started = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (keys, applied, work_tx) = (keys.clone(), applied.clone(), work_tx.clone());
+            async move {
+                let name = format!("key-{i:05}");
+                let key: TwilioApiKey = serde_json::from_value(json!({
+                    "apiVersion": "twilio-operator.dev/v1alpha1",
+                    "kind": "TwilioApiKey",
+                    "metadata": {"name": name},
+                    "spec": {"accountRef": {"name": "main"}},
+                }))?;
+                let created = keys.create(&PostParams::default(), &key).await.with_context(|| format!("create {name}"))?;
+                applied.lock().unwrap().insert(name, Instant::now());
+                let _ = work_tx.send(created);
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(apply_concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    drop(work_tx);
+    let limit = Duration::from_secs(300 + n as u64 / 5);
+    let all_ready = tokio::select! {
+        at = all_ready_rx => at.context("the Ready watch ended")?,
+        () = tokio::time::sleep(limit) => bail!("not all {n} keys were Ready within {limit:?}"),
+    };
+    if let Some(workers) = workers {
+        workers.await??;
+    }
+    // A Secret is written before its key turns Ready; give the watch a moment to deliver the last.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    secret_watch.abort();
+    ready_watch.abort();
+    let applied = applied.lock().unwrap();
+    let seen = secrets_seen.lock().unwrap();
+    let mut latencies: Vec<f64> = applied
+        .iter()
+        .filter_map(|(name, at)| {
+            seen.get(name).map(|secret_at| secret_at.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    if latencies.len() != n {
+        bail!("saw the Secrets of {} of {n} keys", latencies.len());
+    }
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    Ok(Measured {
+        seconds: all_ready.duration_since(started).as_secs_f64(),
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+    })
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// What any operator must do for a new key, done directly: create it in Twilio, add a
+/// finalizer, write the Secret, write the status, record one Event.
+struct FloorWorker {
+    client: Client,
+    twilio: TwilioClient,
+    account: AccountConnection,
+    recorder: Recorder,
+}
+
+impl FloorWorker {
+    fn new(client: Client, twilio_url: &str) -> anyhow::Result<Self> {
+        let twilio = TwilioClient::new(Endpoint::from_flag(Some(twilio_url)), RetryPolicy::default())?;
+        let account = AccountConnection {
+            account_sid: ACCOUNT_SID.into(),
+            region: "us1".into(),
+            base_url: twilio_url.trim_end_matches('/').into(),
+            credentials: Credentials { username: ACCOUNT_SID.into(), password: SecretString::new(AUTH_TOKEN) },
+        };
+        let reporter = Reporter { controller: "bench-floor".into(), instance: None };
+        Ok(Self { recorder: Recorder::new(client.clone(), reporter), client, twilio, account })
+    }
+
+    async fn deliver(&self, key: &TwilioApiKey) -> anyhow::Result<()> {
+        let namespace = key.namespace().unwrap_or_default();
+        let name = key.name_any();
+        let request = KeyRequest { friendly_name: key.desired_friendly_name(), restricted_policy: None };
+        let created = self.twilio.create_key(&self.account, &request).await?;
+        let keys: Api<TwilioApiKey> = Api::namespaced(self.client.clone(), &namespace);
+        let finalizer = json!({"metadata": {"finalizers": [twilio_operator::crd::FINALIZER]}});
+        keys.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer)).await?;
+        let mut secret = twilio_operator::secret::desired(key, ACCOUNT_SID, &created.sid, &created.secret);
+        secret.metadata.namespace = Some(namespace.clone());
+        Api::<Secret>::namespaced(self.client.clone(), &namespace).create(&PostParams::default(), &secret).await?;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = json!({"status": {
+            "observedGeneration": key.meta().generation,
+            "keySid": created.sid,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KeyReady", "message": "floor",
+                            "lastTransitionTime": now, "observedGeneration": key.meta().generation}],
+        }});
+        keys.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "KeyCreated".into(),
+            note: Some(format!("Created key {}", created.sid)),
+            action: "CreateKey".into(),
+            secondary: None,
+        };
+        self.recorder.publish(&event, &key.object_ref(&())).await?;
+        Ok(())
+    }
+}
+
+async fn setup_namespace(client: &Client, namespace: &str, with_account: bool) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}}))?).await?;
+    if !with_account {
+        return Ok(());
+    }
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "twilio-credentials"},
+        "stringData": {"TWILIO_AUTH_TOKEN": AUTH_TOKEN},
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await?;
+    let account: twilio_operator::crd::TwilioAccount = serde_json::from_value(json!({
+        "apiVersion": "twilio-operator.dev/v1alpha1",
+        "kind": "TwilioAccount",
+        "metadata": {"name": "main"},
+        "spec": {"accountSid": ACCOUNT_SID, "credentialsSecretRef": {"name": "twilio-credentials"}},
+    }))?;
+    Api::namespaced(client.clone(), namespace).create(&PostParams::default(), &account).await?;
+    Ok(())
+}
+
+async fn wait_account_ready(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let api: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..600 {
+        let account = api.get("main").await?;
+        if account.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the TwilioAccount did not turn Ready within 60s")
+}
+
+/// Waits until the operator's request counters stop moving for two seconds, and returns them.
+async fn settle(operator: &Operator) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut last = operator.kube_requests().await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = operator.kube_requests().await?;
+        if writes(&now) == writes(&last) {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+fn total(counts: &BTreeMap<String, u64>) -> u64 {
+    counts.values().sum()
+}
+
+fn writes(counts: &BTreeMap<String, u64>) -> u64 {
+    ["post", "put", "patch", "delete"].iter().filter_map(|verb| counts.get(*verb)).sum()
+}
+
+fn reads(counts: &BTreeMap<String, u64>) -> u64 {
+    ["get"].iter().filter_map(|verb| counts.get(*verb)).sum()
+}
+
+struct ControlPlane {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl ControlPlane {
+    fn up(root: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_dir_all(dir);
+        let mut crds: Vec<PathBuf> =
+            std::fs::read_dir(root.join("crds"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        crds.sort();
+        eprintln!("bench: starting a control plane in {}", dir.display());
+        let status = Command::new(root.join("hack/control-plane.sh"))
+            .arg("up")
+            .arg(dir)
+            .args(&crds)
+            .env("WATCH_PID", std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .context("run hack/control-plane.sh")?;
+        if !status.success() {
+            bail!("hack/control-plane.sh up failed; logs are in {}", dir.display());
+        }
+        Ok(Self { root: root.to_path_buf(), dir: dir.to_path_buf() })
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig())?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    fn down(&self, keep: bool) {
+        let _ = Command::new(self.root.join("hack/control-plane.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .status();
+        if !keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The operator binary, run as in a cluster but on this machine.
+struct Operator {
+    child: Child,
+    metrics: String,
+}
+
+struct Usage {
+    peak_rss_mib: f64,
+    cpu_seconds: f64,
+}
+
+impl Operator {
+    fn start(binary: &Path, plane: &ControlPlane, twilio_url: &str, concurrency: u16) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log = std::fs::File::create(plane.dir.join("operator.log"))?;
+        let child = Command::new(binary)
+            .args(["run", "--twilio-api-url", twilio_url, "--concurrency", &concurrency.to_string()])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", plane.kubeconfig())
+            .env("RUST_LOG", std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+        Ok(Self { child, metrics: format!("http://127.0.0.1:{port}") })
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the operator exited: {status}");
+            }
+            if http.get(format!("{}/readyz", self.metrics)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the operator was not ready within 30s")
+    }
+
+    /// The operator's own count of requests to the API server, by verb.
+    async fn kube_requests(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let text = reqwest::get(format!("{}/metrics", self.metrics)).await?.text().await?;
+        let mut counts = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("twilio_operator_kube_requests_total{")) {
+            let verb = line.split('"').nth(1).unwrap_or_default().to_string();
+            let value: f64 = line.rsplit(' ').next().unwrap_or_default().parse().unwrap_or_default();
+            counts.insert(verb, value as u64);
+        }
+        Ok(counts)
+    }
+
+    /// Peak resident memory (VmHWM) and CPU time so far, from /proc.
+    fn usage(&self) -> anyhow::Result<Usage> {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let hwm_kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmHWM in /proc/<pid>/status")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default()
+            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
+        let per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .unwrap_or(100.0);
+        Ok(Usage { peak_rss_mib: hwm_kib / 1024.0, cpu_seconds: ticks / per_second })
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
