@@ -9,11 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::conditions::{self, Health};
-use crate::context::Context;
+use crate::context::{AccountStores, Context};
 use crate::crd::{
     AccountKind, AccountRef, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus,
     TwilioApiKey,
@@ -120,6 +121,12 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
     })
 }
 
+/// An account from the keys controllers' cache. A miss (not cached yet, or no such account) is
+/// answered by the API server, so that a missing account is reported only when it is missing.
+fn cached<A>(ctx: &Context, namespace: &str, lookup: impl Fn(&AccountStores) -> Option<Arc<A>>) -> Option<Arc<A>> {
+    ctx.account_stores(namespace).and_then(|stores| lookup(&stores))
+}
+
 /// The account a key refers to, if its namespace may use it.
 pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<AccountSource> {
     resolve(ctx, &key.namespace().unwrap_or_default(), &key.spec.account_ref).await
@@ -132,20 +139,29 @@ pub async fn resolve(ctx: &Context, namespace: &str, account_ref: &AccountRef) -
     let name = &account_ref.name;
     match account_ref.kind {
         AccountKind::TwilioAccount => {
-            let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
-            let account =
-                api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?.ok_or_else(|| {
-                    Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
-                })?;
+            let account = match cached(ctx, &namespace, |s| s.accounts.get(&ObjectRef::new(name).within(&namespace))) {
+                Some(account) => account,
+                None => {
+                    let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+                    let account = api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?;
+                    account.map(Arc::new).ok_or_else(|| {
+                        Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
+                    })?
+                }
+            };
             Ok(account.source())
         }
         AccountKind::ClusterTwilioAccount => {
-            let api: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
-            let account = api
-                .get_opt(name)
-                .await
-                .map_err(Error::kube("read ClusterTwilioAccount"))?
-                .ok_or_else(|| Error::AccountNotFound(format!("ClusterTwilioAccount {name} does not exist")))?;
+            let account = match cached(ctx, &namespace, |s| s.cluster_accounts.get(&ObjectRef::new(name))) {
+                Some(account) => account,
+                None => {
+                    let api: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
+                    let account = api.get_opt(name).await.map_err(Error::kube("read ClusterTwilioAccount"))?;
+                    account
+                        .map(Arc::new)
+                        .ok_or_else(|| Error::AccountNotFound(format!("ClusterTwilioAccount {name} does not exist")))?
+                }
+            };
             if let Some(allowed) = &account.spec.allowed_namespaces {
                 let by_name = allowed.namespaces.iter().any(|n| n == &namespace);
                 let by_selector = match &allowed.namespace_selector {

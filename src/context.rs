@@ -8,8 +8,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 
+use crate::crd::{ClusterTwilioAccount, TwilioAccount};
 use crate::twilio::{AccountConnection, Key, TwilioClient, TwilioError};
 
 /// The keys one account held in Twilio when it was last listed.
@@ -42,6 +44,19 @@ pub struct Context {
     /// One create (with its orphan sweep) at a time per account and friendly name, so that a
     /// sweep never mistakes another resource's in-flight key for an orphan.
     creation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The resourceVersion each Secret got from this process's last write to it: the watch event
+    /// of that write is not a change to react to (the reconciliation that wrote it knows).
+    own_secret_writes: Mutex<HashMap<String, String>>,
+    /// The keys controllers' caches of accounts, by watched namespace ("" for all namespaces).
+    /// Each is fed by the same watch that wakes keys on account changes, so a key woken by an
+    /// account change finds the change here.
+    account_stores: Mutex<HashMap<String, AccountStores>>,
+}
+
+#[derive(Clone)]
+pub struct AccountStores {
+    pub accounts: Store<TwilioAccount>,
+    pub cluster_accounts: Store<ClusterTwilioAccount>,
 }
 
 impl Context {
@@ -58,6 +73,8 @@ impl Context {
             inventories: tokio::sync::Mutex::default(),
             unsure_creates: Mutex::default(),
             creation_locks: Mutex::default(),
+            own_secret_writes: Mutex::default(),
+            account_stores: Mutex::default(),
         }
     }
 
@@ -128,6 +145,39 @@ impl Context {
     pub fn creation_lock(&self, account_sid: &str, friendly_name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.creation_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(format!("{account_sid} {friendly_name}")).or_default().clone()
+    }
+
+    /// Remembers that this process wrote `secret` (as the API server returned it).
+    pub fn note_own_write(&self, secret: &impl Resource) {
+        let (Some(namespace), Some(version)) = (secret.meta().namespace.as_ref(), secret.resource_version()) else {
+            return;
+        };
+        let name = secret.name_any();
+        self.own_secret_writes.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{namespace}/{name}"), version);
+    }
+
+    /// Whether this Secret, as a watch delivers it, is exactly what this process last wrote.
+    pub fn is_own_write(&self, secret: &impl Resource) -> bool {
+        let key = format!("{}/{}", secret.meta().namespace.as_deref().unwrap_or_default(), secret.name_any());
+        let mut writes = self.own_secret_writes.lock().unwrap_or_else(|p| p.into_inner());
+        match writes.get(&key) {
+            Some(version) if secret.resource_version().as_ref() == Some(version) => {
+                writes.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn register_account_stores(&self, scope: Option<&str>, stores: AccountStores) {
+        let mut all = self.account_stores.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(scope.unwrap_or_default().to_string(), stores);
+    }
+
+    /// The account caches that cover `namespace`, if a keys controller registered them.
+    pub fn account_stores(&self, namespace: &str) -> Option<AccountStores> {
+        let all = self.account_stores.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(namespace).or_else(|| all.get("")).cloned()
     }
 
     /// The delay before retrying an object after a transient failure: 1s, 2s, 4s ... 5 minutes.

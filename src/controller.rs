@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::join_all;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -17,7 +17,7 @@ use kube::runtime::{PredicateConfig, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::account;
-use crate::context::Context;
+use crate::context::{AccountStores, Context};
 use crate::crd::{
     AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION, TwilioAccount,
     TwilioApiKey,
@@ -121,13 +121,23 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data
     // included) bumps its resourceVersion and wakes its owner, which then reads it.
-    let owned_secrets = watcher(secrets, managed).default_backoff().touched_objects();
+    let own_writes = ctx.clone();
+    let owned_secrets = watcher(secrets, managed)
+        .default_backoff()
+        .touched_objects()
+        .try_filter(move |secret| std::future::ready(!own_writes.is_own_write(secret)));
+    let (account_store, account_writer) = reflector::store();
+    let (cluster_store, cluster_writer) = reflector::store();
+    ctx.register_account_stores(
+        scope.as_deref(),
+        AccountStores { accounts: account_store, cluster_accounts: cluster_store },
+    );
     controller
         .owns_stream(owned_secrets)
-        .watches_stream(spec_changes(accounts), move |account: TwilioAccount| {
+        .watches_stream(spec_changes(accounts, account_writer), move |account: TwilioAccount| {
             keys_using(&by_account, AccountKind::TwilioAccount, &account.name_any(), account.namespace())
         })
-        .watches_stream(spec_changes(cluster_accounts), move |account: ClusterTwilioAccount| {
+        .watches_stream(spec_changes(cluster_accounts, cluster_writer), move |account: ClusterTwilioAccount| {
             keys_using(&store, AccountKind::ClusterTwilioAccount, &account.name_any(), None)
         })
         .shutdown_on_signal()
@@ -138,7 +148,11 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
 
 /// Accounts whose spec changed or that became Ready (a repaired credential turns an account Ready
 /// and so wakes its stalled keys); other status writes do not wake the keys.
-fn spec_changes<A>(api: Api<A>) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static
+/// The accounts are cached on the way (see [`Context::account_stores`]).
+fn spec_changes<A>(
+    api: Api<A>,
+    cache: reflector::store::Writer<A>,
+) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static
 where
     A: account::AccountResource,
 {
@@ -153,6 +167,7 @@ where
     };
     watcher(api, watch_config())
         .default_backoff()
+        .reflect(cache)
         .touched_objects()
         .predicate_filter(spec_and_readiness, PredicateConfig::default())
 }

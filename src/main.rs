@@ -144,7 +144,10 @@ async fn kube_client() -> anyhow::Result<kube::Client> {
         twilio_operator::metrics::kube_request(&request);
         request
     });
-    Ok(kube::client::ClientBuilder::try_from(config).context("building the Kubernetes client")?.with_layer(&counted).build())
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&counted)
+        .build())
 }
 
 async fn sigterm() {

@@ -123,15 +123,18 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         Step::Create => {
             // The cache may lag behind a status this operator just wrote; a key is created only
             // when the live object confirms that none was issued.
-            let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-            let live = api.get(&key.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?;
-            if live.status.as_ref().and_then(|s| s.key_sid.as_ref()).is_some() {
+            if live_status(ctx, key).await?.is_some_and(|s| s.key_sid.is_some()) {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             issue(key, ctx, &connection, None, delivering_secret.as_ref()).await
         }
         Step::Rotate(cause) => issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref()).await,
         Step::Record(sid) => {
+            // The Secret's own watch event can arrive before the status written after it is
+            // in the cache: only a live object that lacks the key needs recording.
+            if let Some(live) = live_status(ctx, key).await?.filter(|s| s.key_sid.as_deref() == Some(sid.as_str())) {
+                return Ok(next_wake(ctx, key, &live));
+            }
             let status = delivered_status(key, &sid, &connection, Timestamp::now());
             write_status(ctx, key, &status).await?;
             ctx.normal(
@@ -147,6 +150,12 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         Step::RewriteSecret => rewrite_secret(key, ctx, delivering_secret.as_ref()).await,
         Step::UpToDate => settle(key, ctx, &connection, delivering_secret.as_ref()).await,
     }
+}
+
+/// The status as the API server holds it now (the cache may lag behind this process's writes).
+async fn live_status(ctx: &Context, key: &TwilioApiKey) -> Result<Option<TwilioApiKeyStatus>> {
+    let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
+    Ok(api.get(&key.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?.status)
 }
 
 /// Creates a key in Twilio and delivers it; with a cause, the current key is retired for the
@@ -647,9 +656,11 @@ async fn apply_secret(ctx: &Context, secret: &Secret) -> Result<()> {
     let mut body = serde_json::to_value(secret).map_err(Error::Encode)?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
-    api.patch(&secret.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+    let written = api
+        .patch(&secret.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
         .await
         .map_err(Error::kube("write Secret"))?;
+    ctx.note_own_write(&written);
     Ok(())
 }
 

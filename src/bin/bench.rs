@@ -18,9 +18,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, watcher};
-use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -112,6 +112,9 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<serde_json::Va
         run_writes as f64 / n as f64,
         run_reads as f64 / n as f64
     );
+    let by_verb: BTreeMap<&String, u64> =
+        kube_after.iter().map(|(verb, after)| (verb, after - kube_before.get(verb).copied().unwrap_or(0))).collect();
+    eprintln!("bench: operator requests to the API server during the run, by verb: {by_verb:?}");
     eprintln!("bench: idle window of {}s", args.idle_seconds);
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let kube_idle = operator.kube_requests().await?;
@@ -133,7 +136,10 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<serde_json::Va
         eprintln!("bench: floor run: {n} keys, {} workers", args.concurrency);
         let worker = FloorWorker::new(client.clone(), &fake.url())?;
         let floor = measure(&client, namespace, n, args.apply_concurrency, Some((worker, args.concurrency))).await?;
-        eprintln!("bench: floor: all {n} Ready in {:.2}s; p50 {:.0} ms, p99 {:.0} ms", floor.seconds, floor.p50_ms, floor.p99_ms);
+        eprintln!(
+            "bench: floor: all {n} Ready in {:.2}s; p50 {:.0} ms, p99 {:.0} ms",
+            floor.seconds, floor.p50_ms, floor.p99_ms
+        );
         Some(floor)
     };
 
@@ -191,20 +197,22 @@ async fn measure(
         let api: Api<TwilioApiKey> = Api::namespaced(client.clone(), namespace);
         let mut ready = HashSet::new();
         let mut tx = Some(all_ready_tx);
-        tokio::spawn(watcher(api, watcher::Config::default()).applied_objects().try_for_each(move |key: TwilioApiKey| {
-            let is_ready = key.status.as_ref().is_some_and(|s| {
-                s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && s.key_sid.is_some()
-            });
-            if is_ready {
-                ready.insert(key.name_any());
-                if ready.len() == n
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(Instant::now());
+        tokio::spawn(watcher(api, watcher::Config::default()).applied_objects().try_for_each(
+            move |key: TwilioApiKey| {
+                let is_ready = key.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && s.key_sid.is_some()
+                });
+                if is_ready {
+                    ready.insert(key.name_any());
+                    if ready.len() == n
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(Instant::now());
+                    }
                 }
-            }
-            futures::future::ready(Ok(()))
-        }))
+                futures::future::ready(Ok(()))
+            },
+        ))
     };
     // The watches are running before the first apply.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -236,7 +244,8 @@ async fn measure(
                     "metadata": {"name": name},
                     "spec": {"accountRef": {"name": "main"}},
                 }))?;
-                let created = keys.create(&PostParams::default(), &key).await.with_context(|| format!("create {name}"))?;
+                let created =
+                    keys.create(&PostParams::default(), &key).await.with_context(|| format!("create {name}"))?;
                 applied.lock().unwrap().insert(name, Instant::now());
                 let _ = work_tx.send(created);
                 anyhow::Ok(())
@@ -339,7 +348,9 @@ impl FloorWorker {
 
 async fn setup_namespace(client: &Client, namespace: &str, with_account: bool) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}}))?).await?;
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}}))?)
+        .await?;
     if !with_account {
         return Ok(());
     }
@@ -507,7 +518,8 @@ impl Operator {
             .context("VmHWM in /proc/<pid>/status")?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
         let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default()
             + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
         let per_second = Command::new("getconf")
