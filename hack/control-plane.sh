@@ -162,7 +162,8 @@ KC
 up() {
   local dir=$1; shift
   build
-  ensure_packages etcd-server openssl curl python3
+  # kubectl (kubernetes-client) is for the people and tests that use the control plane.
+  ensure_packages etcd-server openssl curl python3 kubernetes-client
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   : > "$dir/pids"

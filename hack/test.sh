@@ -6,6 +6,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 hack/control-plane.sh build > /dev/null
+# Helm v4 (its Go library, through the helm-sdkpy wheel) for the chart tests; Debian has no helm.
+if ! python3 -c 'import helm_sdkpy, cffi, yaml' 2> /dev/null; then
+  echo "== installing helm-sdkpy (Helm v4), cffi and PyYAML from PyPI"
+  python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' cffi pyyaml
+fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets

@@ -25,7 +25,7 @@ use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
 
-#[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %key.namespace().unwrap_or_default(), name = %key.name_any()))]
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %key.namespace().unwrap_or_default(), object = %key.name_any()))]
 pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());

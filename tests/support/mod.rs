@@ -125,16 +125,24 @@ impl Operator {
         filter: &str,
         env: &[(&str, &str)],
     ) -> Operator {
+        let identity = env.iter().find(|(k, _)| *k == "POD_NAME").map_or("operator", |(_, v)| *v);
+        let mut args = vec!["--watch-namespace", namespace];
+        args.extend_from_slice(extra_args);
+        Operator::spawn(&format!("{namespace}-{identity}"), twilio_url, &args, filter, env)
+    }
+
+    /// The operator with exactly these arguments (no --watch-namespace unless given), logging to
+    /// target/test-logs/<log_name>.log. `env` may override KUBECONFIG.
+    pub fn spawn(log_name: &str, twilio_url: &str, args: &[&str], filter: &str, env: &[(&str, &str)]) -> Operator {
         let log_dir = repo_root().join("target").join("test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let identity = env.iter().find(|(k, _)| *k == "POD_NAME").map_or("operator", |(_, v)| *v);
-        let log = log_dir.join(format!("{namespace}-{identity}.log"));
+        let log = log_dir.join(format!("{log_name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_twilio-operator"))
-            .args(["run", "--twilio-api-url", twilio_url, "--watch-namespace", namespace])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(if extra_args.contains(&"--resync-interval") { &[][..] } else { &["--resync-interval", "30s"][..] })
-            .args(extra_args)
+            .args(["run", "--twilio-api-url", twilio_url])
+            .args(if args.contains(&"--metrics-addr") { &[][..] } else { &["--metrics-addr", "127.0.0.1:0"][..] })
+            .args(if args.contains(&"--resync-interval") { &[][..] } else { &["--resync-interval", "30s"][..] })
+            .args(args)
             .env("KUBECONFIG", &control_plane().kubeconfig)
             .env("RUST_LOG", filter)
             .envs(env.iter().copied())
@@ -340,6 +348,11 @@ impl TestEnv {
 }
 
 /// Polls `check` until it yields a value, failing the test after two minutes.
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a free port").port()
+}
+
 pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,

@@ -1,0 +1,40 @@
+//! A smoke run of the benchmark at small N: it runs end to end and its JSON line holds every
+//! figure. The figures' sizes are the benchmark's business, not a pass/fail criterion here; only
+//! those that do not depend on the machine's speed are checked (one Twilio create per key, no
+//! writes while idle, at most four API writes per key).
+
+use std::process::Command;
+
+#[test]
+fn the_benchmark_runs_end_to_end_at_small_n() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--keys", "20", "--idle-seconds", "3", "--operator", env!("CARGO_BIN_EXE_twilio-operator")])
+        .output()
+        .expect("run the bench binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stderr}{stdout}");
+    let line = stdout.lines().last().expect("a JSON line");
+    let report: serde_json::Value = serde_json::from_str(line).expect("the last line is JSON");
+    for field in [
+        "keys",
+        "seconds_to_all_ready",
+        "p50_ms",
+        "p99_ms",
+        "twilio_calls_per_key",
+        "kube_writes_per_key",
+        "idle_writes",
+        "peak_rss_mib",
+        "cpu_seconds",
+        "floor_seconds",
+        "ratio_to_floor",
+    ] {
+        assert!(report[field].is_number(), "{field} is a number in {report}");
+    }
+    assert_eq!(report["keys"], 20);
+    assert_eq!(report["twilio_calls_per_key"], 1.0, "one create per key, nothing else: {report}");
+    assert_eq!(report["idle_writes"], 0, "{report}");
+    assert!(report["kube_writes_per_key"].as_f64().unwrap() <= 4.0, "{report}");
+    assert!(report["peak_rss_mib"].as_f64().unwrap() > 1.0, "RSS is read from /proc: {report}");
+}
