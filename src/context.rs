@@ -47,6 +47,9 @@ pub struct Context {
     /// The resourceVersion each Secret got from this process's last write to it: the watch event
     /// of that write is not a change to react to (the reconciliation that wrote it knows).
     own_secret_writes: Mutex<HashMap<String, String>>,
+    /// Per resource UID, whether the last status this process wrote held a key: a cached object
+    /// without a key is then stale (the API server has the write, the cache not yet).
+    written_keys: Mutex<HashMap<String, bool>>,
     /// The keys controllers' caches of accounts, by watched namespace ("" for all namespaces).
     /// Each is fed by the same watch that wakes keys on account changes, so a key woken by an
     /// account change finds the change here.
@@ -74,6 +77,7 @@ impl Context {
             unsure_creates: Mutex::default(),
             creation_locks: Mutex::default(),
             own_secret_writes: Mutex::default(),
+            written_keys: Mutex::default(),
             account_stores: Mutex::default(),
         }
     }
@@ -167,6 +171,23 @@ impl Context {
             }
             _ => false,
         }
+    }
+
+    /// Remembers whether the status just written for `uid` records a key.
+    pub fn note_status_written(&self, uid: &str, has_key: bool) {
+        self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), has_key);
+    }
+
+    /// Whether this process last wrote a status with a key for `uid`.
+    pub fn wrote_a_key(&self, uid: &str) -> bool {
+        self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).get(uid).copied().unwrap_or(false)
+    }
+
+    /// The resource is gone: nothing about it needs remembering.
+    pub fn forget_resource(&self, uid: &str) {
+        self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.unsure_creates.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 
     pub fn register_account_stores(&self, scope: Option<&str>, stores: AccountStores) {

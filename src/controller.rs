@@ -113,6 +113,8 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let (store, writer) = reflector::store();
     let changes = watcher(keys, watch_config())
         .default_backoff()
+        // The cache holds every key; managedFields (a third of each object) are never read.
+        .modify(|key: &mut TwilioApiKey| key.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());

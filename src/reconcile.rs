@@ -39,8 +39,11 @@ pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Acti
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let label = result.as_ref().err().map_or("ok", Error::label);
     crate::metrics::reconciled(KIND, label, started.elapsed());
-    if result.is_ok() {
-        ctx.reset_backoff(key.as_ref());
+    match (&result, key.meta().deletion_timestamp.is_some()) {
+        // Cleaned up: the finalizer is gone and so, soon, is the resource.
+        (Ok(_), true) => ctx.forget_resource(&key.uid().unwrap_or_default()),
+        (Ok(_), false) => ctx.reset_backoff(key.as_ref()),
+        (Err(_), _) => {}
     }
     result
 }
@@ -121,9 +124,11 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             Ok(Action::await_change())
         }
         Step::Create => {
-            // The cache may lag behind a status this operator just wrote; a key is created only
-            // when the live object confirms that none was issued.
-            if live_status(ctx, key).await?.is_some_and(|s| s.key_sid.is_some()) {
+            // The cache may lag behind a status this process just wrote: if that status held a
+            // key, a key is created only when the live object confirms that none was issued.
+            if ctx.wrote_a_key(&key.uid().unwrap_or_default())
+                && live_status(ctx, key).await?.is_some_and(|s| s.key_sid.is_some())
+            {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             issue(key, ctx, &connection, None, delivering_secret.as_ref()).await
@@ -671,15 +676,19 @@ async fn write_status_if_changed(ctx: &Context, key: &TwilioApiKey, status: Twil
     Ok(())
 }
 
+/// Replaces the whole status (a JSON patch that adds `/status` replaces it): fields the new
+/// status lacks are removed, as with server-side apply, at a fraction of its cost to the API
+/// server. The operator is the only writer of status.
 async fn write_status(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Result<()> {
     let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": TwilioApiKey::api_version(&()),
-        "kind": TwilioApiKey::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&key.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    let value = serde_json::to_value(status).map_err(Error::Encode)?;
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "add", "path": "/status", "value": value}
+    ]))
+    .map_err(Error::Encode)?;
+    api.patch_status(&key.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map_err(Error::kube("write status"))?;
+    ctx.note_status_written(&key.uid().unwrap_or_default(), status.key_sid.is_some());
     Ok(())
 }
