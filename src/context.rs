@@ -47,6 +47,9 @@ pub struct Context {
     /// The resourceVersion each Secret got from this process's last write to it: the watch event
     /// of that write is not a change to react to (the reconciliation that wrote it knows).
     own_secret_writes: Mutex<HashMap<String, String>>,
+    /// Secrets (namespace/name) this process deleted whose deletion the watch has not shown yet:
+    /// that event is not a change to react to either.
+    own_secret_deletes: Mutex<HashSet<String>>,
     /// Per resource UID, whether the last status this process wrote held a key: a cached object
     /// without a key is then stale (the API server has the write, the cache not yet).
     written_keys: Mutex<HashMap<String, bool>>,
@@ -77,6 +80,7 @@ impl Context {
             unsure_creates: Mutex::default(),
             creation_locks: Mutex::default(),
             own_secret_writes: Mutex::default(),
+            own_secret_deletes: Mutex::default(),
             written_keys: Mutex::default(),
             account_stores: Mutex::default(),
         }
@@ -160,9 +164,18 @@ impl Context {
         self.own_secret_writes.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{namespace}/{name}"), version);
     }
 
-    /// Whether this Secret, as a watch delivers it, is exactly what this process last wrote.
+    /// Remembers that this process deleted the Secret `namespace/name`.
+    pub fn note_own_delete(&self, namespace: &str, name: &str) {
+        self.own_secret_deletes.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{namespace}/{name}"));
+    }
+
+    /// Whether this Secret, as a watch delivers it, is exactly what this process last wrote, or
+    /// the first event after this process deleted it.
     pub fn is_own_write(&self, secret: &impl Resource) -> bool {
         let key = format!("{}/{}", secret.meta().namespace.as_deref().unwrap_or_default(), secret.name_any());
+        if self.own_secret_deletes.lock().unwrap_or_else(|p| p.into_inner()).remove(&key) {
+            return true;
+        }
         let mut writes = self.own_secret_writes.lock().unwrap_or_else(|p| p.into_inner());
         match writes.get(&key) {
             Some(version) if secret.resource_version().as_ref() == Some(version) => {

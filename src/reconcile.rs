@@ -269,7 +269,9 @@ async fn sweep_orphans(
     }
     let recorded_elsewhere = recorded_by_any_resource(ctx, &key.namespace().unwrap_or_default()).await?;
     for sid in candidates.iter().filter(|sid| !recorded_elsewhere.contains(*sid)) {
-        ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))?;
+        if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
+            continue; // someone else deleted it meanwhile
+        }
         crate::metrics::key_operation("orphan_deleted");
         crate::metrics::leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
@@ -503,8 +505,10 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
             connection.account_sid = old_sid;
         }
         for sid in sids {
-            ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))?;
-            crate::metrics::key_operation("deleted");
+            // A key already gone (404) counts as deleted, but not as deleted by this call.
+            if ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))? {
+                crate::metrics::key_operation("deleted");
+            }
         }
     }
     Ok(())
@@ -649,7 +653,10 @@ async fn release_secret(secrets: &Api<Secret>, secret: &Secret, key: &TwilioApiK
 
 async fn delete_secret(ctx: &Context, key: &TwilioApiKey, name: &str) -> Result<()> {
     match secrets(ctx, key).delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            ctx.note_own_delete(&key.namespace().unwrap_or_default(), name);
+            Ok(())
+        }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(Error::kube("delete Secret")(e)),
     }

@@ -317,10 +317,12 @@ impl TwilioClient {
     }
 
     /// Deletes a key. A key that is already gone counts as deleted.
-    pub async fn delete_key(&self, account: &AccountConnection, sid: &str) -> Result<(), TwilioError> {
+    /// Deletes a key: true if this call deleted it, false if it was already gone (404).
+    pub async fn delete_key(&self, account: &AccountConnection, sid: &str) -> Result<bool, TwilioError> {
         let url = format!("{}/v1/Keys/{sid}", account.base_url);
         match self.send(account, Method::DELETE, &url, None, Idempotency::Idempotent).await {
-            Ok(_) | Err(TwilioError::NotFound { .. }) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(TwilioError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

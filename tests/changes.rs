@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
-use twilio_operator::crd::{ClusterTwilioAccount, TwilioApiKey};
+use twilio_operator::crd::ClusterTwilioAccount;
 
 /// Applies a JSON merge patch to a key's spec (as `kubectl patch --type merge` would).
 async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
@@ -20,18 +20,6 @@ async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
 
 async fn current_sid(env: &TestEnv, name: &str) -> String {
     env.keys().get(name).await.unwrap().status.unwrap().key_sid.unwrap()
-}
-
-/// Waits until the key is Ready with a key SID other than `old`.
-async fn wait_new_key(env: &TestEnv, name: &str, old: &str) -> TwilioApiKey {
-    let keys = env.keys();
-    wait_until(&format!("{name} to deliver a key other than {old}"), || async {
-        let key = keys.get(name).await.ok()?;
-        let status = key.status.as_ref()?;
-        let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        (ready && status.key_sid.as_deref().is_some_and(|sid| sid != old)).then_some(key)
-    })
-    .await
 }
 
 async fn wait_key_gone_in_twilio(env: &TestEnv, sid: &str) {
@@ -78,7 +66,7 @@ async fn a_key_type_change_rotates_with_both_keys_valid_during_the_grace_period(
     let old_pair = env.delivered_pair("k").await;
 
     patch_spec(&env, "k", json!({"keyType": "Restricted", "policy": {"allow": ["/twilio/voice/calls/read"]}})).await;
-    let key = wait_new_key(&env, "k", &old).await;
+    let key = env.wait_new_key("k", &old).await;
     let status = key.status.unwrap();
     let new = status.key_sid.clone().unwrap();
     assert_eq!(status.retiring_keys.iter().map(|r| r.sid.as_str()).collect::<Vec<_>>(), vec![old.as_str()]);
@@ -112,7 +100,7 @@ async fn an_account_change_rotates_into_the_new_account() {
     let old = current_sid(&env, "k").await;
 
     patch_spec(&env, "k", json!({"accountRef": {"name": "second"}})).await;
-    let key = wait_new_key(&env, "k", &old).await;
+    let key = env.wait_new_key("k", &old).await;
     let new = key.status.unwrap().key_sid.unwrap();
     assert_eq!(env.fake.key(&new).unwrap().account_sid, second_account);
     let (account, _, _) = env.delivered_pair("k").await;
@@ -129,14 +117,13 @@ async fn a_trigger_change_and_the_rotate_annotation_each_rotate_once() {
     let first = current_sid(&env, "k").await;
 
     patch_spec(&env, "k", json!({"rotation": {"trigger": "v2"}})).await;
-    let second = wait_new_key(&env, "k", &first).await.status.unwrap();
+    let second = env.wait_new_key("k", &first).await.status.unwrap();
     assert_eq!(second.last_rotation_trigger.as_deref(), Some("v2"));
     let second = second.key_sid.unwrap();
     wait_key_gone_in_twilio(&env, &first).await;
 
-    let annotate = json!({"metadata": {"annotations": {"twilio-operator.dev/rotate": "now"}}});
-    env.keys().patch("k", &PatchParams::default(), &Patch::Merge(&annotate)).await.unwrap();
-    let third = wait_new_key(&env, "k", &second).await.status.unwrap().key_sid.unwrap();
+    env.request_rotation("k", "now").await;
+    let third = env.wait_new_key("k", &second).await.status.unwrap().key_sid.unwrap();
     wait_key_gone_in_twilio(&env, &second).await;
     assert_delivers(&env, "k", &third).await;
 
@@ -156,7 +143,7 @@ async fn an_elapsed_interval_rotates_and_next_rotation_is_announced() {
     let next: k8s_openapi::jiff::Timestamp = status.next_rotation_at.expect("nextRotationAt is set").parse().unwrap();
     assert_eq!(next.duration_since(created).as_secs(), 6);
     let first = status.key_sid.unwrap();
-    let second = wait_new_key(&env, "k", &first).await.status.unwrap().key_sid.unwrap();
+    let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
     wait_key_gone_in_twilio(&env, &first).await;
     assert_delivers(&env, "k", &second).await;
 }
@@ -195,7 +182,7 @@ async fn revoking_deletes_every_key_and_the_secret_and_unrevoking_issues_a_new_o
     env.wait_ready("k").await;
     let first = current_sid(&env, "k").await;
     patch_spec(&env, "k", json!({"rotation": {"trigger": "rotate-once"}})).await;
-    let second = wait_new_key(&env, "k", &first).await.status.unwrap().key_sid.unwrap();
+    let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
     assert!(env.fake.key(&first).is_some(), "the first key is retiring for an hour");
 
     patch_spec(&env, "k", json!({"revoked": true})).await;
@@ -242,14 +229,14 @@ async fn a_deleted_or_altered_secret_is_healed_by_rotation() {
     let first = current_sid(&env, "k").await;
 
     env.secrets().delete("k", &DeleteParams::default()).await.unwrap();
-    let second = wait_new_key(&env, "k", &first).await.status.unwrap().key_sid.unwrap();
+    let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
     assert_delivers(&env, "k", &second).await;
     wait_key_gone_in_twilio(&env, &first).await;
     assert!(env.event_reasons("k").await.contains(&"KeyRotated".to_string()));
 
     let altered = json!({"stringData": {"TWILIO_API_KEY": "SK00000000000000000000000000000bad"}});
     env.secrets().patch("k", &PatchParams::default(), &Patch::Merge(&altered)).await.unwrap();
-    let third = wait_new_key(&env, "k", &second).await.status.unwrap().key_sid.unwrap();
+    let third = env.wait_new_key("k", &second).await.status.unwrap().key_sid.unwrap();
     assert_delivers(&env, "k", &third).await;
     wait_key_gone_in_twilio(&env, &second).await;
 }
@@ -262,7 +249,7 @@ async fn a_key_deleted_in_twilio_is_reissued_by_the_periodic_drift_check() {
     env.wait_ready("k").await;
     let first = current_sid(&env, "k").await;
     assert!(env.fake.delete_key(&first));
-    let second = wait_new_key(&env, "k", &first).await.status.unwrap().key_sid.unwrap();
+    let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
     assert_delivers(&env, "k", &second).await;
     let lists = env.fake.request_counts().get("list_keys 200").copied().unwrap_or(0);
     let fetches = env.fake.request_counts().keys().filter(|k| k.starts_with("fetch_key")).count();
@@ -358,7 +345,7 @@ async fn changing_the_accounts_account_sid_rotates_its_keys() {
     let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     let moved = json!({"spec": {"accountSid": second_account}});
     accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
-    let new = wait_new_key(&env, "k", &old).await.status.unwrap();
+    let new = env.wait_new_key("k", &old).await.status.unwrap();
     assert_eq!(new.account_sid.as_deref(), Some(second_account));
     assert_eq!(env.fake.key(new.key_sid.as_ref().unwrap()).unwrap().account_sid, second_account);
     assert_delivers(&env, "k", new.key_sid.as_ref().unwrap()).await;
@@ -395,7 +382,7 @@ async fn changing_the_accounts_region_rotates_its_keys() {
     let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     let moved = json!({"spec": {"region": "ie1"}});
     accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
-    let new = wait_new_key(&env, "k", &old).await.status.unwrap();
+    let new = env.wait_new_key("k", &old).await.status.unwrap();
     assert_eq!(new.region.as_deref(), Some("ie1"));
     assert_delivers(&env, "k", new.key_sid.as_ref().unwrap()).await;
     wait_key_gone_in_twilio(&env, &old).await;

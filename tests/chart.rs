@@ -10,7 +10,7 @@ use std::process::Command;
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::{Operator, TestEnv, control_plane, repo_root, wait_until};
 
@@ -156,19 +156,8 @@ fn can_i(kubeconfig: &Path, args: &[&str]) -> bool {
 async fn create_rotate_delete(env: &TestEnv) {
     env.create_key("chart-key", json!({"secret": {"name": "chart-key-twilio"}})).await;
     let first = env.wait_ready("chart-key").await.status.unwrap().key_sid.unwrap();
-    env.keys()
-        .patch(
-            "chart-key",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"twilio-operator.dev/rotate": "1"}}})),
-        )
-        .await
-        .unwrap();
-    let second = wait_until("rotated", || async {
-        let status = env.keys().get("chart-key").await.ok()?.status?;
-        status.key_sid.filter(|sid| *sid != first)
-    })
-    .await;
+    env.request_rotation("chart-key", "1").await;
+    let second = env.wait_new_key("chart-key", &first).await.status.unwrap().key_sid.unwrap();
     let (_, sid, _) = env.delivered_pair("chart-key-twilio").await;
     assert_eq!(sid, second, "the Secret holds the rotated key");
     env.delete_key("chart-key").await;

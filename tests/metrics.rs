@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::{TestEnv, free_port, wait_until};
 
@@ -41,19 +40,8 @@ async fn metrics_count_a_lifecycle_and_logs_name_each_reconciliation() {
     env.create_key("b", json!({})).await;
     let first = env.wait_ready("a").await.status.unwrap().key_sid.unwrap();
     env.wait_ready("b").await;
-    env.keys()
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"twilio-operator.dev/rotate": "now"}}})),
-        )
-        .await
-        .unwrap();
-    wait_until("a rotated", || async {
-        let status = env.keys().get("a").await.ok()?.status?;
-        status.key_sid.filter(|sid| *sid != first).map(|_| ())
-    })
-    .await;
+    env.request_rotation("a", "now").await;
+    env.wait_new_key("a", &first).await;
     env.create_key("c", json!({"accountRef": {"name": "missing"}})).await;
     env.wait_for_condition("c", "False", "AccountNotFound").await;
     env.delete_key("b").await;

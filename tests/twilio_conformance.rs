@@ -269,8 +269,9 @@ async fn the_operator_client_and_the_fake_speak_iam_v1_as_specified() {
     let list_calls = fake.recorded_requests().iter().filter(|r| r.method == "GET" && r.path == "/v1/Keys").count();
     assert!(list_calls >= 4, "verify + 3 pages, got {list_calls}");
 
-    twilio.delete_key(&conn, &standard.sid).await.unwrap();
-    twilio.delete_key(&conn, &standard.sid).await.expect("deleting a deleted key is not an error");
+    assert!(twilio.delete_key(&conn, &standard.sid).await.unwrap(), "this call deleted it");
+    let again = twilio.delete_key(&conn, &standard.sid).await.expect("deleting a deleted key is not an error");
+    assert!(!again, "a second delete reports the key as already gone");
     assert!(matches!(twilio.fetch_key(&conn, &standard.sid).await, Err(TwilioError::NotFound { code: Some(20404) })));
 
     let requests = fake.recorded_requests();

@@ -285,6 +285,24 @@ impl TestEnv {
         self.wait_for_condition(name, "True", "KeyReady").await
     }
 
+    /// Asks for a rotation through the twilio-operator.dev/rotate annotation.
+    pub async fn request_rotation(&self, name: &str, value: &str) {
+        let annotate = json!({"metadata": {"annotations": {"twilio-operator.dev/rotate": value}}});
+        self.keys().patch(name, &PatchParams::default(), &Patch::Merge(&annotate)).await.expect("annotate");
+    }
+
+    /// Waits until the key is Ready with a key SID other than `old`.
+    pub async fn wait_new_key(&self, name: &str, old: &str) -> TwilioApiKey {
+        let keys = self.keys();
+        wait_until(&format!("{name} to deliver a key other than {old}"), || async {
+            let key = keys.get(name).await.ok()?;
+            let status = key.status.as_ref()?;
+            let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            (ready && status.key_sid.as_deref().is_some_and(|sid| sid != old)).then_some(key)
+        })
+        .await
+    }
+
     pub async fn wait_gone(&self, name: &str) {
         let keys = self.keys();
         wait_until(&format!("TwilioApiKey {name} to be gone"), || async {
