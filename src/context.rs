@@ -199,7 +199,7 @@ impl Context {
     /// The resource is gone: nothing about it needs remembering.
     pub fn forget_resource(&self, uid: &str) {
         self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
-        self.unsure_creates.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.mark_create_unsure(uid, false);
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 

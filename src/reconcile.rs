@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::account;
@@ -37,6 +37,13 @@ pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Acti
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
+    // Errors of apply and cleanup were counted by `report`; adding or removing the finalizer
+    // fails before or after them.
+    if let Err(Error::Finalizer(inner)) = &result
+        && !matches!(**inner, FinalizerError::ApplyFailed(_) | FinalizerError::CleanupFailed(_))
+    {
+        crate::metrics::reconcile_error(KIND, "finalizer");
+    }
     let label = result.as_ref().err().map_or("ok", Error::label);
     crate::metrics::reconciled(KIND, label, started.elapsed());
     match (&result, key.meta().deletion_timestamp.is_some()) {

@@ -317,8 +317,7 @@ async fn a_key_waiting_for_its_account_proceeds_when_the_account_appears() {
 #[tokio::test]
 async fn repairing_a_refused_credential_recovers_the_keys_that_use_it() {
     let mut env = TestEnv::new("repair").await;
-    env.create_secret("flaky-credentials", &[("TWILIO_AUTH_TOKEN", "wrong")]).await;
-    env.create_account("flaky", "flaky-credentials").await;
+    env.create_refused_account("flaky", "flaky-credentials").await;
     env.start_operator(&[]);
     env.create_key("k", json!({"accountRef": {"name": "flaky"}})).await;
     env.wait_for_condition("k", "False", "TwilioAuthFailed").await;

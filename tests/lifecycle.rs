@@ -104,8 +104,7 @@ async fn orphan_deletion_policy_keeps_the_key_and_the_secret() {
 #[tokio::test]
 async fn refused_credentials_stall_with_twilio_auth_failed_and_no_retry_storm() {
     let mut env = TestEnv::new("badcreds").await;
-    env.create_secret("wrong-credentials", &[("TWILIO_AUTH_TOKEN", "not-the-token")]).await;
-    env.create_account("wrong", "wrong-credentials").await;
+    env.create_refused_account("wrong", "wrong-credentials").await;
     env.start_operator(&[]);
     env.create_key("refused", json!({"accountRef": {"name": "wrong"}})).await;
 

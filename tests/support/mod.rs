@@ -232,6 +232,13 @@ impl TestEnv {
         self.secrets().create(&PostParams::default(), &secret).await.expect("create Secret");
     }
 
+    /// A TwilioAccount `name` whose credentials Secret `credentials_secret` holds a token the
+    /// fake refuses.
+    pub async fn create_refused_account(&self, name: &str, credentials_secret: &str) {
+        self.create_secret(credentials_secret, &[("TWILIO_AUTH_TOKEN", "not-the-token")]).await;
+        self.create_account(name, credentials_secret).await;
+    }
+
     pub async fn create_account(&self, name: &str, credentials_secret: &str) {
         self.create_account_for(name, ACCOUNT_SID, credentials_secret).await;
     }
