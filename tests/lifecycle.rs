@@ -49,7 +49,7 @@ async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs()
         let delivered = env.secrets().get(secret_name).await.unwrap();
         let owner = &delivered.owner_references()[0];
         assert_eq!((owner.kind.as_str(), Some(&owner.uid)), ("TwilioApiKey", key.uid().as_ref()));
-        assert!(env.event_reasons(name).await.contains(&"KeyCreated".to_string()));
+        env.wait_for_event(name, "KeyCreated").await;
     }
     let restricted = env.fake.keys().into_iter().find(|k| k.key_type == FakeKeyType::Restricted).unwrap();
     assert_eq!(restricted.policy, Some(json!({"allow": ["/twilio/messaging/messages/create"]})));
@@ -80,7 +80,7 @@ async fn deleting_a_key_removes_it_from_twilio_and_its_secret_from_the_cluster()
         matches!(secrets.get_opt("doomed").await, Ok(None)).then_some(())
     })
     .await;
-    assert!(env.event_reasons("doomed").await.contains(&"KeyDeleted".to_string()));
+    env.wait_for_event("doomed", "KeyDeleted").await;
 }
 
 #[tokio::test]
@@ -112,7 +112,7 @@ async fn refused_credentials_stall_with_twilio_auth_failed_and_no_retry_storm() 
     let stalled = key.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap();
     assert_eq!(stalled.status, "True");
     assert!(stalled.message.contains("401"), "the message says what Twilio answered: {}", stalled.message);
-    assert!(env.event_reasons("refused").await.contains(&"TwilioAuthFailed".to_string()));
+    env.wait_for_event("refused", "TwilioAuthFailed").await;
 
     let accounts: kube::Api<TwilioAccount> = kube::Api::namespaced(env.client.clone(), &env.namespace);
     wait_until("TwilioAccount wrong to report TwilioAuthFailed", || async {

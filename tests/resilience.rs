@@ -97,7 +97,7 @@ async fn deletion_without_credentials_waits_visibly_and_finishes_when_they_retur
     let key = env.wait_for_condition("k", "False", "CredentialsNotFound").await;
     assert!(key.metadata.deletion_timestamp.is_some(), "the resource waits, finalizer in place");
     assert!(env.fake.key(&sid).is_some(), "the key is not forgotten");
-    assert!(env.event_reasons("k").await.contains(&"CredentialsNotFound".to_string()));
+    env.wait_for_event("k", "CredentialsNotFound").await;
 
     let restored: Secret = serde_json::from_value(json!({
         "metadata": {"name": "twilio-credentials"},

@@ -335,6 +335,15 @@ impl TestEnv {
     }
 
     /// How many Events with this reason were recorded in the namespace (series counted).
+    /// Waits for an Event with this reason about the object: Events are recorded after the
+    /// status write a test usually waits for.
+    pub async fn wait_for_event(&self, object_name: &str, reason: &str) {
+        wait_until(&format!("a {reason} Event about {object_name}"), || async {
+            self.event_reasons(object_name).await.iter().any(|r| r == reason).then_some(())
+        })
+        .await
+    }
+
     pub async fn event_count(&self, reason: &str) -> i32 {
         self.events()
             .await
