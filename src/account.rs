@@ -9,16 +9,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::conditions::{self, Health};
-use crate::context::{AccountStores, Context};
+use crate::context::{Context, ScopeCaches};
 use crate::crd::{
-    AccountKind, AccountRef, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, TwilioAccount, TwilioAccountStatus,
-    TwilioApiKey,
+    AccountKind, AccountRef, ClusterTwilioAccount, CredentialKeys, FIELD_MANAGER, FINALIZER, TwilioAccount,
+    TwilioAccountStatus, TwilioApiKey,
 };
+
+/// On a credentials Secret: it stays while an account that uses it still has keys to delete.
+pub const CREDENTIALS_FINALIZER: &str = "twilio-operator.dev/credentials-in-use";
 use crate::error::{Error, Result};
 use crate::secret_string::SecretString;
 use crate::twilio::{AccountConnection, Credentials, TwilioError};
@@ -39,6 +43,7 @@ pub trait AccountResource:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug + Send + Sync + 'static
 {
     const KIND: &'static str;
+    const ACCOUNT_KIND: AccountKind;
     fn source(&self) -> AccountSource;
     fn account_status(&self) -> Option<&TwilioAccountStatus>;
     fn api(&self, client: kube::Client) -> Api<Self>;
@@ -46,6 +51,7 @@ pub trait AccountResource:
 
 impl AccountResource for TwilioAccount {
     const KIND: &'static str = "TwilioAccount";
+    const ACCOUNT_KIND: AccountKind = AccountKind::TwilioAccount;
     fn source(&self) -> AccountSource {
         AccountSource {
             account_sid: self.spec.account_sid.clone(),
@@ -66,6 +72,7 @@ impl AccountResource for TwilioAccount {
 
 impl AccountResource for ClusterTwilioAccount {
     const KIND: &'static str = "ClusterTwilioAccount";
+    const ACCOUNT_KIND: AccountKind = AccountKind::ClusterTwilioAccount;
     fn source(&self) -> AccountSource {
         AccountSource {
             account_sid: self.spec.account_sid.clone(),
@@ -123,18 +130,30 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
 
 /// An account from the keys controllers' cache. A miss (not cached yet, or no such account) is
 /// answered by the API server, so that a missing account is reported only when it is missing.
-fn cached<A>(ctx: &Context, namespace: &str, lookup: impl Fn(&AccountStores) -> Option<Arc<A>>) -> Option<Arc<A>> {
-    ctx.account_stores(namespace).and_then(|stores| lookup(&stores))
+fn cached<A>(ctx: &Context, namespace: &str, lookup: impl Fn(&ScopeCaches) -> Option<Arc<A>>) -> Option<Arc<A>> {
+    ctx.scope_caches(namespace).and_then(|stores| lookup(&stores))
 }
 
 /// The account a key refers to, if its namespace may use it.
 pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<AccountSource> {
-    resolve(ctx, &key.namespace().unwrap_or_default(), &key.spec.account_ref).await
+    resolve(ctx, &key.namespace().unwrap_or_default(), &key.spec.account_ref, true).await
+}
+
+/// The account that keys a resource of `namespace` already created belong to, to delete them:
+/// a ClusterTwilioAccount that no longer allows the namespace still deletes what it issued
+/// there (its allowedNamespaces governs new keys only).
+pub async fn resolve_recorded(ctx: &Context, namespace: &str, account_ref: &AccountRef) -> Result<AccountSource> {
+    resolve(ctx, namespace, account_ref, false).await
 }
 
 /// The account `account_ref` names, as seen from `namespace`: a TwilioAccount of that namespace,
-/// or a ClusterTwilioAccount that allows it.
-pub async fn resolve(ctx: &Context, namespace: &str, account_ref: &AccountRef) -> Result<AccountSource> {
+/// or a ClusterTwilioAccount (that allows it, when `check_allowed`).
+async fn resolve(
+    ctx: &Context,
+    namespace: &str,
+    account_ref: &AccountRef,
+    check_allowed: bool,
+) -> Result<AccountSource> {
     let namespace = namespace.to_string();
     let name = &account_ref.name;
     match account_ref.kind {
@@ -149,6 +168,7 @@ pub async fn resolve(ctx: &Context, namespace: &str, account_ref: &AccountRef) -
                     })?
                 }
             };
+            refuse_if_deleting(account.as_ref(), check_allowed)?;
             Ok(account.source())
         }
         AccountKind::ClusterTwilioAccount => {
@@ -162,7 +182,8 @@ pub async fn resolve(ctx: &Context, namespace: &str, account_ref: &AccountRef) -
                         .ok_or_else(|| Error::AccountNotFound(format!("ClusterTwilioAccount {name} does not exist")))?
                 }
             };
-            if let Some(allowed) = &account.spec.allowed_namespaces {
+            refuse_if_deleting(account.as_ref(), check_allowed)?;
+            if let Some(allowed) = account.spec.allowed_namespaces.as_ref().filter(|_| check_allowed) {
                 let by_name = allowed.namespaces.iter().any(|n| n == &namespace);
                 let by_selector = match &allowed.namespace_selector {
                     Some(selector) if !by_name => {
@@ -189,6 +210,14 @@ pub async fn resolve(ctx: &Context, namespace: &str, account_ref: &AccountRef) -
     }
 }
 
+/// An account being deleted issues no new keys; it still deletes the ones it issued.
+fn refuse_if_deleting<A: AccountResource>(account: &A, for_new_keys: bool) -> Result<()> {
+    if for_new_keys && account.meta().deletion_timestamp.is_some() {
+        return Err(Error::AccountNotFound(format!("{} {} is being deleted", A::KIND, account.name_any())));
+    }
+    Ok(())
+}
+
 /// Label selector semantics: every matchLabels pair and every matchExpressions requirement holds.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     let labels_match = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
@@ -206,12 +235,82 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
     labels_match && expressions_match
 }
 
-/// Verifies an account's credential by listing its keys, and reports it in status.
+/// An account and its credentials Secret outlive the keys that need them (as a PVC outlives the
+/// Pods that use it): the account carries a finalizer, and its credentials Secret another, until
+/// no TwilioApiKey names the account or records a key of it. Deleting a namespace, or the account
+/// first, thus ends with every key deleted in Twilio rather than with keys nobody can delete.
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = A::KIND, namespace = %account.namespace().unwrap_or_default(), object = %account.name_any()))]
 pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
+    let api = account.api(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, account, |event| async {
+        match event {
+            FinalizerEvent::Apply(account) => verify(account, &ctx).await,
+            FinalizerEvent::Cleanup(account) => release(account, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(error) = &result {
+        crate::metrics::reconcile_error(A::KIND, error.label());
+    }
+    crate::metrics::reconciled(A::KIND, result.as_ref().err().map_or("ok", Error::label), started.elapsed());
+    result
+}
+
+/// Deletion of an account: it waits while keys use it, then lets go of its credentials Secret.
+async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
+    let users = ctx.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref());
+    if !users.is_empty() {
+        let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
+        let message = format!(
+            "deletion waits for {} TwilioApiKey(s) that use this account to be deleted: {}{}",
+            users.len(),
+            shown.join(", "),
+            if users.len() > shown.len() { ", ..." } else { "" }
+        );
+        let health = Health::Progressing { reason: "InUse", message: message.clone() };
+        write_account_status(account.as_ref(), ctx, &health).await?;
+        return Err(Error::AccountInUse(message));
+    }
     let source = account.source();
-    let outcome = match connect(&ctx, &source).await {
+    let still_needed = ctx.accounts_using_secret(&source.secret_namespace, &source.secret_name, &account.uid());
+    if !still_needed {
+        protect_credentials(ctx, &source, false).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Adds (or removes) the operator's finalizer on the account's credentials Secret.
+async fn protect_credentials(ctx: &Context, source: &AccountSource, protect: bool) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &source.secret_namespace);
+    let Some(secret) = secrets.get_opt(&source.secret_name).await.map_err(Error::kube("read credentials Secret"))?
+    else {
+        return Ok(());
+    };
+    let has = secret.finalizers().iter().any(|f| f == CREDENTIALS_FINALIZER);
+    if has == protect {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> =
+        secret.finalizers().iter().filter(|f| *f != CREDENTIALS_FINALIZER).cloned().collect();
+    if protect {
+        finalizers.push(CREDENTIALS_FINALIZER.into());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": secret.resource_version()}
+    });
+    secrets
+        .patch(&source.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("protect credentials Secret"))?;
+    Ok(())
+}
+
+/// Verifies an account's credential by listing its keys, and reports it in status.
+async fn verify<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
+    let source = account.source();
+    let outcome = match connect(ctx, &source).await {
         // Listing the account's keys proves the credential may manage them, and the listing
         // is the one its keys' drift checks and orphan sweeps use until the next resync: one
         // call per account and interval serves both.
@@ -243,35 +342,46 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
             Action::requeue(std::time::Duration::from_secs(30)),
         ),
     };
+    // Without this the namespace's deletion could take the credential before the keys' cleanup
+    // used it; a failure here (e.g. no permission in that namespace) leaves verification as is.
+    if let Err(error) = protect_credentials(ctx, &source, true).await {
+        tracing::warn!(%error, "could not protect the credentials Secret with a finalizer");
+    }
+    let changed = write_account_status(account.as_ref(), ctx, &health).await?;
+    if changed && let Health::Stalled { reason, message } = &health {
+        ctx.warn(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
+    }
+    if let Err(error) = &outcome {
+        crate::metrics::reconcile_error(A::KIND, error.label());
+    }
+    Ok(action)
+}
+
+/// Writes the account's conditions if they change; tells whether they did.
+async fn write_account_status<A: AccountResource>(account: &A, ctx: &Context, health: &Health) -> Result<bool> {
     let previous = account.account_status().cloned().unwrap_or_default();
     let status = TwilioAccountStatus {
         observed_generation: account.meta().generation,
         conditions: conditions::conditions_for(
             &previous.conditions,
-            &health,
+            health,
             account.meta().generation,
             Timestamp::now(),
         ),
     };
-    if status != previous {
-        let api = account.api(ctx.client.clone());
-        let patch = serde_json::json!({
-            "apiVersion": A::api_version(&()),
-            "kind": A::kind(&()),
-            "status": status,
-        });
-        api.patch_status(&account.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::kube("write account status"))?;
-        if let Health::Stalled { reason, message } = &health {
-            ctx.warn(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
-        }
+    if status == previous {
+        return Ok(false);
     }
-    if let Err(error) = &outcome {
-        crate::metrics::reconcile_error(A::KIND, error.label());
-    }
-    crate::metrics::reconciled(A::KIND, outcome.as_ref().err().map_or("ok", Error::label), started.elapsed());
-    Ok(action)
+    let api = account.api(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": A::api_version(&()),
+        "kind": A::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&account.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube("write account status"))?;
+    Ok(true)
 }
 
 fn outcome_message(outcome: &Result<()>) -> String {

@@ -11,7 +11,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::crd::{ClusterTwilioAccount, TwilioAccount};
+use crate::account::AccountResource;
+use crate::crd::{AccountKind, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
 use crate::twilio::{AccountConnection, Key, TwilioClient, TwilioError};
 
 /// The keys one account held in Twilio when it was last listed.
@@ -19,6 +20,9 @@ pub struct Inventory {
     pub listed_at: Timestamp,
     pub keys: HashMap<String, Key>,
 }
+
+/// One account's latest listing, behind the lock that makes concurrent users wait for one listing.
+type InventorySlot = Arc<tokio::sync::Mutex<Option<Arc<Inventory>>>>;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -34,16 +38,14 @@ pub struct Context {
     /// Consecutive transient failures per object UID, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Per account (base URL and SID), the last listing of its keys: drift checks cost one
-    /// paginated list per account and resync interval, not one request per key. The async lock
-    /// makes concurrent checks wait for one listing instead of each making their own.
-    inventories: tokio::sync::Mutex<HashMap<String, Arc<Inventory>>>,
+    /// paginated list per account and resync interval, not one request per key. Each account
+    /// has its own async lock, so concurrent checks of one account wait for one listing instead
+    /// of each making their own, and a slow account holds up no other.
+    inventories: Mutex<HashMap<String, InventorySlot>>,
     /// UIDs of keys whose last create in this process had an unknown or unclean outcome (a
     /// timeout, or a key that could not be delivered nor deleted): their next create first
     /// relists the account to find what that attempt left behind.
     unsure_creates: Mutex<HashSet<String>>,
-    /// One create (with its orphan sweep) at a time per account and friendly name, so that a
-    /// sweep never mistakes another resource's in-flight key for an orphan.
-    creation_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The resourceVersion each Secret got from this process's last write to it: the watch event
     /// of that write is not a change to react to (the reconciliation that wrote it knows).
     own_secret_writes: Mutex<HashMap<String, String>>,
@@ -53,14 +55,16 @@ pub struct Context {
     /// Per resource UID, whether the last status this process wrote held a key: a cached object
     /// without a key is then stale (the API server has the write, the cache not yet).
     written_keys: Mutex<HashMap<String, bool>>,
-    /// The keys controllers' caches of accounts, by watched namespace ("" for all namespaces).
-    /// Each is fed by the same watch that wakes keys on account changes, so a key woken by an
-    /// account change finds the change here.
-    account_stores: Mutex<HashMap<String, AccountStores>>,
+    /// The keys controllers' caches of keys and accounts, by watched namespace ("" for all
+    /// namespaces). The account caches are fed by the same watch that wakes keys on account
+    /// changes, so a key woken by an account change finds the change here.
+    scope_caches: Mutex<HashMap<String, ScopeCaches>>,
 }
 
+/// The caches a keys controller keeps for one watched scope.
 #[derive(Clone)]
-pub struct AccountStores {
+pub struct ScopeCaches {
+    pub keys: Store<TwilioApiKey>,
     pub accounts: Store<TwilioAccount>,
     pub cluster_accounts: Store<ClusterTwilioAccount>,
 }
@@ -76,13 +80,12 @@ impl Context {
             config,
             recorder,
             failures: Mutex::default(),
-            inventories: tokio::sync::Mutex::default(),
+            inventories: Mutex::default(),
             unsure_creates: Mutex::default(),
-            creation_locks: Mutex::default(),
             own_secret_writes: Mutex::default(),
             own_secret_deletes: Mutex::default(),
             written_keys: Mutex::default(),
-            account_stores: Mutex::default(),
+            scope_caches: Mutex::default(),
         }
     }
 
@@ -115,25 +118,29 @@ impl Context {
         account: &AccountConnection,
         max_age: Duration,
     ) -> Result<Arc<Inventory>, TwilioError> {
-        let cache_key = format!("{} {}", account.base_url, account.account_sid);
-        let mut inventories = self.inventories.lock().await;
+        let slot = self.inventory_slot(account);
+        let mut slot = slot.lock().await;
         let max_age = k8s_openapi::jiff::SignedDuration::try_from(max_age).unwrap_or_default();
-        if let Some(inventory) = inventories.get(&cache_key)
-            && inventory.listed_at + max_age > Timestamp::now()
+        if let Some(inventory) = slot.as_ref()
+            && inventory.listed_at.checked_add(max_age).is_ok_and(|fresh_until| fresh_until > Timestamp::now())
         {
             return Ok(inventory.clone());
         }
         let listed_at = Timestamp::now();
         let keys = self.twilio.list_keys(account).await?;
         let inventory = Arc::new(Inventory { listed_at, keys: keys.into_iter().map(|k| (k.sid.clone(), k)).collect() });
-        inventories.insert(cache_key, inventory.clone());
+        *slot = Some(inventory.clone());
         Ok(inventory)
+    }
+
+    fn inventory_slot(&self, account: &AccountConnection) -> InventorySlot {
+        let cache_key = format!("{} {}", account.base_url, account.account_sid);
+        self.inventories.lock().unwrap_or_else(|p| p.into_inner()).entry(cache_key).or_default().clone()
     }
 
     /// Drops the account's listing, so that the next use lists it anew.
     pub async fn forget_inventory(&self, account: &AccountConnection) {
-        let cache_key = format!("{} {}", account.base_url, account.account_sid);
-        self.inventories.lock().await.remove(&cache_key);
+        *self.inventory_slot(account).lock().await = None;
     }
 
     pub fn mark_create_unsure(&self, uid: &str, unsure: bool) {
@@ -147,12 +154,6 @@ impl Context {
 
     pub fn create_was_unsure(&self, uid: &str) -> bool {
         self.unsure_creates.lock().unwrap_or_else(|p| p.into_inner()).contains(uid)
-    }
-
-    /// The lock serializing creates of keys with this name in this account.
-    pub fn creation_lock(&self, account_sid: &str, friendly_name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.creation_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(format!("{account_sid} {friendly_name}")).or_default().clone()
     }
 
     /// Remembers that this process wrote `secret` (as the API server returned it).
@@ -203,15 +204,55 @@ impl Context {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 
-    pub fn register_account_stores(&self, scope: Option<&str>, stores: AccountStores) {
-        let mut all = self.account_stores.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn register_scope_caches(&self, scope: Option<&str>, stores: ScopeCaches) {
+        let mut all = self.scope_caches.lock().unwrap_or_else(|p| p.into_inner());
         all.insert(scope.unwrap_or_default().to_string(), stores);
     }
 
     /// The account caches that cover `namespace`, if a keys controller registered them.
-    pub fn account_stores(&self, namespace: &str) -> Option<AccountStores> {
-        let all = self.account_stores.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn scope_caches(&self, namespace: &str) -> Option<ScopeCaches> {
+        let all = self.scope_caches.lock().unwrap_or_else(|p| p.into_inner());
         all.get(namespace).or_else(|| all.get("")).cloned()
+    }
+
+    /// The TwilioApiKeys (namespace/name) that name the account in their spec or record a key of
+    /// it in their status: while any exists, the account and its credentials must stay.
+    /// `namespace` is the account's own for a TwilioAccount, None for a ClusterTwilioAccount.
+    pub fn keys_using(&self, kind: AccountKind, name: &str, namespace: Option<&str>) -> Vec<String> {
+        let all = self.scope_caches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut users: Vec<String> = all
+            .values()
+            .flat_map(|caches| caches.keys.state())
+            .filter(|key| namespace.is_none() || key.namespace().as_deref() == namespace)
+            .filter(|key| {
+                let status = key.status.clone().unwrap_or_default();
+                let names = |r: &crate::crd::AccountRef| r.kind == kind && r.name == name;
+                names(&key.spec.account_ref)
+                    || status.account_ref.as_ref().is_some_and(names)
+                    || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
+            })
+            .map(|key| format!("{}/{}", key.namespace().unwrap_or_default(), key.name_any()))
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Whether an account other than `except` (not being deleted) takes its credential from the
+    /// Secret `namespace/name`.
+    pub fn accounts_using_secret(&self, namespace: &str, name: &str, except: &Option<String>) -> bool {
+        fn uses<A: AccountResource>(account: &A, namespace: &str, name: &str, except: &Option<String>) -> bool {
+            let source = account.source();
+            account.meta().deletion_timestamp.is_none()
+                && &account.uid() != except
+                && source.secret_namespace == namespace
+                && source.secret_name == name
+        }
+        let all = self.scope_caches.lock().unwrap_or_else(|p| p.into_inner());
+        all.values().any(|caches| {
+            caches.accounts.state().iter().any(|a| uses(a.as_ref(), namespace, name, except))
+                || caches.cluster_accounts.state().iter().any(|a| uses(a.as_ref(), namespace, name, except))
+        })
     }
 
     /// The delay before retrying an object after a transient failure: 1s, 2s, 4s ... 5 minutes.

@@ -17,7 +17,7 @@ use kube::runtime::{PredicateConfig, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::account;
-use crate::context::{AccountStores, Context};
+use crate::context::{Context, ScopeCaches};
 use crate::crd::{
     AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION, TwilioAccount,
     TwilioApiKey,
@@ -34,24 +34,28 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, r
     let config = ControllerConfig::default().concurrency(concurrency);
     let mut tasks = Vec::new();
     let all_secrets: Vec<Api<SecretMeta>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
+    let all_keys: Vec<Api<TwilioApiKey>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
     for scope in &scopes {
         tasks.push(keys_controller(ctx.clone(), scope.clone(), config.clone()).boxed());
         let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
         let secrets: Api<SecretMeta> = scoped(&ctx, scope.as_deref());
-        tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], config.clone()));
+        let keys: Api<TwilioApiKey> = scoped(&ctx, scope.as_deref());
+        tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], vec![keys], config.clone()));
     }
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
-    tasks.push(account_controller(ctx.clone(), cluster_accounts, all_secrets, config));
+    tasks.push(account_controller(ctx.clone(), cluster_accounts, all_secrets, all_keys, config));
     ready.store(true, Ordering::SeqCst);
     join_all(tasks).await;
 }
 
 /// The controller of one account kind. A change to a credentials Secret (watched metadata-only)
-/// re-verifies the accounts that use it.
+/// re-verifies the accounts that use it; a change to a key wakes the accounts it uses that are
+/// being deleted (their deletion waits for the last key).
 fn account_controller<A: account::AccountResource>(
     ctx: Arc<Context>,
     accounts: Api<A>,
     secret_scopes: Vec<Api<SecretMeta>>,
+    key_scopes: Vec<Api<TwilioApiKey>>,
     config: ControllerConfig,
 ) -> futures::future::BoxFuture<'static, ()> {
     // Like keys, accounts are not woken by their own status writes (each would repeat the
@@ -75,6 +79,27 @@ fn account_controller<A: account::AccountResource>(
                     let source = account.source();
                     source.secret_namespace == namespace && source.secret_name == name
                 })
+                .map(|account| ObjectRef::from_obj(account.as_ref()))
+                .collect::<Vec<_>>()
+        })
+    });
+    let controller = key_scopes.into_iter().fold(controller, |controller, keys| {
+        let store = store.clone();
+        let changes = watcher(keys, watch_config()).default_backoff().touched_objects();
+        controller.watches_stream(changes, move |key: TwilioApiKey| {
+            let status = key.status.clone().unwrap_or_default();
+            let refs: Vec<_> = [Some(key.spec.account_ref.clone()), status.account_ref.clone()]
+                .into_iter()
+                .flatten()
+                .chain(status.retiring_keys.iter().filter_map(|r| r.account_ref.clone()))
+                .filter(|r| r.kind == A::ACCOUNT_KIND)
+                .collect();
+            store
+                .state()
+                .iter()
+                .filter(|account| account.meta().deletion_timestamp.is_some())
+                .filter(|account| account.namespace().is_none() || account.namespace() == key.namespace())
+                .filter(|account| refs.iter().any(|r| r.name == account.name_any()))
                 .map(|account| ObjectRef::from_obj(account.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -122,7 +147,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data
-    // included) bumps its resourceVersion and wakes its owner, which then reads it.
+    // included) bumps its resourceVersion and wakes its resource, which then reads it.
     let own_writes = ctx.clone();
     let owned_secrets = watcher(secrets, managed)
         .default_backoff()
@@ -130,12 +155,17 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .try_filter(move |secret| std::future::ready(!own_writes.is_own_write(secret)));
     let (account_store, account_writer) = reflector::store();
     let (cluster_store, cluster_writer) = reflector::store();
-    ctx.register_account_stores(
+    ctx.register_scope_caches(
         scope.as_deref(),
-        AccountStores { accounts: account_store, cluster_accounts: cluster_store },
+        ScopeCaches { keys: store.clone(), accounts: account_store, cluster_accounts: cluster_store },
     );
     controller
-        .owns_stream(owned_secrets)
+        .watches_stream(owned_secrets, |secret: SecretMeta| {
+            // The Secret names its resource in an annotation (it has no ownerReference, see
+            // crate::secret); a Secret that names none wakes nothing.
+            let owner = secret.annotations().get(crate::secret::OWNER_ANNOTATION)?;
+            Some(ObjectRef::new(owner).within(&secret.namespace()?))
+        })
         .watches_stream(spec_changes(accounts, account_writer), move |account: TwilioAccount| {
             keys_using(&by_account, AccountKind::TwilioAccount, &account.name_any(), account.namespace())
         })
@@ -150,7 +180,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
 
 /// Accounts whose spec changed or that became Ready (a repaired credential turns an account Ready
 /// and so wakes its stalled keys); other status writes do not wake the keys.
-/// The accounts are cached on the way (see [`Context::account_stores`]).
+/// The accounts are cached on the way (see [`Context::scope_caches`]).
 fn spec_changes<A>(
     api: Api<A>,
     cache: reflector::store::Writer<A>,

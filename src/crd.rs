@@ -23,6 +23,10 @@ pub const DATA_KEYS_ANNOTATION: &str = "twilio-operator.dev/data-keys";
 pub const TEMPLATE_ANNOTATION: &str = "twilio-operator.dev/template";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "twilio-operator";
+/// Prefix of the friendly name a key carries in Twilio from its creation until it is recorded in
+/// the resource's status; the rest is the resource's UID. Only this resource can have created a
+/// key with that name, which is what lets the operator prove a key is its own.
+pub const PENDING_FRIENDLY_NAME_PREFIX: &str = "twilio-operator:pending:";
 
 pub const DEFAULT_ACCOUNT_SID_KEY: &str = "TWILIO_ACCOUNT_SID";
 pub const DEFAULT_API_KEY_SID_KEY: &str = "TWILIO_API_KEY";
@@ -31,6 +35,10 @@ pub const DEFAULT_AUTH_TOKEN_KEY: &str = "TWILIO_AUTH_TOKEN";
 
 const ACCOUNT_SID_PATTERN: &str = "^AC[0-9a-fA-F]{32}$";
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// A DNS-1123 subdomain, as Kubernetes requires for a Secret's name (the length is bounded apart).
+const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A label value as Kubernetes allows it: empty, or up to 63 of these characters.
+const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 
 /// The desired state of a TwilioApiKey.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -59,12 +67,18 @@ const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
     {
         "rule": "!has(self.secret) || !has(self.secret.keys) || (self.secret.keys.accountSid != self.secret.keys.apiKeySid && self.secret.keys.accountSid != self.secret.keys.apiKeySecret && self.secret.keys.apiKeySid != self.secret.keys.apiKeySecret)",
         "message": "spec.secret.keys must name three different data keys"
+    },
+    {
+        "rule": format!("!has(self.friendlyName) || !self.friendlyName.startsWith('{PENDING_FRIENDLY_NAME_PREFIX}')"),
+        "message": format!("spec.friendlyName must not start with {PENDING_FRIENDLY_NAME_PREFIX:?}, which the operator reserves for keys it has not recorded yet")
     }
 ]))]
 pub struct TwilioApiKeySpec {
     /// The TwilioAccount (same namespace) or ClusterTwilioAccount whose account the key is created in.
     pub account_ref: AccountRef,
     /// The key's name in Twilio. Defaults to "<namespace>/<name>". Twilio allows at most 64 characters.
+    /// It must not start with "twilio-operator:pending:": the operator names a key so from its
+    /// creation until it is recorded in the status, to prove the key is its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub friendly_name: Option<String>,
@@ -124,27 +138,51 @@ pub enum KeyType {
 /// The permissions of a Restricted key.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct KeyPolicy {
-    /// Permissions the key is granted, such as "/twilio/messaging/messages/create" (1 to 100).
-    #[schemars(length(min = 1, max = 100))]
+    /// Permissions the key is granted, such as "/twilio/messaging/messages/create" (1 to 100,
+    /// each 1 to 256 characters).
+    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 256)))]
     pub allow: Vec<String>,
 }
 
 /// Name, data keys and metadata of the Secret a key is delivered into.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": format!("!has(self.labels) || (!('{MANAGED_BY_LABEL}' in self.labels) && self.labels.all(k, !k.startsWith('{GROUP}/')))"),
+        "message": format!("spec.secret.labels must not set {MANAGED_BY_LABEL} or keys under {GROUP}/, which the operator writes itself")
+    },
+    {
+        "rule": format!("!has(self.annotations) || self.annotations.all(k, !k.startsWith('{GROUP}/'))"),
+        "message": format!("spec.secret.annotations must not set keys under {GROUP}/, which the operator writes itself")
+    }
+]))]
 pub struct SecretTemplate {
-    /// Name of the Secret, in the resource's namespace. Defaults to the resource's name.
+    /// Name of the Secret, in the resource's namespace. Defaults to the resource's name. A DNS
+    /// subdomain, as Kubernetes requires: at most 253 lowercase letters, digits, '-' and '.',
+    /// starting and ending with a letter or digit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: Option<String>,
     /// Data keys the account SID, key SID and key secret are written under.
     #[serde(default)]
     pub keys: SecretKeys,
-    /// Labels added to the Secret. The resource's own labels are never copied.
+    /// Labels added to the Secret, at most 64. The resource's own labels are never copied. Keys
+    /// and values follow Kubernetes' rules for labels (a key is an optional DNS subdomain prefix
+    /// and '/', then a name of at most 63 letters, digits, '-', '_' and '.'; a value is empty or
+    /// such a name). app.kubernetes.io/managed-by and keys under twilio-operator.dev/ are set by
+    /// the operator and refused here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
+    ))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the Secret.
+    /// Annotations added to the Secret, at most 64 and 256 KiB in all. Keys follow Kubernetes'
+    /// rules for annotation keys (those of label keys); keys under twilio-operator.dev/ are set
+    /// by the operator and refused here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -186,17 +224,35 @@ fn default_api_key_secret_key() -> String {
 /// When a key is replaced by a new one.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.gracePeriod) || duration(self.gracePeriod) <= duration('720h')",
+        "message": "spec.rotation.gracePeriod must be at most 720h"
+    },
+    {
+        "rule": "!has(self.interval) || (duration(self.interval) >= duration('1m') && duration(self.interval) <= duration('87600h'))",
+        "message": "spec.rotation.interval must be between 1m and 87600h"
+    },
+    {
+        "rule": "!has(self.interval) || duration(self.interval) >= duration(has(self.gracePeriod) ? self.gracePeriod : '10m')",
+        "message": "spec.rotation.interval must be at least spec.rotation.gracePeriod (default 10m)"
+    }
+]))]
 pub struct RotationSpec {
-    /// Rotate when the current key is older than this, e.g. "720h".
+    /// Rotate when the current key is older than this, e.g. "720h". A duration of at most 32
+    /// characters in units ms, s, m and h ("1h30m", "1.5h"). From 1m to 87600h (10 years), and at
+    /// least gracePeriod, so that a key is not replaced while the one before it is still retiring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub interval: Option<String>,
-    /// How long the old key stays valid after a rotation before it is deleted. Default "10m".
+    /// How long the old key stays valid after a rotation before it is deleted. Default "10m". A
+    /// duration as for interval, from 0s to 720h (30 days).
     #[serde(default = "default_grace_period")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub grace_period: String,
-    /// Any change of this value rotates the key once (GitOps-friendly).
+    /// Any change of this value rotates the key once (GitOps-friendly). At most 253 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub trigger: Option<String>,
 }
 

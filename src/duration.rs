@@ -2,16 +2,26 @@
 
 use std::time::Duration;
 
+/// The longest text [`parse`] accepts; the CRD's duration fields carry the same maxLength.
+pub const MAX_LEN: usize = 32;
+
+/// Parses a duration such as `30s`, `10m`, `720h`, `1h30m`, `1.5h` or `500ms`. Never panics:
+/// text longer than [`MAX_LEN`], or a sum that does not fit a [`Duration`], is an error.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not a duration such as 30s, 10m or 720h");
+    let invalid = || format!("{:?} is not a duration such as 30s, 10m or 720h", shorten(text));
     let mut rest = text.trim();
-    if rest.is_empty() {
+    if rest.is_empty() || rest.len() > MAX_LEN {
         return Err(invalid());
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
         let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(invalid)?;
         let (number, tail) = rest.split_at(number_len);
+        // f64's parser also takes "1e3", "inf" and "NaN"; only digits with an optional fraction
+        // are durations.
+        if number.is_empty() || number.starts_with('.') || number.ends_with('.') || number.matches('.').count() > 1 {
+            return Err(invalid());
+        }
         let value: f64 = number.parse().map_err(|_| invalid())?;
         let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
@@ -22,15 +32,25 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "h" => value * 3600.0,
             _ => return Err(invalid()),
         };
-        total += Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
+        let part = Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?;
+        total = total.checked_add(part).ok_or_else(invalid)?;
         rest = tail;
     }
     Ok(total)
 }
 
+/// The text for an error message, cut so that a huge input does not make a huge message.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_LEN + 8) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn accepts_the_forms_users_write() {
@@ -40,12 +60,65 @@ mod tests {
         assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("0s"), Ok(Duration::ZERO));
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "10", "m", "10d", "-1s", "1h-", "ten minutes"] {
+        for bad in ["", "10", "m", "10d", "-1s", "1h-", "ten minutes", "1e3s", ".5s", "5.s", "1.2.3s", "infs", "NaNs"] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn overflow_and_absurd_lengths_are_errors_not_panics() {
+        assert!(parse("10000000000000000000s10000000000000000000s").is_err(), "longer than 32 characters");
+        assert!(parse("9999999999999999999h").is_err(), "beyond Duration");
+        assert!(parse("18446744073709551615s1s").is_err(), "the sum overflows");
+        assert!(parse(&"1s".repeat(17)).is_err(), "34 characters");
+        assert_eq!(parse(&"1s".repeat(16)), Ok(Duration::from_secs(16)), "exactly 32 characters");
+        let message = parse(&"9".repeat(10_000)).unwrap_err();
+        assert!(message.len() < 200, "the message quotes a bounded prefix: {message}");
+    }
+
+    /// The number of cases of a property test: `default`, so that `cargo test --lib` stays fast,
+    /// or PROPTEST_CASES for a longer search, e.g.
+    /// `PROPTEST_CASES=100000 cargo test --release --lib -- duration plan::tests::properties`.
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+        #[test]
+        fn parse_never_panics_on_any_text(text in any::<String>()) {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_duration_like_text(text in r"[0-9.]{0,40}((ms|s|m|h|d|x)?[0-9.]{0,40}){0,12}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_many_long_segments(
+            segments in prop::collection::vec((prop_oneof![
+                "[0-9]{1,30}(\\.[0-9]{1,5})?",
+                any::<u64>().prop_map(|n| n.to_string()),
+                (u64::MAX / 4..=u64::MAX).prop_map(|n| n.to_string()),
+            ], "(ms|s|m|h)"), 1..20),
+        ) {
+            let text: String = segments.iter().map(|(n, u)| format!("{n}{u}")).collect();
+            let parsed = parse(&text);
+            if text.len() > MAX_LEN {
+                prop_assert!(parsed.is_err());
+            }
+        }
+
+        #[test]
+        fn whole_seconds_round_trip(secs in 0u64..=10_000_000_000) {
+            prop_assert_eq!(parse(&format!("{secs}s")), Ok(Duration::from_secs(secs)));
         }
     }
 }

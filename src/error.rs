@@ -27,6 +27,13 @@ pub enum Error {
     CredentialsNotFound(String),
     #[error("{0}")]
     SecretConflict(String),
+    /// An account being deleted still has keys that need it; its deletion waits.
+    #[error("{0}")]
+    AccountInUse(String),
+    /// The API server refused the Secret as the spec describes it (a name, label or annotation
+    /// it does not accept): retrying the same write cannot help.
+    #[error("{0}")]
+    SecretRejected(String),
     #[error("could not encode an object: {0}")]
     Encode(#[source] serde_json::Error),
     #[error("finalizer: {0}")]
@@ -50,6 +57,7 @@ impl Error {
             Error::AccountNotAllowed(_) => Some("AccountNotAllowed"),
             Error::CredentialsNotFound(_) => Some("CredentialsNotFound"),
             Error::SecretConflict(_) => Some("SecretConflict"),
+            Error::SecretRejected(_) => Some("SecretRejected"),
             Error::Twilio { source: TwilioError::AuthFailed { .. }, .. } => Some("TwilioAuthFailed"),
             Error::Twilio { source: TwilioError::Rejected { .. }, .. } => Some("TwilioRejected"),
             Error::Finalizer(inner) => match inner.as_ref() {
@@ -72,6 +80,8 @@ impl Error {
             Error::AccountNotAllowed(_) => "account_not_allowed",
             Error::CredentialsNotFound(_) => "credentials_not_found",
             Error::SecretConflict(_) => "secret_conflict",
+            Error::AccountInUse(_) => "account_in_use",
+            Error::SecretRejected(_) => "secret_rejected",
             Error::Encode(_) => "encode",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {

@@ -44,6 +44,22 @@ pub struct Faults {
     pub response_delay_ms: u64,
 }
 
+/// A way for the IAM v1 listing (`GET /v1/Keys`) to misbehave, set with
+/// [`FakeTwilio::set_listing_fault`]. The keys on each page stay right; only `meta.next_page_url`
+/// lies, as a broken proxy, a hostile server or a buggy mock could.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingFault {
+    /// Pages that have a next page name it on this origin (e.g. `http://127.0.0.2:4000`) instead
+    /// of the fake's own; path and query stay the same.
+    NextPageOrigin(String),
+    /// Every page, the last included, names exactly this URL as its next page.
+    NextPageUrl(String),
+    /// Every page names a next page with a new page number, forever (each such page holds the
+    /// first keys again): a listing that never ends and never repeats a URL.
+    EndlessPages,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FakeKeyType {
@@ -90,6 +106,13 @@ struct Store {
     counts: BTreeMap<String, u64>,
     recorded: Vec<RecordedRequest>,
     record: bool,
+    listing_fault: Option<ListingFault>,
+    /// Key SID -> how many more listings leave it out (usize::MAX: until cleared).
+    hidden_from_listings: HashMap<String, usize>,
+    /// Key SID -> DELETE requests for it that reached the handler, whatever the answer.
+    delete_calls: BTreeMap<String, u64>,
+    /// Key SIDs deleted through the API (v1 or v2010), in order.
+    deleted: Vec<String>,
 }
 
 struct Shared {
@@ -207,6 +230,62 @@ impl FakeTwilio {
     /// Requests served by "operation status", e.g. "create_key 201" -> 3.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.shared.lock().counts.clone()
+    }
+
+    /// Listing requests (one per page, v1 and v2010) served so far, whatever their status.
+    pub fn list_requests(&self) -> u64 {
+        let store = self.shared.lock();
+        store.counts.iter().filter(|(k, _)| k.starts_with("list_keys ")).map(|(_, n)| n).sum()
+    }
+
+    /// Makes `GET /v1/Keys` hand out wrong next-page URLs from now on (None: behave again).
+    pub fn set_listing_fault(&self, fault: Option<ListingFault>) {
+        self.shared.lock().listing_fault = fault;
+    }
+
+    /// Leaves key `sid` out of the next `times` listings that would have shown it (v1 and v2010;
+    /// one page request counts once), as an eventually consistent listing could. `usize::MAX`
+    /// hides it until [`FakeTwilio::show_in_listings`]. Fetching it by SID still finds it.
+    pub fn hide_from_listings(&self, sid: &str, times: usize) {
+        let mut store = self.shared.lock();
+        if times == 0 {
+            store.hidden_from_listings.remove(sid);
+        } else {
+            store.hidden_from_listings.insert(sid.to_string(), times);
+        }
+    }
+
+    /// Lists key `sid` again, ending [`FakeTwilio::hide_from_listings`].
+    pub fn show_in_listings(&self, sid: &str) {
+        self.shared.lock().hidden_from_listings.remove(sid);
+    }
+
+    /// How many more listings leave key `sid` out (0 once it is listed again).
+    pub fn listings_hidden_left(&self, sid: &str) -> usize {
+        self.shared.lock().hidden_from_listings.get(sid).copied().unwrap_or(0)
+    }
+
+    /// Creates a Standard key in `account_sid` out of band, as a person using the Twilio Console
+    /// would (no request is counted). Returns its SID; the secret is in [`FakeTwilio::key`].
+    pub fn create_key_directly(&self, account_sid: &str, friendly_name: &str) -> String {
+        self.shared.lock().insert_key(account_sid, friendly_name, FakeKeyType::Standard, None).sid
+    }
+
+    /// The friendly name of key `sid`, or None if no such key exists.
+    pub fn friendly_name(&self, sid: &str) -> Option<String> {
+        self.shared.lock().keys.get(sid).map(|k| k.friendly_name.clone())
+    }
+
+    /// DELETE requests for key `sid` (v1 or v2010) that got past injected faults, whatever their
+    /// answer (204, 404, 401...).
+    pub fn delete_calls(&self, sid: &str) -> u64 {
+        self.shared.lock().delete_calls.get(sid).copied().unwrap_or(0)
+    }
+
+    /// SIDs of the keys deleted through the API (v1 or v2010), in order; out-of-band
+    /// [`FakeTwilio::delete_key`] calls are not included.
+    pub fn deleted_sids(&self) -> Vec<String> {
+        self.shared.lock().deleted.clone()
     }
 }
 
@@ -438,16 +517,32 @@ fn paging(params: &Params) -> Result<(usize, u64, u64), ApiError> {
 }
 
 /// One page of an account's keys in creation order, and the token of the next page if any.
-fn page_of(store: &Store, account: &str, size: usize, after: u64) -> (Vec<FakeKey>, Option<String>) {
+/// Keys hidden with [`FakeTwilio::hide_from_listings`] are left out, and each one this page
+/// would have shown uses up one of its hidden listings.
+fn page_of(store: &mut Store, account: &str, size: usize, after: u64) -> (Vec<FakeKey>, Option<String>) {
     let mut keys: Vec<&FakeKey> = store
         .keys
         .values()
         .filter(|k| k.account_sid == account && k.seq > after && k.key_type != FakeKeyType::Main)
         .collect();
     keys.sort_by_key(|k| k.seq);
-    let more = keys.len() > size;
-    let page: Vec<FakeKey> = keys.into_iter().take(size).cloned().collect();
+    let (hidden, visible): (Vec<&FakeKey>, Vec<&FakeKey>) =
+        keys.into_iter().partition(|k| store.hidden_from_listings.get(&k.sid).is_some_and(|n| *n > 0));
+    let more = visible.len() > size;
+    let page: Vec<FakeKey> = visible.into_iter().take(size).cloned().collect();
     let next = if more { page.last().map(|k| format!("PT{:x}", k.seq)) } else { None };
+    let covered_until = if more { page.last().map_or(u64::MAX, |k| k.seq) } else { u64::MAX };
+    let skipped: Vec<String> = hidden.iter().filter(|k| k.seq <= covered_until).map(|k| k.sid.clone()).collect();
+    for sid in skipped {
+        if let Some(left) = store.hidden_from_listings.get_mut(&sid)
+            && *left != usize::MAX
+        {
+            *left -= 1;
+            if *left == 0 {
+                store.hidden_from_listings.remove(&sid);
+            }
+        }
+    }
     (page, next)
 }
 
@@ -464,9 +559,19 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
         return Err(forbidden_account());
     }
     let (size, page, after) = paging(&params)?;
-    let store = shared.lock();
-    let (keys, next) = page_of(&store, account, size, after);
+    let mut store = shared.lock();
+    let (keys, next) = page_of(&mut store, account, size, after);
     let base = format!("{}/v1/Keys?AccountSid={account}&PageSize={size}", shared.base_url);
+    let mut next_page_url = next.map(|t| format!("{base}&Page={}&PageToken={t}", page + 1));
+    match &store.listing_fault {
+        None => {}
+        Some(ListingFault::NextPageOrigin(origin)) => {
+            next_page_url = next_page_url.map(|url| format!("{origin}{}", &url[shared.base_url.len()..]));
+        }
+        Some(ListingFault::NextPageUrl(url)) => next_page_url = Some(url.clone()),
+        Some(ListingFault::EndlessPages) => next_page_url = Some(format!("{base}&Page={}&PageToken=PT0", page + 1)),
+    }
+    drop(store);
     let this_url = match param(&params, "PageToken") {
         Some(token) => format!("{base}&Page={page}&PageToken={token}"),
         None => format!("{base}&Page={page}"),
@@ -491,7 +596,7 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
             "first_page_url": format!("{base}&Page=0"),
             "previous_page_url": Value::Null,
             "url": this_url,
-            "next_page_url": next.map(|t| format!("{base}&Page={}&PageToken={t}", page + 1)),
+            "next_page_url": next_page_url,
             "key": "keys",
         }
     }))
@@ -563,11 +668,13 @@ async fn v1_update(
 }
 
 async fn v1_delete(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(sid): Path<String>) -> Answer {
+    *shared.lock().delete_calls.entry(sid.clone()).or_default() += 1;
     let manager = manager_of(&shared, &headers)?;
     let mut store = shared.lock();
     match store.keys.get(&sid) {
         Some(key) if key.account_sid == manager => {
             store.keys.remove(&sid);
+            store.deleted.push(sid);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(not_found(&format!("/v1/Keys/{sid}"))),
@@ -591,8 +698,8 @@ async fn v2010_list(
     v2010_manager(&shared, &headers, &account)?;
     reject_unknown(&params, &["PageSize", "Page", "PageToken"])?;
     let (size, page, after) = paging(&params)?;
-    let store = shared.lock();
-    let (keys, next) = page_of(&store, &account, size, after);
+    let mut store = shared.lock();
+    let (keys, next) = page_of(&mut store, &account, size, after);
     let base = format!("/2010-04-01/Accounts/{account}/Keys.json?PageSize={size}");
     let start = page as usize * size;
     Ok(Json(json!({
@@ -639,6 +746,9 @@ async fn v2010_key(
     let Some(sid) = strip_json(&sid_json) else {
         return Err(not_found(&path));
     };
+    if method == axum::http::Method::DELETE {
+        *shared.lock().delete_calls.entry(sid.to_string()).or_default() += 1;
+    }
     v2010_manager(&shared, &headers, &account)?;
     let params = if method == axum::http::Method::POST { form_body(&headers, &body)? } else { Vec::new() };
     let mut store = shared.lock();
@@ -658,6 +768,7 @@ async fn v2010_key(
         }
         _ => {
             store.keys.remove(sid);
+            store.deleted.push(sid.to_string());
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }

@@ -1,20 +1,48 @@
 //! Pure decisions: whether a spec is valid, and what the next step for a key is, from the spec,
 //! the status and what was observed. No I/O here, so every rule is unit-tested without a cluster.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::crd::{KeyType, ROTATE_ANNOTATION, TwilioApiKey, TwilioApiKeyStatus};
+use crate::crd::{
+    GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, ROTATE_ANNOTATION, TwilioApiKey, TwilioApiKeyStatus,
+};
 use crate::duration;
 
+/// The longest spec.rotation.gracePeriod: 720h (30 days).
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(720 * 3600);
+/// The shortest spec.rotation.interval: 1m.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest spec.rotation.interval: 87600h (10 years).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(87_600 * 3600);
+/// The most labels, and the most annotations, spec.secret may carry (the CRD's maxProperties).
+pub const MAX_SECRET_METADATA_ENTRIES: usize = 64;
+/// The most bytes the annotations of an object may hold in all (keys and values), as Kubernetes
+/// counts them.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+/// The longest spec.policy.allow entry.
+pub const MAX_PERMISSION_LEN: usize = 256;
+/// The longest spec.rotation.trigger.
+pub const MAX_TRIGGER_LEN: usize = 253;
+
 /// Checks what the CRD schema cannot (or what an old API server does not enforce), naming the
-/// field at fault.
+/// field at fault. Any spec a tenant can write yields Ok or Err here, never a panic, and an Ok
+/// spec keeps every later step (time arithmetic, the Secret write) within bounds.
 pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
     let spec = &key.spec;
     let friendly_name = key.desired_friendly_name();
     if friendly_name.chars().count() > 64 {
         return Err(format!(
-            "spec.friendlyName {friendly_name:?} is {} characters; Twilio allows at most 64 (set spec.friendlyName when <namespace>/<name> is longer)",
+            "spec.friendlyName {:?} is {} characters; Twilio allows at most 64 (set spec.friendlyName when <namespace>/<name> is longer)",
+            shorten(&friendly_name),
             friendly_name.chars().count()
+        ));
+    }
+    if friendly_name.starts_with(PENDING_FRIENDLY_NAME_PREFIX) {
+        return Err(format!(
+            "spec.friendlyName must not start with {PENDING_FRIENDLY_NAME_PREFIX:?}, which the operator reserves for keys it has not recorded yet"
         ));
     }
     match (spec.key_type, &spec.policy) {
@@ -27,14 +55,27 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
         (KeyType::Restricted, Some(policy)) if policy.allow.is_empty() || policy.allow.len() > 100 => {
             return Err(format!("spec.policy.allow has {} entries; Twilio allows 1 to 100", policy.allow.len()));
         }
+        (KeyType::Restricted, Some(policy)) => {
+            if let Some(entry) = policy.allow.iter().find(|p| p.is_empty() || p.chars().count() > MAX_PERMISSION_LEN) {
+                return Err(format!(
+                    "spec.policy.allow entry {:?} is {} characters; each must be 1 to {MAX_PERMISSION_LEN}",
+                    shorten(entry),
+                    entry.chars().count()
+                ));
+            }
+        }
         _ => {}
     }
     if let Some(rotation) = &spec.rotation {
-        duration::parse(&rotation.grace_period).map_err(|e| format!("spec.rotation.gracePeriod: {e}"))?;
-        if let Some(interval) = &rotation.interval {
-            duration::parse(interval).map_err(|e| format!("spec.rotation.interval: {e}"))?;
-        }
+        validate_rotation(rotation)?;
     }
+    if let Some(name) = &spec.secret.name
+        && let Err(why) = dns_subdomain(name)
+    {
+        return Err(format!("spec.secret.name {:?} is not a valid Secret name: {why}", shorten(name)));
+    }
+    validate_labels(&spec.secret.labels)?;
+    validate_annotations(&spec.secret.annotations)?;
     let keys = &spec.secret.keys;
     for (field, value) in
         [("accountSid", &keys.account_sid), ("apiKeySid", &keys.api_key_sid), ("apiKeySecret", &keys.api_key_secret)]
@@ -43,7 +84,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
             && value.len() <= 253
             && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
-            return Err(format!("spec.secret.keys.{field} {value:?} is not a valid Secret data key"));
+            return Err(format!("spec.secret.keys.{field} {:?} is not a valid Secret data key", shorten(value)));
         }
     }
     if keys.account_sid == keys.api_key_sid
@@ -53,6 +94,161 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
         return Err("spec.secret.keys must name three different data keys".into());
     }
     Ok(())
+}
+
+fn validate_rotation(rotation: &crate::crd::RotationSpec) -> Result<(), String> {
+    let grace = duration::parse(&rotation.grace_period).map_err(|e| format!("spec.rotation.gracePeriod: {e}"))?;
+    if grace > MAX_GRACE_PERIOD {
+        return Err(format!(
+            "spec.rotation.gracePeriod {:?} is longer than 720h (30 days), the longest an old key may stay valid",
+            rotation.grace_period
+        ));
+    }
+    if let Some(text) = &rotation.interval {
+        let interval = duration::parse(text).map_err(|e| format!("spec.rotation.interval: {e}"))?;
+        if interval < MIN_INTERVAL {
+            return Err(format!("spec.rotation.interval {text:?} is shorter than 1m, the shortest rotation interval"));
+        }
+        if interval > MAX_INTERVAL {
+            return Err(format!(
+                "spec.rotation.interval {text:?} is longer than 87600h (10 years), the longest rotation interval"
+            ));
+        }
+        if interval < grace {
+            return Err(format!(
+                "spec.rotation.interval {text:?} is shorter than spec.rotation.gracePeriod {:?}; a key must not be replaced while the one before it is still retiring",
+                rotation.grace_period
+            ));
+        }
+    }
+    if let Some(trigger) = &rotation.trigger {
+        let len = trigger.chars().count();
+        if len > MAX_TRIGGER_LEN {
+            return Err(format!("spec.rotation.trigger is {len} characters; at most {MAX_TRIGGER_LEN} are allowed"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    if labels.len() > MAX_SECRET_METADATA_ENTRIES {
+        return Err(format!(
+            "spec.secret.labels has {} entries; at most {MAX_SECRET_METADATA_ENTRIES} are allowed",
+            labels.len()
+        ));
+    }
+    for (key, value) in labels {
+        if let Err(why) = qualified_name(key) {
+            return Err(format!("spec.secret.labels key {:?} is not a valid label key: {why}", shorten(key)));
+        }
+        if key == MANAGED_BY_LABEL || reserved(key) {
+            return Err(format!(
+                "spec.secret.labels must not set {key:?}: {MANAGED_BY_LABEL} and keys under {GROUP}/ are written by the operator"
+            ));
+        }
+        if !value.is_empty()
+            && let Err(why) = name_part(value)
+        {
+            return Err(format!(
+                "spec.secret.labels value {:?} of {key:?} is not a valid label value: {why}",
+                shorten(value)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), String> {
+    if annotations.len() > MAX_SECRET_METADATA_ENTRIES {
+        return Err(format!(
+            "spec.secret.annotations has {} entries; at most {MAX_SECRET_METADATA_ENTRIES} are allowed",
+            annotations.len()
+        ));
+    }
+    for key in annotations.keys() {
+        // As Kubernetes does, annotation keys are checked in lower case.
+        if let Err(why) = qualified_name(&key.to_lowercase()) {
+            return Err(format!("spec.secret.annotations key {:?} is not a valid annotation key: {why}", shorten(key)));
+        }
+        if reserved(key) {
+            return Err(format!(
+                "spec.secret.annotations must not set {key:?}: keys under {GROUP}/ are written by the operator"
+            ));
+        }
+    }
+    let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_ANNOTATIONS_BYTES {
+        return Err(format!("spec.secret.annotations hold {size} bytes; Kubernetes allows at most 256 KiB in all"));
+    }
+    Ok(())
+}
+
+/// Whether a label or annotation key is one the operator writes on the Secret itself.
+fn reserved(key: &str) -> bool {
+    key.strip_prefix(GROUP).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A Kubernetes qualified name (label and annotation keys): an optional DNS subdomain prefix and
+/// '/', then a name part.
+fn qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        dns_subdomain(prefix).map_err(|why| format!("its prefix {why}"))?;
+    }
+    if name.is_empty() {
+        return Err("the name after the prefix is empty".into());
+    }
+    name_part(name).map_err(|why| format!("its name {why}"))
+}
+
+/// The name part of a qualified name, and a non-empty label value: at most 63 characters,
+/// letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
+fn name_part(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len > 63 {
+        return Err(format!("is {len} characters, more than 63"));
+    }
+    let edges = |c: char| c.is_ascii_alphanumeric();
+    let valid = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(edges)
+        && name.ends_with(edges);
+    if !valid {
+        return Err("must be letters, digits, '-', '_' and '.', starting and ending with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// A DNS-1123 subdomain: at most 253 characters, dot-separated parts of lowercase letters, digits
+/// and '-' that start and end with a letter or digit.
+fn dns_subdomain(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len == 0 || len > 253 {
+        return Err(format!("is {len} characters; it must be 1 to 253"));
+    }
+    let edges = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let valid = name.split('.').all(|part| {
+        part.starts_with(edges)
+            && part.ends_with(edges)
+            && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    });
+    if !valid {
+        return Err(
+            "must be lowercase letters, digits, '-' and '.', each '.'-separated part starting and ending with a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A tenant's text for an error message, cut so that a huge value does not make a huge status.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// What a Secret of the resource holds, as far as the plan needs to know.
@@ -281,6 +477,135 @@ mod tests {
         assert!(validate(&k).unwrap_err().contains("spec.rotation.gracePeriod"));
     }
 
+    fn rotation(rotation: serde_json::Value) -> Result<(), String> {
+        validate(&key(serde_json::json!({"accountRef": {"name": "prod"}, "rotation": rotation})))
+    }
+
+    #[test]
+    fn grace_periods_are_bounded() {
+        for good in ["0s", "10m", "720h", "719h60m"] {
+            assert_eq!(rotation(serde_json::json!({"gracePeriod": good})), Ok(()), "{good}");
+        }
+        for bad in ["720h1ms", "100000000h", "10000000000000000000s10000000000000000000s", "99999999999999999999h"] {
+            let message = rotation(serde_json::json!({"gracePeriod": bad})).unwrap_err();
+            assert!(message.contains("spec.rotation.gracePeriod"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn intervals_are_bounded_below_by_a_minute_and_the_grace_period_and_above_by_ten_years() {
+        for (interval, grace) in [("10m", "10m"), ("1m", "0s"), ("1m", "1m"), ("720h", "720h"), ("87600h", "10m")] {
+            assert_eq!(rotation(serde_json::json!({"interval": interval, "gracePeriod": grace})), Ok(()), "{interval}");
+        }
+        assert_eq!(rotation(serde_json::json!({"interval": "10m"})), Ok(()), "the default grace period is 10m");
+        for (interval, grace, says) in [
+            ("0s", "0s", "shorter than 1m"),
+            ("1s", "0s", "shorter than 1m"),
+            ("59.999s", "0s", "shorter than 1m"),
+            ("87600h1s", "10m", "longer than 87600h"),
+            ("100000000h", "10m", "longer than 87600h"),
+            ("5m", "10m", "shorter than spec.rotation.gracePeriod"),
+            ("24h", "720h", "shorter than spec.rotation.gracePeriod"),
+        ] {
+            let message = rotation(serde_json::json!({"interval": interval, "gracePeriod": grace})).unwrap_err();
+            assert!(message.contains("spec.rotation.interval") && message.contains(says), "{interval}: {message}");
+        }
+        let message = rotation(serde_json::json!({"interval": "9m"})).unwrap_err();
+        assert!(message.contains("gracePeriod"), "the default 10m grace period counts: {message}");
+    }
+
+    #[test]
+    fn triggers_and_permissions_are_bounded() {
+        assert_eq!(rotation(serde_json::json!({"trigger": "x".repeat(253)})), Ok(()));
+        assert!(
+            rotation(serde_json::json!({"trigger": "x".repeat(254)})).unwrap_err().contains("spec.rotation.trigger")
+        );
+        let mut k = standard();
+        k.spec.key_type = KeyType::Restricted;
+        k.spec.policy = Some(KeyPolicy { allow: vec!["/x".into(), "p".repeat(256)] });
+        assert_eq!(validate(&k), Ok(()));
+        k.spec.policy = Some(KeyPolicy { allow: vec!["/x".into(), "p".repeat(257)] });
+        assert!(validate(&k).unwrap_err().contains("spec.policy.allow entry"));
+        k.spec.policy = Some(KeyPolicy { allow: vec![String::new()] });
+        assert!(validate(&k).unwrap_err().contains("spec.policy.allow entry"));
+    }
+
+    #[test]
+    fn the_pending_prefix_is_the_operators() {
+        let mut k = standard();
+        k.spec.friendly_name = Some(format!("{PENDING_FRIENDLY_NAME_PREFIX}1234"));
+        assert!(validate(&k).unwrap_err().contains("spec.friendlyName must not start with"));
+        k.spec.friendly_name = Some("my twilio-operator:pending: key".into());
+        assert_eq!(validate(&k), Ok(()));
+    }
+
+    #[test]
+    fn secret_names_are_dns_subdomains() {
+        let mut k = standard();
+        for good in ["a", "payments-twilio", "a.b-c.d0", &"a".repeat(253)] {
+            k.spec.secret.name = Some(good.to_string());
+            assert_eq!(validate(&k), Ok(()), "{good}");
+        }
+        for bad in ["", "Payments", "-a", "a-", "a..b", ".a", "a_b", "a/b", "é", &"a".repeat(254)] {
+            k.spec.secret.name = Some(bad.to_string());
+            assert!(validate(&k).unwrap_err().contains("spec.secret.name"), "{bad:?}");
+        }
+    }
+
+    fn with_metadata(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Result<(), String> {
+        let mut k = standard();
+        k.spec.secret.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        k.spec.secret.annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        validate(&k)
+    }
+
+    #[test]
+    fn labels_follow_kubernetes_rules() {
+        for (key, value) in [
+            ("team", "payments"),
+            ("app.kubernetes.io/name", "twilio"),
+            ("example.com/Tier_1.x", ""),
+            ("a", "A-b_c.9"),
+            (&"k".repeat(63), &"v".repeat(63)),
+        ] {
+            assert_eq!(with_metadata(&[(key, value)], &[]), Ok(()), "{key}={value}");
+        }
+        for key in ["", "bad key!", "/name", "prefix/", "a/b/c", "Example.com/x", "-a", "a-", &"k".repeat(64)] {
+            let message = with_metadata(&[(key, "v")], &[]).unwrap_err();
+            assert!(message.contains("spec.secret.labels key"), "{key:?}: {message}");
+        }
+        for value in ["-a", "a b", "é", &"v".repeat(64)] {
+            let message = with_metadata(&[("team", value)], &[]).unwrap_err();
+            assert!(message.contains("spec.secret.labels value"), "{value:?}: {message}");
+        }
+        for key in [MANAGED_BY_LABEL, "twilio-operator.dev/key-sid", "twilio-operator.dev/anything"] {
+            let message = with_metadata(&[(key, "x")], &[]).unwrap_err();
+            assert!(message.contains("written by the operator"), "{key}: {message}");
+        }
+        assert_eq!(with_metadata(&[("sub.twilio-operator.dev/x", "y")], &[]), Ok(()), "another domain");
+        let many: Vec<(String, String)> = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert!(with_metadata(&many, &[]).unwrap_err().contains("65 entries"));
+        assert_eq!(with_metadata(&many[..64], &[]), Ok(()));
+    }
+
+    #[test]
+    fn annotations_follow_kubernetes_rules() {
+        assert_eq!(with_metadata(&[], &[("example.com/Note", "any text at all: é ✓ \n")]), Ok(()));
+        assert_eq!(with_metadata(&[], &[("Example.com/x", "keys are checked in lower case")]), Ok(()));
+        for key in ["", "bad key!", "a/b/c", "x/"] {
+            let message = with_metadata(&[], &[(key, "v")]).unwrap_err();
+            assert!(message.contains("spec.secret.annotations key"), "{key:?}: {message}");
+        }
+        let message = with_metadata(&[], &[("twilio-operator.dev/key-sid", "SK1")]).unwrap_err();
+        assert!(message.contains("written by the operator"), "{message}");
+        assert_eq!(with_metadata(&[], &[(MANAGED_BY_LABEL, "x")]), Ok(()), "only the label is reserved");
+        let big = "v".repeat(MAX_ANNOTATIONS_BYTES / 2);
+        assert_eq!(with_metadata(&[], &[("a", &big[..big.len() - 2])]), Ok(()));
+        let message = with_metadata(&[], &[("a", &big), ("b", &big)]).unwrap_err();
+        assert!(message.contains("256 KiB"), "{message}");
+    }
+
     fn observed(delivering: ObservedSecret) -> Observed {
         Observed {
             delivering,
@@ -399,5 +724,204 @@ mod tests {
         revoked.status = Some(TwilioApiKeyStatus::default());
         assert_eq!(next_step(&revoked, &observed(ObservedSecret::Missing)), Step::StayRevoked);
         assert_eq!(next_step(&revoked, &observed(ObservedSecret::Foreign)), Step::StayRevoked);
+    }
+
+    /// Property tests: no spec, status or observation a tenant (or a clock) can produce makes
+    /// validation or planning panic. The case counts keep `cargo test --lib` at a few seconds; for
+    /// a longer search run `PROPTEST_CASES=100000 cargo test --release --lib -- duration plan::tests::properties`.
+    mod properties {
+        use super::super::*;
+        use crate::crd::{
+            AccountKind, AccountRef, DeletionPolicy, KeyPolicy, RetiringKey, RotationSpec, SecretKeys, SecretTemplate,
+            TwilioApiKeySpec, TwilioApiKeyStatus,
+        };
+        use proptest::prelude::*;
+
+        /// `default` cases, or PROPTEST_CASES for a longer search.
+        fn cases(default: u32) -> u32 {
+            std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+        }
+
+        /// Mostly arbitrary text, sometimes text close to what the code looks for.
+        fn text(near: &'static str) -> BoxedStrategy<String> {
+            prop_oneof![2 => any::<String>(), 3 => near.prop_map(|s| s), 1 => Just(String::new())].boxed()
+        }
+
+        fn duration_text() -> BoxedStrategy<String> {
+            prop_oneof![
+                1 => any::<String>(),
+                4 => r"[0-9]{1,25}(\.[0-9]{1,4})?(ms|s|m|h)([0-9]{1,12}(\.[0-9]{1,3})?(ms|s|m|h)){0,4}",
+                1 => r"[0-9.]{0,30}[a-z]{0,3}",
+            ]
+            .boxed()
+        }
+
+        fn metadata_key() -> BoxedStrategy<String> {
+            prop_oneof![
+                2 => any::<String>(),
+                3 => r"([a-zA-Z0-9.-]{0,20}/)?[a-zA-Z0-9_.-]{0,70}",
+                1 => Just(MANAGED_BY_LABEL.to_string()),
+                1 => "twilio-operator\\.dev/[a-z-]{0,10}",
+            ]
+            .boxed()
+        }
+
+        prop_compose! {
+            fn spec()(
+                account_name in text("[a-z-]{1,10}"),
+                cluster in any::<bool>(),
+                friendly_name in prop::option::of(prop_oneof![
+                    text(".{0,70}"),
+                    "twilio-operator:pending:[a-z0-9-]{0,40}",
+                ]),
+                restricted in any::<bool>(),
+                policy in prop::option::of(prop::collection::vec(text("/twilio/[a-z/]{0,300}"), 0..105)),
+                secret_name in prop::option::of(text(r"[a-z0-9.-]{0,260}")),
+                keys in (text("[A-Z_]{1,20}"), text("[A-Z_]{1,20}"), text("[A-Z_]{1,20}")),
+                labels in prop::collection::btree_map(metadata_key(), text("[A-Za-z0-9_.-]{0,70}"), 0..70),
+                annotations in prop::collection::btree_map(metadata_key(), any::<String>(), 0..5),
+                rotation in prop::option::of((prop::option::of(duration_text()), duration_text(), prop::option::of(text(".{0,260}")))),
+                flags in (any::<bool>(), any::<bool>(), any::<bool>()),
+            ) -> TwilioApiKeySpec {
+                TwilioApiKeySpec {
+                    account_ref: AccountRef {
+                        name: account_name,
+                        kind: if cluster { AccountKind::ClusterTwilioAccount } else { AccountKind::TwilioAccount },
+                    },
+                    friendly_name,
+                    key_type: if restricted { KeyType::Restricted } else { KeyType::Standard },
+                    policy: policy.map(|allow| KeyPolicy { allow }),
+                    secret: SecretTemplate {
+                        name: secret_name,
+                        keys: SecretKeys { account_sid: keys.0, api_key_sid: keys.1, api_key_secret: keys.2 },
+                        labels,
+                        annotations,
+                    },
+                    rotation: rotation.map(|(interval, grace_period, trigger)| RotationSpec { interval, grace_period, trigger }),
+                    revoked: flags.0,
+                    suspend: flags.1,
+                    deletion_policy: if flags.2 { DeletionPolicy::Orphan } else { DeletionPolicy::Delete },
+                }
+            }
+        }
+
+        fn timestamp_text() -> BoxedStrategy<String> {
+            prop_oneof![
+                1 => any::<String>(),
+                2 => any_timestamp().prop_map(|t| t.to_string()),
+                1 => r"-?[0-9]{4,6}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
+            ]
+            .boxed()
+        }
+
+        /// Any instant jiff can represent.
+        fn any_timestamp() -> impl Strategy<Value = Timestamp> {
+            (Timestamp::MIN.as_second()..=Timestamp::MAX.as_second(), 0..1_000_000_000i32)
+                .prop_map(|(secs, nanos)| Timestamp::new(secs, nanos).unwrap_or(Timestamp::MAX))
+        }
+
+        fn observed_secret() -> BoxedStrategy<ObservedSecret> {
+            prop_oneof![
+                Just(ObservedSecret::Missing),
+                Just(ObservedSecret::Foreign),
+                (prop::option::of(text("SK[0-9]")), any::<bool>())
+                    .prop_map(|(delivered, current_template)| ObservedSecret::Owned { delivered, current_template }),
+            ]
+            .boxed()
+        }
+
+        prop_compose! {
+            fn status()(
+                key_sid in prop::option::of(text("SK[0-9]")),
+                key_type in prop::option::of(any::<bool>()),
+                account_sid in prop::option::of(text("AC[0-9]")),
+                account_ref in prop::option::of(text("[a-z]{1,5}")),
+                region in prop::option::of(text("us1|ie1")),
+                friendly_name in prop::option::of(any::<String>()),
+                key_created_at in prop::option::of(timestamp_text()),
+                next_rotation_at in prop::option::of(timestamp_text()),
+                last_rotation_trigger in prop::option::of(any::<String>()),
+                last_rotate_annotation in prop::option::of(any::<String>()),
+                retiring in prop::collection::vec((text("SK[0-9]"), timestamp_text()), 0..4),
+            ) -> TwilioApiKeyStatus {
+                TwilioApiKeyStatus {
+                    key_sid,
+                    key_type: key_type.map(|r| if r { KeyType::Restricted } else { KeyType::Standard }),
+                    account_sid,
+                    account_ref: account_ref.map(|name| AccountRef { name, kind: AccountKind::TwilioAccount }),
+                    region,
+                    friendly_name,
+                    key_created_at,
+                    next_rotation_at,
+                    last_rotation_trigger,
+                    last_rotate_annotation,
+                    retiring_keys: retiring
+                        .into_iter()
+                        .map(|(sid, delete_after)| RetiringKey { sid, delete_after, account_ref: None, account_sid: None })
+                        .collect(),
+                    ..Default::default()
+                }
+            }
+        }
+
+        fn resource(spec: TwilioApiKeySpec, namespace: String, name: String) -> TwilioApiKey {
+            let mut key = TwilioApiKey::new(&name, spec);
+            key.metadata.namespace = Some(namespace);
+            key
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+            #[test]
+            fn validate_never_panics(spec in spec(), namespace in text("[a-z0-9-]{1,63}"), name in text("[a-z0-9.-]{1,253}")) {
+                let _ = validate(&resource(spec, namespace, name));
+            }
+
+            /// What validate accepts keeps the operator's time arithmetic in range and its Secret
+            /// writes within what the API server accepts.
+            #[test]
+            fn a_valid_spec_is_within_bounds(spec in spec()) {
+                let key = resource(spec, "team-a".into(), "payments".into());
+                if validate(&key).is_ok() {
+                    if let Some(rotation) = &key.spec.rotation {
+                        let grace = duration::parse(&rotation.grace_period).unwrap();
+                        prop_assert!(grace <= MAX_GRACE_PERIOD);
+                        if let Some(interval) = &rotation.interval {
+                            let interval = duration::parse(interval).unwrap();
+                            prop_assert!(MIN_INTERVAL <= interval && interval <= MAX_INTERVAL && grace <= interval);
+                            let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+                            prop_assert!(now.checked_add(SignedDuration::try_from(interval).unwrap()).is_ok());
+                        }
+                    }
+                    for key in key.spec.secret.labels.keys().chain(key.spec.secret.annotations.keys()) {
+                        prop_assert!(!key.starts_with("twilio-operator.dev/"), "{key}");
+                        prop_assert!(!key.is_empty() && key.len() <= 253 + 1 + 63, "{key}");
+                    }
+                    prop_assert!(!key.spec.secret.labels.contains_key(MANAGED_BY_LABEL));
+                    prop_assert!(!key.desired_friendly_name().starts_with(PENDING_FRIENDLY_NAME_PREFIX));
+                }
+            }
+
+            #[test]
+            fn planning_never_panics(
+                spec in spec(),
+                status in prop::option::of(status()),
+                rotate_annotation in prop::option::of(any::<String>()),
+                delivering in observed_secret(),
+                target in prop::option::of(observed_secret()),
+                account_sid in text("AC[0-9]"),
+                region in text("us1|ie1"),
+                now in any_timestamp(),
+            ) {
+                let mut key = resource(spec, "team-a".into(), "payments".into());
+                key.status = status;
+                key.metadata.annotations = rotate_annotation.map(|v| [(ROTATE_ANNOTATION.to_string(), v)].into());
+                let observed = Observed { delivering, target, account_sid, region, now };
+                let _ = next_step(&key, &observed);
+                let _ = rotation_cause(&key, &observed);
+                let _ = next_rotation_at(&key, &key.status.clone().unwrap_or_default());
+            }
+        }
     }
 }

@@ -1,13 +1,13 @@
 //! Reconciliation of TwilioApiKey: one step toward the desired state per pass, each external
 //! effect recorded before the next. Decisions live in [`crate::plan`]; this module performs them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
@@ -16,11 +16,11 @@ use crate::account;
 use crate::conditions::{self, Health};
 use crate::context::Context;
 use crate::crd::{
-    AccountRef, DeletionPolicy, FIELD_MANAGER, FINALIZER, KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey,
-    TwilioApiKeyStatus,
+    AccountRef, DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, KeyType, PENDING_FRIENDLY_NAME_PREFIX,
+    ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus,
 };
 use crate::error::{Error, Result};
-use crate::plan::{self, Observed, RotationCause, Step};
+use crate::plan::{self, Observed, ObservedSecret, RotationCause, Step};
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
@@ -65,6 +65,9 @@ pub fn error_policy(key: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) ->
 /// refused credential does not cause a storm of calls); transient errors go back to the
 /// controller to be retried with backoff. During deletion every error stays an error, stall or
 /// not: success would remove the finalizer and forget a key that still exists in Twilio.
+///
+/// Only the conditions are written, merged into the status the API server holds: the snapshot this
+/// pass started from may predate a status write the pass made before it failed.
 async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Result<Action> {
     let error = match result {
         Ok(action) => return Ok(action),
@@ -77,31 +80,48 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         None => Health::Progressing { reason: "Retrying", message: error.to_string() },
     };
     let previous = key.status.clone().unwrap_or_default();
-    let status = TwilioApiKeyStatus {
-        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, Timestamp::now()),
-        observed_generation: key.meta().generation,
-        ..previous.clone()
-    };
-    if status != previous {
-        write_status(ctx, key, &status).await?;
+    let conditions = conditions::conditions_for(&previous.conditions, &health, key.meta().generation, Timestamp::now());
+    if conditions != previous.conditions || previous.observed_generation != key.meta().generation {
+        let patch = serde_json::json!({
+            "status": {"conditions": conditions, "observedGeneration": key.meta().generation}
+        });
+        key_api(ctx, key)
+            .patch_status(&key.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::kube("write status"))?;
         let action = if key.meta().deletion_timestamp.is_some() { "Delete" } else { "Reconcile" };
         ctx.warn(key, health.reason(), action, error.to_string()).await;
     }
     match stall_reason {
-        Some(_) if key.meta().deletion_timestamp.is_none() => Ok(Action::requeue(ctx.config.resync_interval)),
+        // A stalled resource still retires its old keys on time.
+        Some(_) if key.meta().deletion_timestamp.is_none() => Ok(next_wake(ctx, key, &previous)),
         _ => Err(error),
     }
+}
+
+fn key_api(ctx: &Context, key: &TwilioApiKey) -> Api<TwilioApiKey> {
+    Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default())
 }
 
 fn secrets(ctx: &Context, key: &TwilioApiKey) -> Api<Secret> {
     Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default())
 }
 
+/// The name a key carries in Twilio from its creation until its status records it: it names this
+/// resource's UID, which is what proves, later, that the key is this resource's own.
+fn pending_friendly_name(key: &TwilioApiKey) -> String {
+    format!("{PENDING_FRIENDLY_NAME_PREFIX}{}", key.uid().unwrap_or_default())
+}
+
 async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
-    plan::validate(key).map_err(Error::InvalidSpec)?;
     if key.spec.suspend {
+        plan::validate(key).map_err(Error::InvalidSpec)?;
         return Ok(Action::await_change());
     }
+    // Old keys go when their grace period ends, whatever else holds this resource up.
+    let retired = retire_due_keys(key, ctx).await?;
+    let key = retired.as_ref().unwrap_or(key);
+    plan::validate(key).map_err(Error::InvalidSpec)?;
     let source = account::resolve_for_key(ctx, key).await?;
     let connection = account::connect(ctx, &source).await?;
     let status = key.status.clone().unwrap_or_default();
@@ -113,19 +133,43 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         true => None,
         false => Some(secrets.get_opt(&desired_name).await.map_err(Error::kube("read Secret"))?),
     };
+    let at_desired_name = match &target_secret {
+        None => delivering_secret.as_ref(),
+        Some(target) => target.as_ref(),
+    };
     let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
-    let observed = Observed {
+    let mut observed = Observed {
         delivering: crate::secret::observe(key, delivering_secret.as_ref(), &delivered_account),
         target: target_secret.as_ref().map(|s| crate::secret::observe(key, s.as_ref(), &connection.account_sid)),
         account_sid: connection.account_sid.clone(),
         region: connection.region.clone(),
         now: Timestamp::now(),
     };
-    match plan::next_step(key, &observed) {
+    let mut step = plan::next_step(key, &observed);
+    if let Step::Record(sid) = &step {
+        // The cache may lag behind the status written after that delivery.
+        if let Some(live) = live_status(ctx, key).await?.filter(|s| s.key_sid.as_deref() == Some(sid.as_str())) {
+            return Ok(next_wake(ctx, key, &live));
+        }
+        if created_by(ctx, &connection, key, sid).await? {
+            return record(key, ctx, &connection, sid, &delivering_name).await;
+        }
+        // A Secret is tenant-writable: a SID in it that this resource cannot be shown to have
+        // created is ignored, and the Secret is treated as altered.
+        let note = format!(
+            "Secret {delivering_name} names key {sid}, which this resource did not create; the Secret is treated as altered"
+        );
+        ctx.warn(key, "SecretClaimRejected", "RecordKey", note).await;
+        if let ObservedSecret::Owned { delivered, .. } = &mut observed.delivering {
+            *delivered = None;
+        }
+        step = plan::next_step(key, &observed);
+    }
+    match step {
         Step::Conflict => Err(Error::SecretConflict(format!(
             "Secret {desired_name} exists and is not owned by this TwilioApiKey; it is left untouched (choose another spec.secret.name or remove that Secret)"
         ))),
-        Step::Revoke => revoke(key, ctx).await,
+        Step::Revoke => revoke(key, ctx, &connection).await,
         Step::StayRevoked => {
             write_status_if_changed(ctx, key, revoked_status(key)).await?;
             Ok(Action::await_change())
@@ -138,53 +182,94 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
-            issue(key, ctx, &connection, None, delivering_secret.as_ref()).await
+            issue(key, ctx, &connection, None, delivering_secret.as_ref(), at_desired_name).await
         }
-        Step::Rotate(cause) => issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref()).await,
-        Step::Record(sid) => {
-            // The Secret's own watch event can arrive before the status written after it is
-            // in the cache: only a live object that lacks the key needs recording.
-            if let Some(live) = live_status(ctx, key).await?.filter(|s| s.key_sid.as_deref() == Some(sid.as_str())) {
-                return Ok(next_wake(ctx, key, &live));
-            }
-            let status = delivered_status(key, &sid, &connection, Timestamp::now());
-            write_status(ctx, key, &status).await?;
-            ctx.normal(
-                key,
-                "KeyRecorded",
-                "RecordKey",
-                format!("Recorded key {sid} found in Secret {delivering_name}"),
-            )
-            .await;
-            Ok(next_wake(ctx, key, &status))
+        Step::Rotate(cause) => {
+            issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref(), at_desired_name).await
         }
-        Step::UpdateInPlace => update_in_place(key, ctx, &connection, delivering_secret.as_ref()).await,
-        Step::RewriteSecret => rewrite_secret(key, ctx, delivering_secret.as_ref()).await,
-        Step::UpToDate => settle(key, ctx, &connection, delivering_secret.as_ref()).await,
+        // Handled above; a second Record means the status changed under this pass.
+        Step::Record(_) => Ok(Action::requeue(Duration::from_secs(1))),
+        Step::UpdateInPlace => {
+            update_in_place(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await
+        }
+        Step::RewriteSecret => rewrite_secret(key, ctx, delivering_secret.as_ref(), at_desired_name).await,
+        Step::UpToDate => settle(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await,
     }
 }
 
 /// The status as the API server holds it now (the cache may lag behind this process's writes).
 async fn live_status(ctx: &Context, key: &TwilioApiKey) -> Result<Option<TwilioApiKeyStatus>> {
-    let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-    Ok(api.get(&key.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?.status)
+    Ok(key_api(ctx, key).get(&key.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?.status)
+}
+
+/// Whether Twilio shows `sid` as a key this resource created and has not recorded yet: one that
+/// still carries the resource's pending name. Nothing else proves it: a Secret that names a SID
+/// is only a claim.
+async fn created_by(ctx: &Context, connection: &AccountConnection, key: &TwilioApiKey, sid: &str) -> Result<bool> {
+    if !is_key_sid(sid) {
+        return Ok(false);
+    }
+    match ctx.twilio.fetch_key(connection, sid).await {
+        Ok(found) => Ok(found.friendly_name.as_deref() == Some(pending_friendly_name(key).as_str())),
+        Err(TwilioError::NotFound { .. }) => Ok(false),
+        Err(error) => Err(Error::twilio("fetch key")(error)),
+    }
+}
+
+/// Twilio key SIDs: "SK" and 32 hexadecimal digits. Anything else is never put into a URL.
+fn is_key_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("SK") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The Secret delivers a key this resource created whose status write was lost: record it, then
+/// give it its name.
+async fn record(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    sid: &str,
+    secret_name: &str,
+) -> Result<Action> {
+    let status = delivered_status(key, sid, connection, pending_friendly_name(key), Timestamp::now());
+    write_status(ctx, key, &status).await?;
+    let note = format!("Recorded key {sid} found in Secret {secret_name}");
+    ctx.normal(key, "KeyRecorded", "RecordKey", note).await;
+    let status = give_desired_name(key, ctx, connection, status).await?;
+    Ok(next_wake(ctx, key, &status))
+}
+
+/// A recorded key still carrying its pending name gets the name the spec asks for.
+async fn give_desired_name(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    status: TwilioApiKeyStatus,
+) -> Result<TwilioApiKeyStatus> {
+    let friendly_name = key.desired_friendly_name();
+    let Some(sid) = status.key_sid.clone().filter(|_| status.friendly_name.as_ref() != Some(&friendly_name)) else {
+        return Ok(status);
+    };
+    ctx.twilio.update_key(connection, &sid, &friendly_name, None).await.map_err(Error::twilio("name key"))?;
+    let named = ready_status(key, &TwilioApiKeyStatus { friendly_name: Some(friendly_name), ..status });
+    write_status(ctx, key, &named).await?;
+    Ok(named)
 }
 
 /// Creates a key in Twilio and delivers it; with a cause, the current key is retired for the
-/// grace period. The secret exists only in this function's memory until the Secret is written,
-/// so a failed write deletes the new key rather than leaking it.
+/// grace period. The key is created under the resource's pending name and gets its real name only
+/// once the status records it, so a key left behind by an interrupted attempt is provably this
+/// resource's and is found by [`sweep_orphans`].
 async fn issue(
     key: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     cause: Option<RotationCause>,
     delivering_secret: Option<&Secret>,
+    at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
-    let request = KeyRequest { friendly_name: key.desired_friendly_name(), restricted_policy: restricted_policy(key) };
     let uid = key.uid().unwrap_or_default();
-    let lock = ctx.creation_lock(&connection.account_sid, &request.friendly_name);
-    let _creating = lock.lock().await;
-    sweep_orphans(key, ctx, connection, delivering_secret).await?;
+    sweep_orphans(key, ctx, connection, &[]).await?;
+    let request = KeyRequest { friendly_name: pending_friendly_name(key), restricted_policy: restricted_policy(key) };
     let created = match ctx.twilio.create_key(connection, &request).await {
         Ok(created) => created,
         Err(error) => {
@@ -200,15 +285,22 @@ async fn issue(
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
     let desired = crate::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
-    if let Err(error) = apply_secret(ctx, &desired).await {
-        if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
-            tracing::error!(key_sid = %created.sid, %cleanup, "could not delete a key whose Secret write failed");
-            ctx.mark_create_unsure(&uid, true);
+    match write_secret(ctx, key, at_desired_name, &desired, &created.sid).await {
+        Ok(()) => ctx.mark_create_unsure(&uid, false),
+        Err(SecretWriteError { error, written: Written::No }) => {
+            if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
+                tracing::error!(key_sid = %created.sid, %cleanup, "could not delete a key whose Secret write failed");
+                ctx.mark_create_unsure(&uid, true);
+            }
+            return Err(error);
         }
-        return Err(error);
+        // The next pass finds the key in the Secret (and records it) or not (and sweeps it).
+        Err(SecretWriteError { error, written: Written::Unknown }) => {
+            ctx.mark_create_unsure(&uid, true);
+            return Err(error);
+        }
     }
-    ctx.mark_create_unsure(&uid, false);
-    let status = delivered_status(key, &created.sid, connection, Timestamp::now());
+    let status = delivered_status(key, &created.sid, connection, request.friendly_name, Timestamp::now());
     write_status(ctx, key, &status).await?;
     delete_moved_secret(ctx, key, delivering_secret).await?;
     let secret_name = key.desired_secret_name();
@@ -232,14 +324,15 @@ async fn issue(
             }
         }
     }
+    let status = give_desired_name(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
 }
 
-/// Deletes keys that an interrupted earlier attempt created for this resource but never
-/// recorded: keys of the account with the resource's friendly name, created since its current key
-/// (or since the resource, if it has none), that neither this resource nor any other records in
-/// its status or Secret. Twilio shows a secret only at creation, so such a key cannot be
-/// delivered; deleting it is the only way not to leak it.
+/// Deletes keys that an interrupted earlier attempt of this resource created but never recorded:
+/// keys of the account that still carry the resource's pending name and that its status does not
+/// hold (nor `keep`). Twilio shows a secret only at creation, so such a key cannot be delivered;
+/// deleting it is the only way not to leak it. No other key can match: the name holds this
+/// resource's UID, and a spec cannot ask for a pending name.
 ///
 /// The listing is the account's shared inventory: made after this process started, it holds
 /// every key an earlier process created; after an unsure create in this process it is renewed.
@@ -247,78 +340,35 @@ async fn sweep_orphans(
     key: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
-    delivering_secret: Option<&Secret>,
+    keep: &[String],
 ) -> Result<()> {
     let status = key.status.clone().unwrap_or_default();
     let uid = key.uid().unwrap_or_default();
     let max_age = if ctx.create_was_unsure(&uid) { Duration::ZERO } else { ctx.config.resync_interval };
     let inventory = ctx.inventory(connection, max_age).await.map_err(Error::twilio("list keys"))?;
-    let since = status
-        .key_created_at
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .or_else(|| key.meta().creation_timestamp.as_ref().map(|t| t.0))
-        .unwrap_or(inventory.listed_at);
-    // Twilio's clock and ours may disagree by a little; its dates have whole seconds.
-    let since = since - SignedDuration::from_secs(60);
-    let names = [Some(key.desired_friendly_name()), status.friendly_name.clone()];
-    let mut recorded: std::collections::HashSet<String> = all_keys(key, &status).into_iter().map(|k| k.sid).collect();
-    recorded.extend(delivering_secret.and_then(|s| s.annotations().get(crate::crd::KEY_SID_ANNOTATION).cloned()));
-    let candidates: Vec<String> = inventory
+    let pending = pending_friendly_name(key);
+    let recorded: HashSet<String> =
+        all_keys(key, &status).into_iter().map(|k| k.sid).chain(keep.iter().cloned()).collect();
+    let orphans: Vec<&str> = inventory
         .keys
         .values()
-        .filter(|k| names.contains(&k.friendly_name) && !recorded.contains(&k.sid))
-        .filter(|k| k.created_at().is_some_and(|created| created >= since))
-        .map(|k| k.sid.clone())
+        .filter(|k| k.friendly_name.as_deref() == Some(pending.as_str()) && !recorded.contains(&k.sid))
+        .map(|k| k.sid.as_str())
         .collect();
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    let recorded_elsewhere = recorded_by_any_resource(ctx, &key.namespace().unwrap_or_default()).await?;
-    for sid in candidates.iter().filter(|sid| !recorded_elsewhere.contains(*sid)) {
+    for sid in &orphans {
         if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
-            continue; // someone else deleted it meanwhile
+            continue; // gone already
         }
         crate::metrics::key_operation("orphan_deleted");
         crate::metrics::leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
         ctx.warn(key, "OrphanKeyDeleted", "DeleteKey", note).await;
     }
-    // The listing still shows them; the next user of it must list anew.
-    ctx.forget_inventory(connection).await;
+    if !orphans.is_empty() {
+        // The listing still shows them; the next user of it must list anew.
+        ctx.forget_inventory(connection).await;
+    }
     Ok(())
-}
-
-/// Every key SID any TwilioApiKey records, in its status or in its Secret: cluster-wide when the
-/// operator may list that, otherwise in the key's namespace.
-async fn recorded_by_any_resource(ctx: &Context, namespace: &str) -> Result<std::collections::HashSet<String>> {
-    match recorded_in(ctx, None).await {
-        Err(Error::Kube { source: kube::Error::Api(status), .. }) if status.code == 403 => {
-            recorded_in(ctx, Some(namespace)).await
-        }
-        other => other,
-    }
-}
-
-async fn recorded_in(ctx: &Context, namespace: Option<&str>) -> Result<std::collections::HashSet<String>> {
-    let (keys, secrets): (Api<TwilioApiKey>, Api<Secret>) = match namespace {
-        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-    };
-    let mut recorded = std::collections::HashSet::new();
-    for other in keys.list(&Default::default()).await.map_err(Error::kube("list TwilioApiKeys"))? {
-        let status = other.status.clone().unwrap_or_default();
-        recorded.extend(all_keys(&other, &status).into_iter().map(|k| k.sid));
-    }
-    let managed = kube::api::ListParams::default().labels(&format!(
-        "{}={}",
-        crate::crd::MANAGED_BY_LABEL,
-        crate::crd::MANAGED_BY_VALUE
-    ));
-    for secret in secrets.list_metadata(&managed).await.map_err(Error::kube("list Secrets"))? {
-        recorded.extend(secret.annotations().get(crate::crd::KEY_SID_ANNOTATION).cloned());
-    }
-    Ok(recorded)
 }
 
 fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
@@ -328,12 +378,14 @@ fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
     }
 }
 
-/// Renames the key and, for a Restricted key, replaces its policy; the secret stays valid.
+/// Renames the key and, for a Restricted key, replaces its policy; the secret stays valid. The
+/// key is the one the status records, never one a Secret names.
 async fn update_in_place(
     key: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     delivering_secret: Option<&Secret>,
+    at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
     let previous = key.status.clone().unwrap_or_default();
     let sid = previous.key_sid.clone().unwrap_or_default();
@@ -342,15 +394,17 @@ async fn update_in_place(
     match ctx.twilio.update_key(connection, &sid, &friendly_name, policy.as_deref()).await {
         Ok(_) => {}
         Err(TwilioError::NotFound { .. }) => {
-            return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret).await;
+            return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name)
+                .await;
         }
         Err(e) => return Err(Error::twilio("update key")(e)),
     }
-    let status = TwilioApiKeyStatus {
+    let updated = TwilioApiKeyStatus {
         friendly_name: Some(friendly_name.clone()),
         policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
-        ..ready_status(key, &previous)
+        ..previous
     };
+    let status = ready_status(key, &updated);
     write_status(ctx, key, &status).await?;
     ctx.normal(key, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})")).await;
     Ok(next_wake(ctx, key, &status))
@@ -358,7 +412,12 @@ async fn update_in_place(
 
 /// Writes the Secret under its current name, data keys, labels and annotations, carrying over the
 /// secret it delivers; no new key is needed.
-async fn rewrite_secret(key: &TwilioApiKey, ctx: &Context, delivering_secret: Option<&Secret>) -> Result<Action> {
+async fn rewrite_secret(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    delivering_secret: Option<&Secret>,
+    at_desired_name: Option<&Secret>,
+) -> Result<Action> {
     let previous = key.status.clone().unwrap_or_default();
     let (Some(sid), Some(account_sid)) = (previous.key_sid.clone(), previous.account_sid.clone()) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -366,7 +425,8 @@ async fn rewrite_secret(key: &TwilioApiKey, ctx: &Context, delivering_secret: Op
     let Some(value) = delivering_secret.and_then(|s| crate::secret::delivered_secret(key, s)) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    apply_secret(ctx, &crate::secret::desired(key, &account_sid, &sid, &value)).await?;
+    let desired = crate::secret::desired(key, &account_sid, &sid, &value);
+    write_secret(ctx, key, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
     let status = TwilioApiKeyStatus { secret_name: Some(key.desired_secret_name()), ..ready_status(key, &previous) };
     write_status(ctx, key, &status).await?;
     delete_moved_secret(ctx, key, delivering_secret).await?;
@@ -381,48 +441,61 @@ async fn delete_moved_secret(ctx: &Context, key: &TwilioApiKey, old: Option<&Sec
         return Ok(());
     };
     if crate::secret::is_owned(key, old) {
-        delete_secret(ctx, key, &old.name_any()).await?;
+        delete_secret(ctx, key, old).await?;
     }
     Ok(())
 }
 
-/// The key is delivered: delete retired keys whose grace period ended, check (from the
-/// account's shared listing) that the key still exists in Twilio, and report Ready.
-async fn settle(
-    key: &TwilioApiKey,
-    ctx: &Context,
-    connection: &AccountConnection,
-    delivering_secret: Option<&Secret>,
-) -> Result<Action> {
-    let now = Timestamp::now();
+/// Deletes the retiring keys whose grace period has ended and records that; returns the resource
+/// with its new status, or None when no key was due.
+async fn retire_due_keys(key: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
     let previous = key.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
     let (due, remaining): (Vec<RetiringKey>, Vec<RetiringKey>) = previous
         .retiring_keys
         .iter()
         .cloned()
         .partition(|r| r.delete_after.parse::<Timestamp>().map_or(true, |deadline| deadline <= now));
+    if due.is_empty() {
+        return Ok(None);
+    }
+    delete_keys(ctx, key, &due).await?;
+    let status = TwilioApiKeyStatus { retiring_keys: remaining, ..previous };
+    write_status(ctx, key, &status).await?;
     for retired in &due {
-        delete_keys(ctx, key, std::slice::from_ref(retired)).await?;
         let note = format!("Deleted retired key {} after its grace period", retired.sid);
         ctx.normal(key, "KeyDeleted", "DeleteKey", note).await;
     }
+    let mut updated = key.clone();
+    updated.status = Some(status);
+    Ok(Some(updated))
+}
+
+/// The key is delivered: sweep what interrupted attempts left, check (from the account's shared
+/// listing) that the key still exists in Twilio, and report Ready.
+async fn settle(
+    key: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    delivering_secret: Option<&Secret>,
+    at_desired_name: Option<&Secret>,
+) -> Result<Action> {
+    let previous = key.status.clone().unwrap_or_default();
     // A create sent by a process that died may still be carried out after its successor listed
     // the account; such a late key is swept here, from the same listing as the drift check.
-    {
-        let lock = ctx.creation_lock(&connection.account_sid, &key.desired_friendly_name());
-        let _creating = lock.lock().await;
-        sweep_orphans(key, ctx, connection, delivering_secret).await?;
-    }
+    sweep_orphans(key, ctx, connection, &[]).await?;
     if key_missing_in_twilio(ctx, connection, &previous).await? {
-        return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret).await;
+        return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name).await;
     }
-    let status = TwilioApiKeyStatus { retiring_keys: remaining, ..ready_status(key, &previous) };
+    let status = ready_status(key, &previous);
     write_status_if_changed(ctx, key, status.clone()).await?;
     Ok(next_wake(ctx, key, &status))
 }
 
-/// Whether the account's latest listing (shared by all its keys, at most one per resync
-/// interval) lacks the current key. A key newer than the listing is not judged.
+/// Whether the current key is gone from Twilio: the account's latest listing (shared by all its
+/// keys, at most one per resync interval) lacks it, and fetching it answers 404. A listing can
+/// miss a key (pages that shift while it is read); reissuing a live key on that alone would
+/// rotate for nothing. A key newer than the listing is not judged.
 async fn key_missing_in_twilio(
     ctx: &Context,
     connection: &AccountConnection,
@@ -433,18 +506,27 @@ async fn key_missing_in_twilio(
     };
     let inventory = ctx.inventory(connection, ctx.config.resync_interval).await.map_err(Error::twilio("list keys"))?;
     let created = created.parse::<Timestamp>().unwrap_or(inventory.listed_at);
-    Ok(created < inventory.listed_at && !inventory.keys.contains_key(sid))
+    if created >= inventory.listed_at || inventory.keys.contains_key(sid) {
+        return Ok(false);
+    }
+    match ctx.twilio.fetch_key(connection, sid).await {
+        Ok(_) => Ok(false),
+        Err(TwilioError::NotFound { .. }) => Ok(true),
+        Err(error) => Err(Error::twilio("fetch key")(error)),
+    }
 }
 
-/// `revoked: true`: every key of the resource is deleted in Twilio at once, then its Secret.
-async fn revoke(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
+/// `revoked: true`: every key of the resource is deleted in Twilio at once (those its status
+/// records, and any an interrupted create left under its pending name), then its Secret.
+async fn revoke(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnection) -> Result<Action> {
     let status = key.status.clone().unwrap_or_default();
     let keys = all_keys(key, &status);
     delete_keys(ctx, key, &keys).await?;
+    sweep_orphans(key, ctx, connection, &[]).await?;
     for name in secret_names(key, &status) {
         let secret = secrets(ctx, key).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
-        if secret.is_some_and(|s| crate::secret::is_owned(key, &s)) {
-            delete_secret(ctx, key, &name).await?;
+        if let Some(secret) = secret.filter(|s| crate::secret::is_owned(key, s)) {
+            delete_secret(ctx, key, &secret).await?;
         }
     }
     write_status(ctx, key, &revoked_status(key)).await?;
@@ -501,7 +583,9 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
             .push(&retired.sid);
     }
     for (account_ref, account_sid, sids) in by_account.into_values() {
-        let source = account::resolve(ctx, &namespace, &account_ref).await?;
+        // These keys are this resource's own: deleting them needs no permission to create keys in
+        // the account (a ClusterTwilioAccount may no longer allow the namespace).
+        let source = account::resolve_recorded(ctx, &namespace, &account_ref).await?;
         let mut connection = account::connect(ctx, &source).await?;
         // The account resource may point at another account SID by now: the key still lives in
         // the old one, which an auth token addresses by its account SID.
@@ -526,6 +610,7 @@ fn delivered_status(
     key: &TwilioApiKey,
     sid: &str,
     connection: &AccountConnection,
+    friendly_name: String,
     now: Timestamp,
 ) -> TwilioApiKeyStatus {
     let previous = key.status.clone().unwrap_or_default();
@@ -533,7 +618,8 @@ fn delivered_status(
     if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != sid) {
         retiring.push(RetiringKey {
             sid: old.clone(),
-            delete_after: (now + grace_period(key)).to_string(),
+            // Validation bounds the grace period; past jiff's range the key would never retire.
+            delete_after: now.checked_add(grace_period(key)).unwrap_or(Timestamp::MAX).to_string(),
             account_ref: previous.account_ref.clone(),
             account_sid: previous.account_sid.clone(),
         });
@@ -544,7 +630,7 @@ fn delivered_status(
         account_sid: Some(connection.account_sid.clone()),
         account_ref: Some(key.spec.account_ref.clone()),
         region: Some(connection.region.clone()),
-        friendly_name: Some(key.desired_friendly_name()),
+        friendly_name: Some(friendly_name),
         policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
         secret_name: Some(key.desired_secret_name()),
         key_created_at: Some(now.to_string()),
@@ -556,11 +642,17 @@ fn delivered_status(
     ready_status(key, &issued)
 }
 
-/// `status` with Ready conditions, the current generation and the next interval rotation.
+/// `status` with Ready conditions (or Reconciling while the key still waits for its name in
+/// Twilio), the current generation and the next interval rotation.
 fn ready_status(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> TwilioApiKeyStatus {
     let sid = status.key_sid.clone().unwrap_or_default();
     let secret_name = key.desired_secret_name();
-    let health = Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") };
+    let health = if status.friendly_name.as_deref() == Some(key.desired_friendly_name().as_str()) {
+        Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") }
+    } else {
+        let message = format!("Key {sid} delivered in Secret {secret_name}; its name in Twilio is being set");
+        Health::Progressing { reason: "NamingKey", message }
+    };
     TwilioApiKeyStatus {
         observed_generation: key.meta().generation,
         conditions: conditions::conditions_for(&status.conditions, &health, key.meta().generation, Timestamp::now()),
@@ -593,11 +685,15 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
     SignedDuration::try_from(grace).unwrap_or(SignedDuration::from_mins(10))
 }
 
-/// On deletion: with Delete, every key of the resource is deleted in Twilio (404 counts as gone)
-/// and then the Secret; with Orphan, both stay and the Secret loses its ownerReference. The
-/// finalizer is removed only after this succeeds.
+/// On deletion: with Delete, every key of the resource is deleted in Twilio (404 counts as gone),
+/// with any key an interrupted create left, and then the Secret; with Orphan, the key the Secret
+/// delivers and the Secret stay, handed over (the Secret loses the marks that make it this
+/// resource's). In a namespace that is being deleted nothing can be handed over, since the
+/// Secret goes with the namespace: Orphan deletes too. The finalizer is removed only after this
+/// succeeds.
 async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let status = key.status.clone().unwrap_or_default();
+    let namespace = key.namespace().unwrap_or_default();
     let secrets = secrets(ctx, key);
     let mut owned_secrets = Vec::new();
     for name in secret_names(key, &status) {
@@ -607,61 +703,94 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             owned_secrets.push(secret);
         }
     }
-    // Keys an interrupted create left behind go in any case: nobody can use them.
-    if let Ok(source) = account::resolve_for_key(ctx, key).await
-        && let Ok(connection) = account::connect(ctx, &source).await
-    {
-        let lock = ctx.creation_lock(&connection.account_sid, &key.desired_friendly_name());
-        let _creating = lock.lock().await;
-        sweep_orphans(key, ctx, &connection, owned_secrets.first()).await?;
-    }
-    match key.spec.deletion_policy {
-        DeletionPolicy::Delete => {
-            let keys = all_keys(key, &status);
-            if !keys.is_empty() {
-                delete_keys(ctx, key, &keys).await?;
-                let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
-                ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", ")))
-                    .await;
-            }
+    let orphan = key.spec.deletion_policy == DeletionPolicy::Orphan && !namespace_terminating(ctx, &namespace).await?;
+    // Keys this resource may have left under its pending name are looked for in its account; with
+    // no usable account and nothing recorded, there is nothing it can reach to delete.
+    let account_ref = status.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
+    let connection = match account::resolve_recorded(ctx, &namespace, &account_ref).await {
+        Ok(source) => account::connect(ctx, &source).await,
+        Err(error) => Err(error),
+    };
+    let connection = match connection {
+        Ok(connection) => Some(connection),
+        Err(error) if all_keys(key, &status).is_empty() => {
+            tracing::warn!(%error, "cleanup cannot reach the account to look for keys an interrupted create left");
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    if let Some(connection) = &connection {
+        // A key the Secret delivers but the status lacks (the status write after delivery was
+        // lost) is handed over with the Secret once proven this resource's; other pending keys go.
+        let mut handed_over = Vec::new();
+        if orphan {
+            let account_sid = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
             for secret in &owned_secrets {
-                delete_secret(ctx, key, &secret.name_any()).await?;
+                if let ObservedSecret::Owned { delivered: Some(sid), .. } =
+                    crate::secret::observe(key, Some(secret), &account_sid)
+                    && status.key_sid.as_ref() != Some(&sid)
+                    && created_by(ctx, connection, key, &sid).await?
+                {
+                    ctx.twilio
+                        .update_key(connection, &sid, &key.desired_friendly_name(), None)
+                        .await
+                        .map_err(Error::twilio("name key"))?;
+                    handed_over.push(sid);
+                }
             }
         }
-        DeletionPolicy::Orphan => {
-            for secret in &owned_secrets {
-                release_secret(&secrets, secret, key).await?;
-            }
-            let note = format!(
-                "deletionPolicy Orphan: key {} and its Secret are kept",
-                status.key_sid.as_deref().unwrap_or("(none)")
-            );
-            ctx.normal(key, "KeyOrphaned", "DeleteKey", note).await;
+        sweep_orphans(key, ctx, connection, &handed_over).await?;
+    }
+    if orphan {
+        for secret in &owned_secrets {
+            release_secret(ctx, key, secret).await?;
+        }
+        let note = format!(
+            "deletionPolicy Orphan: key {} and its Secret are kept",
+            status.key_sid.as_deref().unwrap_or("(none)")
+        );
+        ctx.normal(key, "KeyOrphaned", "DeleteKey", note).await;
+    } else {
+        let keys = all_keys(key, &status);
+        if !keys.is_empty() {
+            delete_keys(ctx, key, &keys).await?;
+            let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
+            ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", "))).await;
+        }
+        for secret in &owned_secrets {
+            delete_secret(ctx, key, secret).await?;
         }
     }
     Ok(Action::await_change())
 }
 
-/// Removes this resource's ownerReference (and only it) so that the garbage collector keeps the
-/// Secret after the resource is gone. The resourceVersion makes the write fail rather than drop
-/// an ownerReference someone added meanwhile.
-async fn release_secret(secrets: &Api<Secret>, secret: &Secret, key: &TwilioApiKey) -> Result<()> {
-    let uid = key.uid().unwrap_or_default();
-    let others: Vec<_> = secret.owner_references().iter().filter(|r| r.uid != uid).cloned().collect();
-    let patch = serde_json::json!({
-        "metadata": {"ownerReferences": others, "resourceVersion": secret.resource_version()}
-    });
-    secrets
-        .patch(&secret.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+async fn namespace_terminating(ctx: &Context, namespace: &str) -> Result<bool> {
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let found = namespaces.get_opt(namespace).await.map_err(Error::kube("read Namespace"))?;
+    Ok(found.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()))
+}
+
+/// Hands the Secret over: it stays, without the marks that make it this resource's. The
+/// resourceVersion makes the write fail rather than undo a change made meanwhile.
+async fn release_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Result<()> {
+    secrets(ctx, key)
+        .patch(&secret.name_any(), &PatchParams::default(), &Patch::Merge(&crate::secret::release_patch(key, secret)))
         .await
         .map_err(Error::kube("release Secret"))?;
     Ok(())
 }
 
-async fn delete_secret(ctx: &Context, key: &TwilioApiKey, name: &str) -> Result<()> {
-    match secrets(ctx, key).delete(name, &DeleteParams::default()).await {
+/// Deletes the Secret as it was read: if someone replaced it since (another UID or version), the
+/// API server refuses, and the next pass looks again.
+async fn delete_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Result<()> {
+    let name = secret.name_any();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: secret.uid(), resource_version: secret.resource_version() }),
+        ..DeleteParams::default()
+    };
+    match secrets(ctx, key).delete(&name, &params).await {
         Ok(_) => {
-            ctx.note_own_delete(&key.namespace().unwrap_or_default(), name);
+            ctx.note_own_delete(&key.namespace().unwrap_or_default(), &name);
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -669,18 +798,70 @@ async fn delete_secret(ctx: &Context, key: &TwilioApiKey, name: &str) -> Result<
     }
 }
 
-async fn apply_secret(ctx: &Context, secret: &Secret) -> Result<()> {
-    let api: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), secret.metadata.namespace.as_deref().unwrap_or_default());
-    let mut body = serde_json::to_value(secret).map_err(Error::Encode)?;
-    body["apiVersion"] = "v1".into();
-    body["kind"] = "Secret".into();
-    let written = api
-        .patch(&secret.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::kube("write Secret"))?;
-    ctx.note_own_write(&written);
-    Ok(())
+/// Whether a failed Secret write may have been carried out all the same.
+enum Written {
+    No,
+    Unknown,
+}
+
+struct SecretWriteError {
+    error: Error,
+    written: Written,
+}
+
+/// Writes `desired` so that it holds key `sid`: created when no Secret has its name (`existing`
+/// is None), so that of two resources racing for one name only one gets it; otherwise a patch of
+/// `existing`, which must still be as it was read. A write whose outcome is unclear (a timeout, a
+/// 5xx, a conflict) is judged by what the API server holds afterwards.
+async fn write_secret(
+    ctx: &Context,
+    key: &TwilioApiKey,
+    existing: Option<&Secret>,
+    desired: &Secret,
+    sid: &str,
+) -> std::result::Result<(), SecretWriteError> {
+    let api = secrets(ctx, key);
+    let name = desired.name_any();
+    let result = match existing {
+        None => {
+            let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
+            api.create(&params, desired).await
+        }
+        Some(existing) => {
+            let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+            api.patch(&name, &params, &Patch::Merge(crate::secret::update_patch(key, existing, desired))).await
+        }
+    };
+    let error = match result {
+        Ok(written) => {
+            ctx.note_own_write(&written);
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    if let kube::Error::Api(status) = &error
+        && matches!(status.code, 400 | 403 | 422)
+    {
+        let error = Error::SecretRejected(format!("the API server refused Secret {name}: {}", status.message));
+        return Err(SecretWriteError { error, written: Written::No });
+    }
+    let error = Error::kube("write Secret")(error);
+    match api.get_opt(&name).await {
+        Ok(Some(now)) if crate::secret::is_owned(key, &now) => {
+            if now.annotations().get(KEY_SID_ANNOTATION).map(String::as_str) == Some(sid) {
+                return Ok(());
+            }
+            Err(SecretWriteError { error, written: Written::No })
+        }
+        Ok(Some(_)) => {
+            let error = Error::SecretConflict(format!(
+                "Secret {name} was created by someone else meanwhile; it is left untouched (choose another spec.secret.name or remove that Secret)"
+            ));
+            Err(SecretWriteError { error, written: Written::No })
+        }
+        Ok(None) => Err(SecretWriteError { error, written: Written::No }),
+        Err(_) => Err(SecretWriteError { error, written: Written::Unknown }),
+    }
 }
 
 async fn write_status_if_changed(ctx: &Context, key: &TwilioApiKey, status: TwilioApiKeyStatus) -> Result<()> {
@@ -694,13 +875,13 @@ async fn write_status_if_changed(ctx: &Context, key: &TwilioApiKey, status: Twil
 /// status lacks are removed, as with server-side apply, at a fraction of its cost to the API
 /// server. The operator is the only writer of status.
 async fn write_status(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Result<()> {
-    let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
     let value = serde_json::to_value(status).map_err(Error::Encode)?;
     let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
         {"op": "add", "path": "/status", "value": value}
     ]))
     .map_err(Error::Encode)?;
-    api.patch_status(&key.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+    key_api(ctx, key)
+        .patch_status(&key.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map_err(Error::kube("write status"))?;
     ctx.note_status_written(&key.uid().unwrap_or_default(), status.key_sid.is_some());

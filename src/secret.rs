@@ -1,30 +1,50 @@
 //! The Secret a key is delivered into: what it should hold, and what the operator finds there.
 //!
-//! Besides the data, the operator records on the Secret which key it delivered, under which data
-//! keys, and a fingerprint of `spec.secret`: so it can tell its own writing from someone's edit,
-//! rewrite the Secret when the template changes, and never create a second key for a delivery
-//! whose status write was lost.
+//! Besides the data, the operator records on the Secret which resource it belongs to, which key
+//! it delivered, under which data keys, and a fingerprint of `spec.secret`: so it can tell its own
+//! writing from someone's edit, rewrite the Secret when the template changes, and never create a
+//! second key for a delivery whose status write was lost. All of that is tenant-writable: it
+//! says what the Secret claims, never what the operator may do in Twilio.
+//!
+//! The Secret has no ownerReference: with one, a foreground deletion of the resource lets the
+//! garbage collector delete the Secret before cleanup runs, and with `deletionPolicy: Orphan` the
+//! only copy of a valid key's secret would be gone. The operator deletes the Secret itself.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use crate::crd::{
     DATA_KEYS_ANNOTATION, KEY_SID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretKeys, TEMPLATE_ANNOTATION,
     TwilioApiKey,
 };
+
+/// On a delivered Secret: the name of the TwilioApiKey it belongs to (in the same namespace).
+pub const OWNER_ANNOTATION: &str = "twilio-operator.dev/owner";
+/// On a delivered Secret: the UID of the TwilioApiKey it belongs to.
+pub const OWNER_UID_ANNOTATION: &str = "twilio-operator.dev/owner-uid";
+/// On a delivered Secret: the label and annotation keys the operator added from spec.secret, so
+/// that a key removed from the spec is removed from the Secret while other writers' keys stay.
+pub const APPLIED_METADATA_ANNOTATION: &str = "twilio-operator.dev/applied-metadata";
 use crate::plan::ObservedSecret;
 use crate::secret_string::SecretString;
 
-/// The full Secret for a key, owned by the resource so that it is garbage-collected with it.
+/// The full Secret for a key, marked as the resource's.
 pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret: &SecretString) -> Secret {
     let template = &key.spec.secret;
     let mut labels = template.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     let mut annotations = template.annotations.clone();
+    let applied = serde_json::json!({
+        "labels": template.labels.keys().collect::<Vec<_>>(),
+        "annotations": template.annotations.keys().collect::<Vec<_>>(),
+    });
+    annotations.insert(APPLIED_METADATA_ANNOTATION.into(), applied.to_string());
+    annotations.insert(OWNER_ANNOTATION.into(), key.name_any());
+    annotations.insert(OWNER_UID_ANNOTATION.into(), key.uid().unwrap_or_default());
     annotations.insert(KEY_SID_ANNOTATION.into(), key_sid.into());
     annotations.insert(DATA_KEYS_ANNOTATION.into(), data_keys_annotation(&template.keys));
     annotations.insert(TEMPLATE_ANNOTATION.into(), template_fingerprint(key));
@@ -42,7 +62,6 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
             namespace: key.namespace(),
             labels: Some(labels),
             annotations: Some(annotations),
-            owner_references: key.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
         type_: Some("Opaque".into()),
@@ -76,9 +95,84 @@ fn written_keys(key: &TwilioApiKey, secret: &Secret) -> SecretKeys {
         .unwrap_or_else(|| key.spec.secret.keys.clone())
 }
 
+/// Whether the Secret is marked as this resource's (a claim anyone with write access to the
+/// Secret can make; it decides only what the operator writes into or deletes of that Secret).
 pub fn is_owned(key: &TwilioApiKey, secret: &Secret) -> bool {
+    let Some(uid) = key.uid() else {
+        return false;
+    };
+    secret.annotations().get(OWNER_UID_ANNOTATION) == Some(&uid) || has_legacy_owner_reference(key, secret)
+}
+
+/// Earlier versions made the resource the Secret's owner; the next write removes that reference.
+fn has_legacy_owner_reference(key: &TwilioApiKey, secret: &Secret) -> bool {
     let uid = key.uid();
     secret.owner_references().iter().any(|r| Some(&r.uid) == uid.as_ref())
+}
+
+/// A merge patch that turns `existing` (a Secret of this resource) into `desired`: data entries,
+/// labels and annotations the operator wrote before and no longer wants are removed, other
+/// writers' labels and annotations stay, and this resource's ownerReference (written by earlier
+/// versions) goes. The resourceVersion makes the write fail rather than overwrite a change made
+/// since `existing` was read.
+pub fn update_patch(key: &TwilioApiKey, existing: &Secret, desired: &Secret) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    let desired_data = desired.data.clone().unwrap_or_default();
+    let mut data = Map::new();
+    for stale in existing.data.iter().flatten().map(|(k, _)| k).filter(|k| !desired_data.contains_key(*k)) {
+        data.insert(stale.clone(), Value::Null);
+    }
+    for (k, v) in &desired_data {
+        data.insert(k.clone(), serde_json::to_value(v).unwrap_or(Value::Null));
+    }
+    let previously_applied: Value = existing
+        .annotations()
+        .get(APPLIED_METADATA_ANNOTATION)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let merge = |kind: &str, existing: &BTreeMap<String, String>, desired: &BTreeMap<String, String>| {
+        let mut merged = Map::new();
+        let applied = previously_applied[kind].as_array().cloned().unwrap_or_default();
+        for stale in applied.iter().filter_map(Value::as_str).filter(|k| existing.contains_key(*k)) {
+            if !desired.contains_key(stale) {
+                merged.insert(stale.to_string(), Value::Null);
+            }
+        }
+        for (k, v) in desired {
+            merged.insert(k.clone(), Value::String(v.clone()));
+        }
+        Value::Object(merged)
+    };
+    let mut metadata = Map::new();
+    metadata.insert("resourceVersion".into(), existing.resource_version().into());
+    metadata.insert("labels".into(), merge("labels", existing.labels(), desired.labels()));
+    metadata.insert("annotations".into(), merge("annotations", existing.annotations(), desired.annotations()));
+    if has_legacy_owner_reference(key, existing) {
+        let uid = key.uid();
+        let others: Vec<_> = existing.owner_references().iter().filter(|r| Some(&r.uid) != uid.as_ref()).collect();
+        metadata.insert("ownerReferences".into(), serde_json::to_value(others).unwrap_or(Value::Null));
+    }
+    serde_json::json!({"metadata": metadata, "data": data})
+}
+
+/// A merge patch that hands the Secret over (`deletionPolicy: Orphan`): the marks that make it
+/// this resource's go, so that nothing of the operator's treats it as its own any more.
+pub fn release_patch(key: &TwilioApiKey, existing: &Secret) -> serde_json::Value {
+    let uid = key.uid();
+    let others: Vec<_> = existing.owner_references().iter().filter(|r| Some(&r.uid) != uid.as_ref()).collect();
+    serde_json::json!({
+        "metadata": {
+            "resourceVersion": existing.resource_version(),
+            "ownerReferences": others,
+            "labels": {MANAGED_BY_LABEL: null},
+            "annotations": {
+                OWNER_ANNOTATION: null,
+                OWNER_UID_ANNOTATION: null,
+                APPLIED_METADATA_ANNOTATION: null,
+                TEMPLATE_ANNOTATION: null,
+            },
+        }
+    })
 }
 
 /// Whether the Secret belongs to this resource, which key of `account_sid` it delivers if its
@@ -100,7 +194,9 @@ pub fn observe(key: &TwilioApiKey, secret: Option<&Secret>, account_sid: &str) -
             && text(&keys.api_key_secret).is_some_and(|s| !s.is_empty())
     });
     let current_template = secret.annotations().get(TEMPLATE_ANNOTATION) == Some(&template_fingerprint(key))
-        && secret.name_any() == key.desired_secret_name();
+        && secret.name_any() == key.desired_secret_name()
+        && secret.annotations().get(OWNER_UID_ANNOTATION).is_some()
+        && !has_legacy_owner_reference(key, secret);
     ObservedSecret::Owned { delivered, current_template }
 }
 

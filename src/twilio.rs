@@ -5,7 +5,7 @@
 //! is retried only on 429, which Twilio guarantees was never processed, because a create whose
 //! outcome is unknown must not be repeated blindly (it could leave a second live key behind).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -328,29 +328,41 @@ impl TwilioClient {
     }
 
     /// Lists every key of the account, following the next-page URLs Twilio returns.
+    ///
+    /// Only URLs on the account's base URL are ever requested (see [`next_page_request`]), a
+    /// next-page URL seen before ends the listing with an error, and so does a listing longer than
+    /// [`MAX_LIST_PAGES`] pages: a misbehaving server can neither redirect the credential nor make
+    /// the operator page forever.
     pub async fn list_keys(&self, account: &AccountConnection) -> Result<Vec<Key>, TwilioError> {
         let mut url =
             format!("{}/v1/Keys?AccountSid={}&PageSize={}", account.base_url, account.account_sid, self.page_size);
+        let mut requested = HashSet::new();
         let mut keys = Vec::new();
+        let mut pages = 0;
         loop {
+            pages += 1;
+            requested.insert(url.clone());
             let body = self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await?;
             let page: KeyPage = decode(&body)?;
             keys.extend(page.keys);
-            match page.meta.next_page_url {
-                Some(next) if !next.is_empty() => url = self.follow(account, &next),
+            let next = match page.meta.next_page_url {
+                Some(next) if !next.is_empty() => next_page_request(&self.endpoint, account, &next)?,
                 _ => return Ok(keys),
+            };
+            if requested.contains(&next) {
+                return Err(TwilioError::Decode(format!(
+                    "listing keys: Twilio's next_page_url repeats an earlier page ({}) after {pages} pages; \
+                     stopped instead of paging forever",
+                    describe_url(&next)
+                )));
             }
-        }
-    }
-
-    /// Twilio's next-page URLs are absolute; with an overridden endpoint they are kept on it, so
-    /// that a tenant-independent base URL stays the only address the operator talks to.
-    fn follow(&self, account: &AccountConnection, next: &str) -> String {
-        match next.find("/v1/") {
-            Some(index) if matches!(self.endpoint, Endpoint::Override(_)) => {
-                format!("{}{}", account.base_url, &next[index..])
+            if pages >= MAX_LIST_PAGES {
+                return Err(TwilioError::Decode(format!(
+                    "listing keys: more than {MAX_LIST_PAGES} pages ({} keys so far); stopped paging",
+                    keys.len()
+                )));
             }
-            _ => next.to_string(),
+            url = next;
         }
     }
 
@@ -426,6 +438,80 @@ impl TwilioClient {
             return Ok(body);
         }
         Err(classify(status, &body, retry_after))
+    }
+}
+
+/// The most pages one listing follows. At the default page size of 1000 that is a million keys,
+/// far more than any account holds; a server that keeps handing out pages is misbehaving.
+pub const MAX_LIST_PAGES: usize = 1000;
+
+/// The URL to request for a listing's next page, from the `meta.next_page_url` Twilio returned.
+///
+/// The request always goes to the account's base URL: only the path and query of `next` are
+/// used, the path must be exactly `/v1/Keys` (after the base URL's own path, if it has one), and an
+/// `AccountSid` in the query must be the account's. With [`Endpoint::Twilio`] the URL must also
+/// name the base URL's scheme, host and port. Anything else is an error and is never requested, so
+/// the account's credential is only ever sent where the operator was configured to send it.
+pub fn next_page_request(endpoint: &Endpoint, account: &AccountConnection, next: &str) -> Result<String, TwilioError> {
+    let refuse = |why: &str| {
+        TwilioError::Decode(format!(
+            "listing keys: refused to follow Twilio's next_page_url {}: {why}",
+            describe_url_text(next)
+        ))
+    };
+    let base = reqwest::Url::parse(&account.base_url)
+        .map_err(|_| TwilioError::Decode("listing keys: the account's base URL is not a URL".into()))?;
+    // A path relative to the host, e.g. `/v1/Keys?...`, stays on the base URL's host.
+    let relative = next.starts_with('/') && !next.starts_with("//");
+    let parsed = if relative { base.join(next) } else { reqwest::Url::parse(next) };
+    let parsed = parsed.map_err(|_| refuse("it is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(refuse("it is not an http(s) URL"));
+    }
+    if matches!(endpoint, Endpoint::Twilio) && parsed.origin() != base.origin() {
+        return Err(refuse(&format!("it is not on {}", base.origin().ascii_serialization())));
+    }
+    let base_path = base.path().trim_end_matches('/');
+    let path = parsed.path();
+    if path != "/v1/Keys" && (base_path.is_empty() || path != format!("{base_path}/v1/Keys")) {
+        return Err(refuse("its path is not /v1/Keys"));
+    }
+    let foreign_account =
+        parsed.query_pairs().any(|(name, value)| name == "AccountSid" && value != account.account_sid);
+    if foreign_account {
+        return Err(refuse("it lists another account"));
+    }
+    Ok(match parsed.query() {
+        Some(query) => format!("{}/v1/Keys?{query}", account.base_url),
+        None => format!("{}/v1/Keys", account.base_url),
+    })
+}
+
+/// A URL for an error message: scheme, host, port and path; never user info or the query.
+fn describe_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let text = format!("{}://{}{port}{}", url.scheme(), url.host_str().unwrap_or(""), url.path());
+            truncate(&text, 120)
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// Like [`describe_url`], for text that may also be a relative URL.
+fn describe_url_text(text: &str) -> String {
+    if text.starts_with('/') && !text.starts_with("//") {
+        let path = text.split(['?', '#']).next().unwrap_or("");
+        return truncate(path, 120);
+    }
+    describe_url(text)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => format!("{}...", &text[..index]),
+        None => text.to_string(),
     }
 }
 
@@ -535,5 +621,119 @@ mod tests {
         assert_eq!(operation_label(&Method::GET, "http://x/v1/Keys/SK1"), "fetch_key");
         assert_eq!(operation_label(&Method::POST, "http://x/v1/Keys/SK1"), "update_key");
         assert_eq!(operation_label(&Method::DELETE, "http://x/v1/Keys/SK1"), "delete_key");
+    }
+
+    fn account(base_url: &str) -> AccountConnection {
+        AccountConnection {
+            account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+            region: "us1".into(),
+            base_url: base_url.into(),
+            credentials: Credentials {
+                username: "AC0123456789abcdef0123456789abcdef".into(),
+                password: SecretString::new("token"),
+            },
+        }
+    }
+
+    const QUERY: &str = "AccountSid=AC0123456789abcdef0123456789abcdef&PageSize=50&Page=1&PageToken=PT9";
+
+    #[test]
+    fn next_pages_stay_on_twilio_hosts() {
+        let twilio = account("https://iam.twilio.com");
+        let next = |url: &str| next_page_request(&Endpoint::Twilio, &twilio, url);
+        assert_eq!(
+            next(&format!("https://iam.twilio.com/v1/Keys?{QUERY}")).unwrap(),
+            format!("https://iam.twilio.com/v1/Keys?{QUERY}")
+        );
+        assert_eq!(next(&format!("/v1/Keys?{QUERY}")).unwrap(), format!("https://iam.twilio.com/v1/Keys?{QUERY}"));
+        assert_eq!(next("https://iam.twilio.com:443/v1/Keys").unwrap(), "https://iam.twilio.com/v1/Keys");
+        for foreign in [
+            format!("https://evil.example/v1/Keys?{QUERY}"),
+            format!("http://iam.twilio.com/v1/Keys?{QUERY}"),
+            format!("https://iam.twilio.com:8443/v1/Keys?{QUERY}"),
+            format!("https://iam.twilio.com.evil.example/v1/Keys?{QUERY}"),
+            format!("https://iam.twilio.com@evil.example/v1/Keys?{QUERY}"),
+            format!("//evil.example/v1/Keys?{QUERY}"),
+            format!("/\\evil.example/v1/Keys?{QUERY}"),
+            format!("https://api.twilio.com/v1/Keys?{QUERY}"),
+        ] {
+            let err = next(&foreign).expect_err(&foreign);
+            assert!(matches!(err, TwilioError::Decode(_)), "{foreign}: {err}");
+        }
+        let regional = account("https://iam.dublin.ie1.twilio.com");
+        assert!(next_page_request(&Endpoint::Twilio, &regional, "https://iam.twilio.com/v1/Keys").is_err());
+    }
+
+    #[test]
+    fn next_pages_are_only_the_keys_list() {
+        let twilio = account("https://iam.twilio.com");
+        for path in [
+            "/v1/Keys/SK0123456789abcdef0123456789abcdef",
+            "/v1/Keys/",
+            "/v1/keys",
+            "/v1/Accounts",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Keys.json",
+            "/v2/Keys",
+            "/",
+            "/evil",
+            "/v1/Keys%2F..%2Fother",
+            "/x/v1/Keys",
+        ] {
+            let url = format!("https://iam.twilio.com{path}?{QUERY}");
+            let err = next_page_request(&Endpoint::Twilio, &twilio, &url).expect_err(&url);
+            assert!(err.to_string().contains("path is not /v1/Keys"), "{url}: {err}");
+        }
+        for junk in ["", "not a url", "ftp://iam.twilio.com/v1/Keys", "javascript:alert(1)", "mailto:a@b"] {
+            assert!(next_page_request(&Endpoint::Twilio, &twilio, junk).is_err(), "{junk}");
+        }
+        let other_account = "https://iam.twilio.com/v1/Keys?AccountSid=AC99999999999999999999999999999999&Page=1";
+        let err = next_page_request(&Endpoint::Twilio, &twilio, other_account).unwrap_err();
+        assert!(err.to_string().contains("another account"), "{err}");
+    }
+
+    #[test]
+    fn an_override_endpoint_keeps_every_page_on_its_base_url() {
+        let endpoint = Endpoint::Override("http://127.0.0.1:9".into());
+        let fake = account("http://127.0.0.1:9");
+        let expected = format!("http://127.0.0.1:9/v1/Keys?{QUERY}");
+        for next in [
+            format!("http://127.0.0.1:9/v1/Keys?{QUERY}"),
+            format!("https://iam.twilio.com/v1/Keys?{QUERY}"),
+            format!("http://127.0.0.2:4000/v1/Keys?{QUERY}#fragment"),
+            format!("/v1/Keys?{QUERY}"),
+        ] {
+            assert_eq!(next_page_request(&endpoint, &fake, &next).unwrap(), expected, "{next}");
+        }
+        for bad in
+            ["http://127.0.0.2:4000/evil?AccountSid=AC1", "http://127.0.0.1:9/v1/Keys/SK1", "http://127.0.0.1:9/"]
+        {
+            assert!(next_page_request(&endpoint, &fake, bad).is_err(), "{bad}");
+        }
+        // A base URL with a path (a proxy): Twilio's own path and the proxied one are both fine.
+        let proxied = account("http://proxy.local/twilio");
+        let endpoint = Endpoint::Override("http://proxy.local/twilio".into());
+        for next in
+            [format!("https://iam.twilio.com/v1/Keys?{QUERY}"), format!("http://proxy.local/twilio/v1/Keys?{QUERY}")]
+        {
+            assert_eq!(
+                next_page_request(&endpoint, &proxied, &next).unwrap(),
+                format!("http://proxy.local/twilio/v1/Keys?{QUERY}")
+            );
+        }
+        assert!(next_page_request(&endpoint, &proxied, "http://proxy.local/other/v1/Keys").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_url_without_credentials_or_query() {
+        let twilio = account("https://iam.twilio.com");
+        let url = "https://user:hunter2@evil.example:8443/v1/Keys?AccountSid=AC0123456789abcdef0123456789abcdef&PageToken=secretish";
+        let message = next_page_request(&Endpoint::Twilio, &twilio, url).unwrap_err().to_string();
+        assert!(message.contains("https://evil.example:8443/v1/Keys"), "{message}");
+        assert!(message.contains("not on https://iam.twilio.com"), "{message}");
+        for hidden in ["hunter2", "user", "PageToken", "token"] {
+            assert!(!message.contains(hidden), "{hidden} in {message}");
+        }
+        let long = format!("https://evil.example/{}", "a".repeat(5000));
+        assert!(next_page_request(&Endpoint::Twilio, &twilio, &long).unwrap_err().to_string().len() < 300);
     }
 }

@@ -136,14 +136,20 @@ async fn a_trigger_change_and_the_rotate_annotation_each_rotate_once() {
 #[tokio::test]
 async fn an_elapsed_interval_rotates_and_next_rotation_is_announced() {
     let env = TestEnv::with_operator("interval").await;
-    env.create_key("k", json!({"rotation": {"interval": "6s", "gracePeriod": "1s"}})).await;
+    // 1m is the shortest interval the operator accepts.
+    env.create_key("k", json!({"rotation": {"interval": "1m", "gracePeriod": "1s"}})).await;
     let key = env.wait_ready("k").await;
     let status = key.status.unwrap();
     let created: k8s_openapi::jiff::Timestamp = status.key_created_at.unwrap().parse().unwrap();
     let next: k8s_openapi::jiff::Timestamp = status.next_rotation_at.expect("nextRotationAt is set").parse().unwrap();
-    assert_eq!(next.duration_since(created).as_secs(), 6);
+    assert_eq!(next.duration_since(created).as_secs(), 60);
     let first = status.key_sid.unwrap();
-    let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
+    let second = support::wait_up_to(Duration::from_secs(150), "the interval rotation", || async {
+        let key = env.keys().get("k").await.ok()?;
+        let sid = key.status?.key_sid?;
+        (sid != first).then_some(sid)
+    })
+    .await;
     wait_key_gone_in_twilio(&env, &first).await;
     assert_delivers(&env, "k", &second).await;
 }
@@ -251,9 +257,15 @@ async fn a_key_deleted_in_twilio_is_reissued_by_the_periodic_drift_check() {
     assert!(env.fake.delete_key(&first));
     let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
     assert_delivers(&env, "k", &second).await;
-    let lists = env.fake.request_counts().get("list_keys 200").copied().unwrap_or(0);
-    let fetches = env.fake.request_counts().keys().filter(|k| k.starts_with("fetch_key")).count();
-    assert!(lists >= 1 && fetches == 0, "drift is found by listing, not by fetching each key");
+    let counts = env.fake.request_counts();
+    let lists = counts.get("list_keys 200").copied().unwrap_or(0);
+    let confirmations = counts.get("fetch_key 404").copied().unwrap_or(0);
+    let other_fetches = counts.iter().filter(|(k, _)| k.starts_with("fetch_key") && *k != "fetch_key 404").count();
+    assert!(lists >= 1, "drift is found by listing, not by fetching each key");
+    assert!(
+        confirmations >= 1 && other_fetches == 0,
+        "the listing's miss is confirmed by fetching that key: {counts:?}"
+    );
 }
 
 #[tokio::test]

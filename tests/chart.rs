@@ -194,7 +194,22 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
     let team = env.namespace.as_str();
     assert!(can_i(&kubeconfig, &["get", "secrets", "-n", team]), "reads Secrets in its namespace");
     assert!(can_i(&kubeconfig, &["patch", "twilioapikeys.twilio-operator.dev", "-n", team]));
-    assert!(can_i(&kubeconfig, &["patch", "leases.coordination.k8s.io", "-n", &release_ns]));
+    // The leader Lease: created by anyone's name (create cannot be restricted by name), then
+    // read, renewed and released only under its own name, which is fixed in the operator.
+    let lease = format!("leases.coordination.k8s.io/{}", twilio_operator::leader::LEASE_NAME);
+    assert!(can_i(&kubeconfig, &["create", "leases.coordination.k8s.io", "-n", &release_ns]));
+    for verb in ["get", "update", "patch"] {
+        assert!(can_i(&kubeconfig, &[verb, &lease, "-n", &release_ns]), "{verb} the leader Lease");
+        let other_lease = "leases.coordination.k8s.io/someone-elses-lease";
+        assert!(!can_i(&kubeconfig, &[verb, other_lease, "-n", &release_ns]), "{verb} only the leader Lease");
+    }
+    assert!(!can_i(&kubeconfig, &["delete", &lease, "-n", &release_ns]));
+    assert!(!can_i(&kubeconfig, &["list", "leases.coordination.k8s.io", "-n", &release_ns]));
+    // Namespaces: read one by name (a ClusterTwilioAccount's namespaceSelector), never listed.
+    assert!(can_i(&kubeconfig, &["get", "namespaces"]));
+    assert!(can_i(&kubeconfig, &["get", &format!("namespaces/{team}")]));
+    assert!(!can_i(&kubeconfig, &["list", "namespaces"]), "Namespaces are read by name only");
+    assert!(!can_i(&kubeconfig, &["watch", "namespaces"]));
     assert!(!can_i(&kubeconfig, &["get", "secrets", "-n", &other.namespace]), "no Secrets outside its namespaces");
     assert!(!can_i(&kubeconfig, &["list", "secrets", "--all-namespaces"]));
     assert!(!can_i(&kubeconfig, &["get", "twilioapikeys.twilio-operator.dev", "-n", &other.namespace]));
@@ -223,6 +238,9 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
     assert!(!can_i(&kubeconfig, &["create", "clusterroles"]));
     assert!(!can_i(&kubeconfig, &["bind", "clusterroles"]));
     assert!(!can_i(&kubeconfig, &["impersonate", "serviceaccounts"]));
+    assert!(can_i(&kubeconfig, &["get", "namespaces"]));
+    assert!(!can_i(&kubeconfig, &["list", "namespaces"]), "Namespaces are read by name only");
+    assert!(!can_i(&kubeconfig, &["watch", "namespaces"]));
     assert!(!can_i(&kubeconfig, &["create", "deployments", "-n", &cluster_ns]));
     assert!(
         !can_i(&kubeconfig, &["patch", "leases.coordination.k8s.io", "-n", &cluster_ns]),

@@ -46,9 +46,12 @@ async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs()
         assert_eq!(in_twilio.key_type, key_type);
         assert_eq!(in_twilio.friendly_name, friendly_name);
 
+        // The Secret names its resource but has no ownerReference: the garbage collector must
+        // never delete the only copy of a valid key's secret (foreground deletion would).
         let delivered = env.secrets().get(secret_name).await.unwrap();
-        let owner = &delivered.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), Some(&owner.uid)), ("TwilioApiKey", key.uid().as_ref()));
+        assert!(delivered.owner_references().is_empty());
+        assert_eq!(delivered.annotations().get("twilio-operator.dev/owner").map(String::as_str), Some(name));
+        assert_eq!(delivered.annotations().get("twilio-operator.dev/owner-uid"), key.uid().as_ref());
         env.wait_for_event(name, "KeyCreated").await;
     }
     let restricted = env.fake.keys().into_iter().find(|k| k.key_type == FakeKeyType::Restricted).unwrap();

@@ -53,29 +53,42 @@ pub fn control_plane() -> &'static ControlPlane {
         if let Ok(path) = std::env::var("TWILIO_OPERATOR_TEST_KUBECONFIG") {
             return Ok(ControlPlane { kubeconfig: PathBuf::from(path), dir: None });
         }
-        let dir = repo_root().join("target").join("test-control-planes").join(format!("{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let crds: Vec<PathBuf> = std::fs::read_dir(repo_root().join("crds"))
-            .expect("crds/ exists")
-            .map(|e| e.expect("crds/ entry").path())
-            .collect();
-        let status = Command::new(repo_root().join("hack/control-plane.sh"))
-            .arg("up")
-            .arg(&dir)
-            .args(&crds)
-            .env("WATCH_PID", std::process::id().to_string())
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("run hack/control-plane.sh: {e}"))?;
-        if !status.success() {
-            return Err(format!("hack/control-plane.sh up failed; logs are in {}", dir.display()));
-        }
-        Ok(ControlPlane { kubeconfig: dir.join("kubeconfig"), dir: Some(dir) })
+        start_control_plane(&format!("{}", std::process::id()))
     });
     match plane {
         Ok(plane) => plane,
         Err(message) => panic!("{message}"),
     }
+}
+
+/// Starts a control plane of its own (with the CRDs) under target/test-control-planes/<name>; it
+/// stops when this test process exits.
+pub fn start_control_plane(name: &str) -> Result<ControlPlane, String> {
+    let dir = repo_root().join("target").join("test-control-planes").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let crds: Vec<PathBuf> = std::fs::read_dir(repo_root().join("crds"))
+        .expect("crds/ exists")
+        .map(|e| e.expect("crds/ entry").path())
+        .collect();
+    let status = Command::new(repo_root().join("hack/control-plane.sh"))
+        .arg("up")
+        .arg(&dir)
+        .args(&crds)
+        .env("WATCH_PID", std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("run hack/control-plane.sh: {e}"))?;
+    if !status.success() {
+        return Err(format!("hack/control-plane.sh up failed; logs are in {}", dir.display()));
+    }
+    Ok(ControlPlane { kubeconfig: dir.join("kubeconfig"), dir: Some(dir) })
+}
+
+/// A client of `plane`.
+pub async fn client_for(plane: &ControlPlane) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
+    Client::try_from(config).expect("client")
 }
 
 pub async fn client() -> Client {
