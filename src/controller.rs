@@ -65,7 +65,7 @@ fn account_controller<A: account::AccountResource>(
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(kube::runtime::predicates::generation, PredicateConfig::default());
+        .predicate_filter(account_intent_hash, PredicateConfig::default());
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
@@ -213,6 +213,16 @@ fn intent_hash(key: &TwilioApiKey) -> Option<u64> {
     key.meta().deletion_timestamp.is_some().hash(&mut hasher);
     key.finalizers().hash(&mut hasher);
     key.annotations().get(ROTATE_ANNOTATION).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// What a change to an account must alter to wake it: its spec, its deletion or its finalizers
+/// (the finalizer helper adds the finalizer and waits for that change to verify the account).
+fn account_intent_hash<A: account::AccountResource>(account: &A) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    account.meta().generation.hash(&mut hasher);
+    account.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    account.finalizers().hash(&mut hasher);
     Some(hasher.finish())
 }
 

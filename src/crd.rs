@@ -302,6 +302,10 @@ pub struct TwilioApiKeyStatus {
     /// Name of the Secret the key is delivered into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// A Secret this resource delivered into under an earlier spec.secret.name, deleted as soon as
+    /// the API server allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_secret_name: Option<String>,
     /// When the current key was created (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_created_at: Option<String>,

@@ -192,7 +192,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         Step::UpdateInPlace => {
             update_in_place(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await
         }
-        Step::RewriteSecret => rewrite_secret(key, ctx, delivering_secret.as_ref(), at_desired_name).await,
+        Step::RewriteSecret => rewrite_secret(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await,
         Step::UpToDate => settle(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await,
     }
 }
@@ -234,25 +234,48 @@ async fn record(
     write_status(ctx, key, &status).await?;
     let note = format!("Recorded key {sid} found in Secret {secret_name}");
     ctx.normal(key, "KeyRecorded", "RecordKey", note).await;
-    let status = give_desired_name(key, ctx, connection, status).await?;
+    let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
 }
 
-/// A recorded key still carrying its pending name gets the name the spec asks for.
-async fn give_desired_name(
+/// What follows a recorded delivery, retried by later passes until done: the Secret left under
+/// an earlier name is deleted, and a key still carrying its pending name gets the name the spec
+/// asks for. The status is written once, if either happened.
+async fn finish_delivery(
     key: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     status: TwilioApiKeyStatus,
 ) -> Result<TwilioApiKeyStatus> {
+    let mut finished = status.clone();
+    if let Some(stale) = status.stale_secret_name.as_ref().filter(|name| **name != key.desired_secret_name()) {
+        let secret = secrets(ctx, key).get_opt(stale).await.map_err(Error::kube("read Secret"))?;
+        if let Some(secret) = secret.filter(|s| crate::secret::is_owned(key, s)) {
+            delete_secret(ctx, key, &secret).await?;
+        }
+    }
+    finished.stale_secret_name = None;
     let friendly_name = key.desired_friendly_name();
-    let Some(sid) = status.key_sid.clone().filter(|_| status.friendly_name.as_ref() != Some(&friendly_name)) else {
+    if let Some(sid) = status.key_sid.as_ref().filter(|_| status.friendly_name.as_ref() != Some(&friendly_name)) {
+        ctx.twilio.update_key(connection, sid, &friendly_name, None).await.map_err(Error::twilio("name key"))?;
+        finished.friendly_name = Some(friendly_name);
+    }
+    if finished == status {
         return Ok(status);
-    };
-    ctx.twilio.update_key(connection, &sid, &friendly_name, None).await.map_err(Error::twilio("name key"))?;
-    let named = ready_status(key, &TwilioApiKeyStatus { friendly_name: Some(friendly_name), ..status });
-    write_status(ctx, key, &named).await?;
-    Ok(named)
+    }
+    let finished = ready_status(key, &finished);
+    write_status(ctx, key, &finished).await?;
+    Ok(finished)
+}
+
+/// The Secret to delete once the key is delivered under the desired name: the one that
+/// delivered it before, if this resource wrote it under another name (or one still waiting to be
+/// deleted from an earlier move).
+fn moved_from(key: &TwilioApiKey, delivering_secret: Option<&Secret>) -> Option<String> {
+    delivering_secret
+        .filter(|s| s.name_any() != key.desired_secret_name() && crate::secret::is_owned(key, s))
+        .map(|s| s.name_any())
+        .or_else(|| key.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
 }
 
 /// Creates a key in Twilio and delivers it; with a cause, the current key is retired for the
@@ -300,9 +323,11 @@ async fn issue(
             return Err(error);
         }
     }
-    let status = delivered_status(key, &created.sid, connection, request.friendly_name, Timestamp::now());
+    let status = TwilioApiKeyStatus {
+        stale_secret_name: moved_from(key, delivering_secret),
+        ..delivered_status(key, &created.sid, connection, request.friendly_name, Timestamp::now())
+    };
     write_status(ctx, key, &status).await?;
-    delete_moved_secret(ctx, key, delivering_secret).await?;
     let secret_name = key.desired_secret_name();
     match cause {
         None => {
@@ -324,7 +349,7 @@ async fn issue(
             }
         }
     }
-    let status = give_desired_name(key, ctx, connection, status).await?;
+    let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
 }
 
@@ -415,6 +440,7 @@ async fn update_in_place(
 async fn rewrite_secret(
     key: &TwilioApiKey,
     ctx: &Context,
+    connection: &AccountConnection,
     delivering_secret: Option<&Secret>,
     at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
@@ -427,23 +453,16 @@ async fn rewrite_secret(
     };
     let desired = crate::secret::desired(key, &account_sid, &sid, &value);
     write_secret(ctx, key, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
-    let status = TwilioApiKeyStatus { secret_name: Some(key.desired_secret_name()), ..ready_status(key, &previous) };
+    let status = TwilioApiKeyStatus {
+        secret_name: Some(key.desired_secret_name()),
+        stale_secret_name: moved_from(key, delivering_secret),
+        ..ready_status(key, &previous)
+    };
     write_status(ctx, key, &status).await?;
-    delete_moved_secret(ctx, key, delivering_secret).await?;
     let note = format!("Wrote Secret {} for key {sid}", key.desired_secret_name());
     ctx.normal(key, "SecretUpdated", "WriteSecret", note).await;
+    let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
-}
-
-/// After the Secret moved to a new name, the old one (if this resource owns it) goes.
-async fn delete_moved_secret(ctx: &Context, key: &TwilioApiKey, old: Option<&Secret>) -> Result<()> {
-    let Some(old) = old.filter(|s| s.name_any() != key.desired_secret_name()) else {
-        return Ok(());
-    };
-    if crate::secret::is_owned(key, old) {
-        delete_secret(ctx, key, old).await?;
-    }
-    Ok(())
 }
 
 /// Deletes the retiring keys whose grace period has ended and records that; returns the resource
@@ -489,6 +508,7 @@ async fn settle(
     }
     let status = ready_status(key, &previous);
     write_status_if_changed(ctx, key, status.clone()).await?;
+    let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
 }
 
@@ -560,10 +580,13 @@ fn all_keys(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<RetiringKey>
     current.chain(status.retiring_keys.iter().cloned()).collect()
 }
 
+/// Every Secret name this resource may have written to.
 fn secret_names(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<String> {
     let mut names = vec![key.desired_secret_name()];
-    if let Some(name) = status.secret_name.clone().filter(|n| !names.contains(n)) {
-        names.push(name);
+    for name in [&status.secret_name, &status.stale_secret_name].into_iter().flatten() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
     }
     names
 }
@@ -703,7 +726,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             owned_secrets.push(secret);
         }
     }
-    let orphan = key.spec.deletion_policy == DeletionPolicy::Orphan && !namespace_terminating(ctx, &namespace).await?;
+    let orphan = key.spec.deletion_policy == DeletionPolicy::Orphan && !namespace_terminating(ctx, &namespace).await;
     // Keys this resource may have left under its pending name are looked for in its account; with
     // no usable account and nothing recorded, there is nothing it can reach to delete.
     let account_ref = status.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
@@ -764,10 +787,17 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-async fn namespace_terminating(ctx: &Context, namespace: &str) -> Result<bool> {
+/// Whether the namespace is being deleted. Not knowing (e.g. no permission to read it) counts as
+/// no: the resource's own deletionPolicy then holds.
+async fn namespace_terminating(ctx: &Context, namespace: &str) -> bool {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let found = namespaces.get_opt(namespace).await.map_err(Error::kube("read Namespace"))?;
-    Ok(found.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()))
+    match namespaces.get_opt(namespace).await {
+        Ok(found) => found.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the namespace; deletionPolicy Orphan holds");
+            false
+        }
+    }
 }
 
 /// Hands the Secret over: it stays, without the marks that make it this resource's. The

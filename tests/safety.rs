@@ -11,9 +11,10 @@ use std::time::Duration;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
+use twilio_operator::crd::{ClusterTwilioAccount, TwilioAccount};
 
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -224,4 +225,63 @@ async fn one_listing_that_misses_a_key_does_not_reissue_it() {
     assert_eq!(status.key_sid.as_deref(), Some(sid.as_str()), "the live key is kept");
     assert!(!env.event_reasons("k").await.iter().any(|r| r == "KeyRotated"), "no rotation happened");
     assert_eq!(env.fake.keys().len(), 1);
+}
+
+#[tokio::test]
+async fn an_account_deleted_before_its_keys_stays_until_they_are_deleted_in_twilio() {
+    let env = TestEnv::with_operator("accountfirst").await;
+    env.create_key("k", json!({})).await;
+    let sid = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+    let accounts: Api<TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    accounts.delete("main", &DeleteParams::default()).await.expect("delete the account");
+    wait_until("the account to wait for its key, saying so", || async {
+        let account = accounts.get_opt("main").await.ok()??;
+        let ready = account.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "InUse" && ready.message.contains(&format!("{}/k", env.namespace))).then_some(())
+    })
+    .await;
+    let credentials = env.secrets().get("twilio-credentials").await.unwrap();
+    assert!(credentials.finalizers().iter().any(|f| f == "twilio-operator.dev/credentials-in-use"));
+
+    env.delete_key("k").await;
+    env.wait_gone("k").await;
+    assert!(env.fake.key(&sid).is_none(), "the key is deleted in Twilio with the account's credential");
+    wait_until("the account to go once no key needs it", || async {
+        matches!(accounts.get_opt("main").await, Ok(None)).then_some(())
+    })
+    .await;
+    let credentials = env.secrets().get("twilio-credentials").await.expect("the credentials Secret itself stays");
+    assert!(credentials.finalizers().is_empty(), "and is let go: {:?}", credentials.finalizers());
+}
+
+#[tokio::test]
+async fn a_cluster_account_that_stops_allowing_the_namespace_still_deletes_the_keys_it_issued() {
+    let env = TestEnv::with_operator("disallowed").await;
+    let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(env.client.clone());
+    let account_name = format!("{}-shared", env.namespace);
+    let account: ClusterTwilioAccount = serde_json::from_value(json!({
+        "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "ClusterTwilioAccount",
+        "metadata": {"name": account_name},
+        "spec": {
+            "accountSid": ACCOUNT_SID,
+            "credentialsSecretRef": {"name": "twilio-credentials", "namespace": env.namespace},
+            "allowedNamespaces": {"namespaces": [env.namespace]},
+        },
+    }))
+    .unwrap();
+    cluster_accounts.create(&PostParams::default(), &account).await.unwrap();
+    env.create_key("k", json!({"accountRef": {"name": account_name, "kind": "ClusterTwilioAccount"}})).await;
+    let sid = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+
+    let disallow = json!({"spec": {"allowedNamespaces": {"namespaces": ["somebody-else"]}}});
+    cluster_accounts.patch(&account_name, &PatchParams::default(), &Patch::Merge(&disallow)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.delete_key("k").await;
+    env.wait_gone("k").await;
+    assert!(env.fake.key(&sid).is_none(), "the key the account issued is deleted in Twilio");
+    cluster_accounts.delete(&account_name, &DeleteParams::default()).await.unwrap();
+    wait_until("the ClusterTwilioAccount to go", || async {
+        matches!(cluster_accounts.get_opt(&account_name).await, Ok(None)).then_some(())
+    })
+    .await;
 }

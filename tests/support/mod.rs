@@ -3,6 +3,8 @@
 //! process, and the real operator binary, one namespace per test.
 #![allow(dead_code)]
 
+pub mod kube_proxy;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
