@@ -12,13 +12,19 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::account::AccountResource;
-use crate::crd::{AccountKind, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
+use crate::crd::{AccountKind, ClusterTwilioAccount, TwilioAccount, TwilioApiKey, TwilioApiKeyStatus};
 use crate::twilio::{AccountConnection, Key, TwilioClient, TwilioError};
 
 /// The keys one account held in Twilio when it was last listed.
 pub struct Inventory {
     pub listed_at: Timestamp,
     pub keys: HashMap<String, Key>,
+}
+
+/// FNV-1a over the status' JSON (stable across builds, unlike std's hasher).
+fn status_fingerprint(status: Option<&TwilioApiKeyStatus>) -> u64 {
+    let json = serde_json::to_string(&status).unwrap_or_default();
+    json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// One account's latest listing, behind the lock that makes concurrent users wait for one listing.
@@ -52,9 +58,10 @@ pub struct Context {
     /// Secrets (namespace/name) this process deleted whose deletion the watch has not shown yet:
     /// that event is not a change to react to either.
     own_secret_deletes: Mutex<HashSet<String>>,
-    /// Per resource UID, whether the last status this process wrote held a key: a cached object
-    /// without a key is then stale (the API server has the write, the cache not yet).
-    written_keys: Mutex<HashMap<String, bool>>,
+    /// Per resource UID, a fingerprint of the status this process last wrote (as the API server
+    /// returned it). The operator is the only writer of status, so a cached object whose status
+    /// differs is most likely older than that write: acting on it would repeat a step.
+    written_statuses: Mutex<HashMap<String, u64>>,
     /// The keys controllers' caches of keys and accounts, by watched namespace ("" for all
     /// namespaces). The account caches are fed by the same watch that wakes keys on account
     /// changes, so a key woken by an account change finds the change here.
@@ -84,7 +91,7 @@ impl Context {
             unsure_creates: Mutex::default(),
             own_secret_writes: Mutex::default(),
             own_secret_deletes: Mutex::default(),
-            written_keys: Mutex::default(),
+            written_statuses: Mutex::default(),
             scope_caches: Mutex::default(),
         }
     }
@@ -187,19 +194,26 @@ impl Context {
         }
     }
 
-    /// Remembers whether the status just written for `uid` records a key.
-    pub fn note_status_written(&self, uid: &str, has_key: bool) {
-        self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), has_key);
+    /// Remembers the status just written for `uid`.
+    pub fn note_status_written(&self, uid: &str, status: Option<&TwilioApiKeyStatus>) {
+        let fingerprint = status_fingerprint(status);
+        self.written_statuses.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), fingerprint);
     }
 
-    /// Whether this process last wrote a status with a key for `uid`.
-    pub fn wrote_a_key(&self, uid: &str) -> bool {
-        self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).get(uid).copied().unwrap_or(false)
+    /// Whether this process last wrote a status for `uid` other than `status`.
+    pub fn wrote_another_status(&self, uid: &str, status: Option<&TwilioApiKeyStatus>) -> bool {
+        let written = self.written_statuses.lock().unwrap_or_else(|p| p.into_inner()).get(uid).copied();
+        written.is_some_and(|fingerprint| fingerprint != status_fingerprint(status))
+    }
+
+    /// Stops comparing `uid`'s status with what this process wrote (someone else wrote it since).
+    pub fn forget_status_written(&self, uid: &str) {
+        self.written_statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 
     /// The resource is gone: nothing about it needs remembering.
     pub fn forget_resource(&self, uid: &str) {
-        self.written_keys.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+        self.forget_status_written(uid);
         self.mark_create_unsure(uid, false);
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }

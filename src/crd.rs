@@ -102,7 +102,8 @@ pub struct TwilioApiKeySpec {
     #[serde(default)]
     pub suspend: bool,
     /// What happens to the Twilio key and the Secret when this resource is deleted: Delete
-    /// (default) removes both; Orphan keeps both and removes the Secret's ownerReference.
+    /// (default) removes both; Orphan keeps both and hands the Secret over (it loses the marks
+    /// that made it this resource's). In a namespace that is being deleted, Orphan deletes too.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

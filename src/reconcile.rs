@@ -85,10 +85,11 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         let patch = serde_json::json!({
             "status": {"conditions": conditions, "observedGeneration": key.meta().generation}
         });
-        key_api(ctx, key)
+        let written = key_api(ctx, key)
             .patch_status(&key.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(Error::kube("write status"))?;
+        ctx.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
         let action = if key.meta().deletion_timestamp.is_some() { "Delete" } else { "Reconcile" };
         ctx.warn(key, health.reason(), action, error.to_string()).await;
     }
@@ -119,6 +120,15 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     // Old keys go when their grace period ends, whatever else holds this resource up.
+    // The cache may lag behind a status this process just wrote; acting on the older one would
+    // repeat a step (create, rename) already done.
+    let uid = key.uid().unwrap_or_default();
+    if ctx.wrote_another_status(&uid, key.status.as_ref()) {
+        if live_status(ctx, key).await? != key.status {
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
+        ctx.forget_status_written(&uid);
+    }
     let retired = retire_due_keys(key, ctx).await?;
     let key = retired.as_ref().unwrap_or(key);
     plan::validate(key).map_err(Error::InvalidSpec)?;
@@ -174,16 +184,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             write_status_if_changed(ctx, key, revoked_status(key)).await?;
             Ok(Action::await_change())
         }
-        Step::Create => {
-            // The cache may lag behind a status this process just wrote: if that status held a
-            // key, a key is created only when the live object confirms that none was issued.
-            if ctx.wrote_a_key(&key.uid().unwrap_or_default())
-                && live_status(ctx, key).await?.is_some_and(|s| s.key_sid.is_some())
-            {
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            issue(key, ctx, &connection, None, delivering_secret.as_ref(), at_desired_name).await
-        }
+        Step::Create => issue(key, ctx, &connection, None, delivering_secret.as_ref(), at_desired_name).await,
         Step::Rotate(cause) => {
             issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref(), at_desired_name).await
         }
@@ -715,6 +716,14 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
 /// Secret goes with the namespace: Orphan deletes too. The finalizer is removed only after this
 /// succeeds.
 async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
+    // A cached status older than this process's last write could miss a key it just recorded.
+    let live;
+    let key = if ctx.wrote_another_status(&key.uid().unwrap_or_default(), key.status.as_ref()) {
+        live = TwilioApiKey { status: live_status(ctx, key).await?, ..key.clone() };
+        &live
+    } else {
+        key
+    };
     let status = key.status.clone().unwrap_or_default();
     let namespace = key.namespace().unwrap_or_default();
     let secrets = secrets(ctx, key);
@@ -910,10 +919,10 @@ async fn write_status(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeySt
         {"op": "add", "path": "/status", "value": value}
     ]))
     .map_err(Error::Encode)?;
-    key_api(ctx, key)
+    let written = key_api(ctx, key)
         .patch_status(&key.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map_err(Error::kube("write status"))?;
-    ctx.note_status_written(&key.uid().unwrap_or_default(), status.key_sid.is_some());
+    ctx.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
     Ok(())
 }

@@ -7,10 +7,10 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::{ACCOUNT_SID, TestEnv, wait_until};
+use support::{TestEnv, wait_until};
 use twilio_operator::crd::ClusterTwilioAccount;
 
 /// Applies a JSON merge patch to a key's spec (as `kubectl patch --type merge` would).
@@ -289,19 +289,8 @@ async fn tenants_use_only_accounts_their_namespace_may_use() {
     env.wait_for_condition("k", "False", "AccountNotFound").await;
     drop(other);
 
+    let account_name = env.create_cluster_account(json!({"namespaces": ["somebody-else"]})).await;
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(env.client.clone());
-    let account_name = format!("{}-shared", env.namespace);
-    let account: ClusterTwilioAccount = serde_json::from_value(json!({
-        "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "ClusterTwilioAccount",
-        "metadata": {"name": account_name},
-        "spec": {
-            "accountSid": ACCOUNT_SID,
-            "credentialsSecretRef": {"name": "twilio-credentials", "namespace": env.namespace},
-            "allowedNamespaces": {"namespaces": ["somebody-else"]},
-        },
-    }))
-    .unwrap();
-    cluster_accounts.create(&PostParams::default(), &account).await.unwrap();
     env.create_key("shared", json!({"accountRef": {"name": account_name, "kind": "ClusterTwilioAccount"}})).await;
     let key = env.wait_for_condition("shared", "False", "AccountNotAllowed").await;
     assert!(key.status.unwrap().conditions[0].message.contains("allowedNamespaces"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
 use twilio_operator::crd::{ClusterTwilioAccount, TwilioAccount};
@@ -257,19 +257,8 @@ async fn an_account_deleted_before_its_keys_stays_until_they_are_deleted_in_twil
 #[tokio::test]
 async fn a_cluster_account_that_stops_allowing_the_namespace_still_deletes_the_keys_it_issued() {
     let env = TestEnv::with_operator("disallowed").await;
+    let account_name = env.create_cluster_account(json!({"namespaces": [env.namespace]})).await;
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(env.client.clone());
-    let account_name = format!("{}-shared", env.namespace);
-    let account: ClusterTwilioAccount = serde_json::from_value(json!({
-        "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "ClusterTwilioAccount",
-        "metadata": {"name": account_name},
-        "spec": {
-            "accountSid": ACCOUNT_SID,
-            "credentialsSecretRef": {"name": "twilio-credentials", "namespace": env.namespace},
-            "allowedNamespaces": {"namespaces": [env.namespace]},
-        },
-    }))
-    .unwrap();
-    cluster_accounts.create(&PostParams::default(), &account).await.unwrap();
     env.create_key("k", json!({"accountRef": {"name": account_name, "kind": "ClusterTwilioAccount"}})).await;
     let sid = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
 

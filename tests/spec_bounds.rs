@@ -5,23 +5,9 @@
 
 mod support;
 
-use kube::api::PostParams;
 use serde_json::{Value, json};
 use support::TestEnv;
 use twilio_operator::crd::TwilioApiKey;
-
-/// Creates a TwilioApiKey with this spec (accountRef "main"); the API server's answer.
-async fn try_create(env: &TestEnv, name: &str, mut spec: Value) -> Result<TwilioApiKey, kube::Error> {
-    spec["accountRef"] = json!({"name": "main"});
-    let key: TwilioApiKey = serde_json::from_value(json!({
-        "apiVersion": "twilio-operator.dev/v1alpha1",
-        "kind": "TwilioApiKey",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .unwrap();
-    env.keys().create(&PostParams::default(), &key).await
-}
 
 /// Waits until the key is Stalled with reason InvalidSpec, and returns the condition's message.
 async fn invalid_spec_message(env: &TestEnv, name: &str) -> String {
@@ -82,7 +68,7 @@ async fn values_the_schema_bounds_are_refused_at_admission() {
         ("65 labels", json!({"secret": {"labels": labels}})),
         ("a permission of 257 characters", json!({"keyType": "Restricted", "policy": {"allow": ["p".repeat(257)]}})),
     ] {
-        match try_create(&env, "refused", spec).await {
+        match env.try_create_key("refused", spec).await {
             Err(kube::Error::Api(status)) => assert_eq!(status.code, 422, "{what}: {status:?}"),
             other => panic!("{what} should be refused with 422, got {other:?}"),
         }
@@ -96,7 +82,7 @@ async fn a_grace_period_beyond_720h_stalls_the_key_and_not_the_operator() {
     // Passes the 1.20 schema (a well-formed duration of 10 characters); a CEL-enforcing API server
     // refuses it at admission, which is as good.
     let spec = json!({"rotation": {"gracePeriod": "100000000h"}});
-    if !admitted(try_create(&env, "huge-grace", spec).await) {
+    if !admitted(env.try_create_key("huge-grace", spec).await) {
         return;
     }
     let message = invalid_spec_message(&env, "huge-grace").await;
@@ -113,7 +99,7 @@ async fn intervals_under_a_minute_stall_without_a_key() {
     let env = TestEnv::with_operator("bounds-interval").await;
     for (name, interval) in [("zero", "0s"), ("one-second", "1s")] {
         let spec = json!({"rotation": {"interval": interval, "gracePeriod": "0s"}});
-        if !admitted(try_create(&env, name, spec).await) {
+        if !admitted(env.try_create_key(name, spec).await) {
             continue;
         }
         let message = invalid_spec_message(&env, name).await;
@@ -135,7 +121,7 @@ async fn an_invalid_or_reserved_label_key_stalls_before_a_key_is_created() {
         ("managed-by", json!({"app.kubernetes.io/managed-by": "someone-else"})),
     ] {
         let spec = json!({"secret": {"labels": labels}});
-        if !admitted(try_create(&env, name, spec).await) {
+        if !admitted(env.try_create_key(name, spec).await) {
             continue;
         }
         let message = invalid_spec_message(&env, name).await;

@@ -1,7 +1,8 @@
 //! A proxy in front of the real API server that injects the faults a healthy server does not
-//! produce on demand: a write that is carried out but answered with 504 (as after a timeout
-//! between a load balancer and the API server), or a request that fails before it reaches the
-//! server. Everything else passes through unchanged, watches included.
+//! produce on demand: a write that is carried out but answered with an error (as when the answer
+//! is lost on the way back), or a request that fails before it reaches the server. Both are
+//! answered 500, which kube's client does not retry by itself (it retries 429, 503 and 504).
+//! Everything else passes through unchanged, watches included.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use super::ControlPlane;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultMode {
-    /// The request is forwarded and carried out; the client is answered 504.
+    /// The request is forwarded and carried out; the client is answered 500.
     CommitThenFail,
     /// The request is not forwarded; the client is answered 500.
     FailBeforeSending,
@@ -121,7 +122,7 @@ async fn forward(State(upstream): State<Upstream>, request: Request) -> Response
     };
     if fault == Some(FaultMode::CommitThenFail) {
         while let Ok(Some(_)) = response.chunk().await {}
-        return status_response(504, "injected: the request was carried out, the answer lost");
+        return status_response(500, "injected: the request was carried out, the answer lost");
     }
     let status = response.status();
     let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();

@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
-use twilio_operator::crd::{TwilioAccount, TwilioApiKey};
+use twilio_operator::crd::{ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
 use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
@@ -94,10 +94,7 @@ pub async fn client_for(plane: &ControlPlane) -> Client {
 }
 
 pub async fn client() -> Client {
-    let plane = control_plane();
-    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
-    let client = Client::try_from(config).expect("client");
+    let client = client_for(control_plane()).await;
     ensure_crds(&client).await;
     client
 }
@@ -273,7 +270,13 @@ impl TestEnv {
     }
 
     /// Creates a TwilioApiKey with the given spec (accountRef defaults to the "main" account).
-    pub async fn create_key(&self, name: &str, mut spec: serde_json::Value) -> TwilioApiKey {
+    pub async fn create_key(&self, name: &str, spec: serde_json::Value) -> TwilioApiKey {
+        self.try_create_key(name, spec).await.expect("create TwilioApiKey")
+    }
+
+    /// Creates a TwilioApiKey with the given spec (accountRef defaults to the "main" account);
+    /// the API server's answer, admitted or not.
+    pub async fn try_create_key(&self, name: &str, mut spec: serde_json::Value) -> Result<TwilioApiKey, kube::Error> {
         if spec.get("accountRef").is_none() {
             spec["accountRef"] = json!({"name": "main"});
         }
@@ -284,7 +287,28 @@ impl TestEnv {
             "spec": spec,
         }))
         .unwrap();
-        self.keys().create(&PostParams::default(), &key).await.expect("create TwilioApiKey")
+        self.keys().create(&PostParams::default(), &key).await
+    }
+
+    /// A ClusterTwilioAccount named `<namespace>-shared` for the fake's account, whose credentials
+    /// are this namespace's Secret "twilio-credentials", with these allowedNamespaces.
+    pub async fn create_cluster_account(&self, allowed_namespaces: serde_json::Value) -> String {
+        let name = format!("{}-shared", self.namespace);
+        let account: ClusterTwilioAccount = serde_json::from_value(json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "ClusterTwilioAccount",
+            "metadata": {"name": name},
+            "spec": {
+                "accountSid": ACCOUNT_SID,
+                "credentialsSecretRef": {"name": "twilio-credentials", "namespace": self.namespace},
+                "allowedNamespaces": allowed_namespaces,
+            },
+        }))
+        .unwrap();
+        Api::<ClusterTwilioAccount>::all(self.client.clone())
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("create ClusterTwilioAccount");
+        name
     }
 
     pub async fn delete_key(&self, name: &str) {
