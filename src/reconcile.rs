@@ -119,9 +119,8 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         plan::validate(key).map_err(Error::InvalidSpec)?;
         return Ok(Action::await_change());
     }
-    // Old keys go when their grace period ends, whatever else holds this resource up.
     // The cache may lag behind a status this process just wrote; acting on the older one would
-    // repeat a step (create, rename) already done.
+    // repeat a step (create, record, rename) already done.
     let uid = key.uid().unwrap_or_default();
     if ctx.wrote_another_status(&uid, key.status.as_ref()) {
         if live_status(ctx, key).await? != key.status {
@@ -129,6 +128,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         }
         ctx.forget_status_written(&uid);
     }
+    // Old keys go when their grace period ends, whatever else holds this resource up.
     let retired = retire_due_keys(key, ctx).await?;
     let key = retired.as_ref().unwrap_or(key);
     plan::validate(key).map_err(Error::InvalidSpec)?;
@@ -157,10 +157,6 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     };
     let mut step = plan::next_step(key, &observed);
     if let Step::Record(sid) = &step {
-        // The cache may lag behind the status written after that delivery.
-        if let Some(live) = live_status(ctx, key).await?.filter(|s| s.key_sid.as_deref() == Some(sid.as_str())) {
-            return Ok(next_wake(ctx, key, &live));
-        }
         if created_by(ctx, &connection, key, sid).await? {
             return record(key, ctx, &connection, sid, &delivering_name).await;
         }
