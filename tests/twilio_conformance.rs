@@ -18,7 +18,7 @@ const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "conformance-token";
 
 fn spec(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/twilio-oai").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("third_party/twilio-oai").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("spec is JSON")
 }
