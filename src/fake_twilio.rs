@@ -113,6 +113,8 @@ struct Store {
     delete_calls: BTreeMap<String, u64>,
     /// Key SIDs deleted through the API (v1 or v2010), in order.
     deleted: Vec<String>,
+    /// Account SID -> how long each of its key listings takes before it is answered.
+    slow_listings: HashMap<String, Duration>,
 }
 
 struct Shared {
@@ -280,6 +282,12 @@ impl FakeTwilio {
     /// answer (204, 404, 401...).
     pub fn delete_calls(&self, sid: &str) -> u64 {
         self.shared.lock().delete_calls.get(sid).copied().unwrap_or(0)
+    }
+
+    /// Makes every key listing of one account take `delay` before it is answered (other
+    /// accounts are unaffected), as an account with a huge inventory or a slow edge would.
+    pub fn slow_listings(&self, account_sid: &str, delay: Duration) {
+        self.shared.lock().slow_listings.insert(account_sid.to_string(), delay);
     }
 
     /// SIDs of the keys deleted through the API (v1 or v2010), in order; out-of-band
@@ -557,6 +565,10 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
     }
     if account != manager {
         return Err(forbidden_account());
+    }
+    let delay = shared.lock().slow_listings.get(account).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     let (size, page, after) = paging(&params)?;
     let mut store = shared.lock();

@@ -279,3 +279,59 @@ async fn a_cluster_account_that_stops_allowing_the_namespace_still_deletes_the_k
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_secret_written_by_an_earlier_version_loses_its_owner_reference_without_a_new_key() {
+    let mut env = TestEnv::with_operator("upgrade").await;
+    let key = env.create_key("k", json!({})).await;
+    let sid = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+    env.stop_operator();
+    // The Secret as earlier versions wrote it: owned through a controller
+    // ownerReference, without the owner annotations.
+    let legacy = json!({
+        "metadata": {
+            "annotations": {"twilio-operator.dev/owner": null, "twilio-operator.dev/owner-uid": null},
+            "ownerReferences": [{
+                "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioApiKey", "name": "k",
+                "uid": key.uid().unwrap(), "controller": true, "blockOwnerDeletion": true,
+            }],
+        }
+    });
+    env.secrets().patch("k", &PatchParams::default(), &Patch::Merge(&legacy)).await.unwrap();
+    env.start_operator(&[]);
+
+    let secrets = env.secrets();
+    let secret = wait_until("the Secret to lose its ownerReference", || async {
+        let secret = secrets.get("k").await.ok()?;
+        secret.owner_references().is_empty().then_some(secret)
+    })
+    .await;
+    assert_eq!(secret.annotations().get("twilio-operator.dev/owner-uid"), key.uid().as_ref());
+    let status = env.wait_ready("k").await.status.unwrap();
+    assert_eq!(status.key_sid.as_deref(), Some(sid.as_str()), "no new key");
+    assert_eq!(env.delivered_pair("k").await.1, sid);
+    assert_eq!(env.fake.keys().len(), 1);
+}
+
+#[tokio::test]
+async fn an_account_whose_listings_are_slow_holds_up_no_other_account() {
+    let mut env = TestEnv::new("slowaccount").await;
+    // Listing the first account takes 25 s (under the client's 30 s timeout) from the start.
+    env.fake.slow_listings(ACCOUNT_SID, Duration::from_secs(25));
+    env.start_operator(&[]);
+    env.create_key("slow", json!({})).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let other_account = "AC00000000000000000000000000000002";
+    env.fake.add_account(other_account, "second-token");
+    env.create_secret("second-credentials", &[("TWILIO_AUTH_TOKEN", "second-token")]).await;
+    env.create_account_for("second", other_account, "second-credentials").await;
+    env.create_key("fast", json!({"accountRef": {"name": "second"}})).await;
+    // A generous ceiling, far below the other account's 25 s listing.
+    support::wait_up_to(Duration::from_secs(15), "the other account's key to be Ready", || async {
+        let key = env.keys().get("fast").await.ok()?;
+        key.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await;
+    env.wait_ready("slow").await;
+}
