@@ -6,7 +6,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -90,8 +89,11 @@ async fn deletion_without_credentials_waits_visibly_and_finishes_when_they_retur
     let env = TestEnv::with_operator("nocreds").await;
     env.create_key("k", json!({})).await;
     let sid = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+    // The credential is taken out of its Secret (deleting the Secret would leave it Terminating
+    // and readable: it carries a finalizer while keys need it).
     let token = env.secrets().get("twilio-credentials").await.unwrap();
-    env.secrets().delete("twilio-credentials", &Default::default()).await.unwrap();
+    let emptied = json!({"data": {"TWILIO_AUTH_TOKEN": null}});
+    env.secrets().patch("twilio-credentials", &PatchParams::default(), &Patch::Merge(&emptied)).await.unwrap();
     env.delete_key("k").await;
 
     let key = env.wait_for_condition("k", "False", "CredentialsNotFound").await;
@@ -99,12 +101,8 @@ async fn deletion_without_credentials_waits_visibly_and_finishes_when_they_retur
     assert!(env.fake.key(&sid).is_some(), "the key is not forgotten");
     env.wait_for_event("k", "CredentialsNotFound").await;
 
-    let restored: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "twilio-credentials"},
-        "data": token.data.unwrap(),
-    }))
-    .unwrap();
-    env.secrets().create(&Default::default(), &restored).await.unwrap();
+    let restored = json!({"data": token.data.unwrap()});
+    env.secrets().patch("twilio-credentials", &PatchParams::default(), &Patch::Merge(&restored)).await.unwrap();
     env.wait_gone("k").await;
     assert!(env.fake.key(&sid).is_none(), "deleted in Twilio once credentials returned");
 }
