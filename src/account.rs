@@ -243,9 +243,12 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
 pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
     let api = account.api(ctx.client.clone());
+    // A refused or missing credential is reported in status, not returned as an error; the
+    // reconciliation is still counted under what the verification found.
+    let verification = std::sync::Mutex::new("ok");
     let result = finalizer(&api, FINALIZER, account, |event| async {
         match event {
-            FinalizerEvent::Apply(account) => verify(account, &ctx).await,
+            FinalizerEvent::Apply(account) => verify(account, &ctx, &verification).await,
             FinalizerEvent::Cleanup(account) => release(account, &ctx).await,
         }
     })
@@ -254,7 +257,8 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
     if let Err(error) = &result {
         crate::metrics::reconcile_error(A::KIND, error.label());
     }
-    crate::metrics::reconciled(A::KIND, result.as_ref().err().map_or("ok", Error::label), started.elapsed());
+    let found = *verification.lock().unwrap_or_else(|p| p.into_inner());
+    crate::metrics::reconciled(A::KIND, result.as_ref().err().map_or(found, Error::label), started.elapsed());
     result
 }
 
@@ -307,8 +311,13 @@ async fn protect_credentials(ctx: &Context, source: &AccountSource, protect: boo
     Ok(())
 }
 
-/// Verifies an account's credential by listing its keys, and reports it in status.
-async fn verify<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
+/// Verifies an account's credential by listing its keys, and reports it in status; `found` gets
+/// the outcome's metric label.
+async fn verify<A: AccountResource>(
+    account: Arc<A>,
+    ctx: &Context,
+    found: &std::sync::Mutex<&'static str>,
+) -> Result<Action> {
     let source = account.source();
     let outcome = match connect(ctx, &source).await {
         // Listing the account's keys proves the credential may manage them, and the listing
@@ -353,6 +362,7 @@ async fn verify<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Ac
     }
     if let Err(error) = &outcome {
         crate::metrics::reconcile_error(A::KIND, error.label());
+        *found.lock().unwrap_or_else(|p| p.into_inner()) = error.label();
     }
     Ok(action)
 }
