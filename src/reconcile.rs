@@ -708,7 +708,7 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
 /// On deletion: with Delete, every key of the resource is deleted in Twilio (404 counts as gone),
 /// with any key an interrupted create left, and then the Secret; with Orphan, the key the Secret
 /// delivers and the Secret stay, handed over (the Secret loses the marks that make it this
-/// resource's). In a namespace that is being deleted nothing can be handed over, since the
+/// resource's), while retiring keys go as they would have. In a namespace that is being deleted nothing can be handed over, since the
 /// Secret goes with the namespace: Orphan deletes too. The finalizer is removed only after this
 /// succeeds.
 async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
@@ -770,8 +770,17 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         sweep_orphans(key, ctx, connection, &handed_over).await?;
     }
     if orphan {
+        // Only the current key and its Secret are handed over: retiring keys were already on
+        // their way out, and no Secret delivers them any more.
+        if !status.retiring_keys.is_empty() {
+            delete_keys(ctx, key, &status.retiring_keys).await?;
+        }
         for secret in &owned_secrets {
-            release_secret(ctx, key, secret).await?;
+            if status.stale_secret_name.as_ref() == Some(&secret.name_any()) {
+                delete_secret(ctx, key, secret).await?;
+            } else {
+                release_secret(ctx, key, secret).await?;
+            }
         }
         let note = format!(
             "deletionPolicy Orphan: key {} and its Secret are kept",

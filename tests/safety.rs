@@ -335,3 +335,20 @@ async fn an_account_whose_listings_are_slow_holds_up_no_other_account() {
     .await;
     env.wait_ready("slow").await;
 }
+
+#[tokio::test]
+async fn orphan_deletion_hands_over_the_current_key_and_deletes_the_retiring_ones() {
+    let env = TestEnv::with_operator("orphanretiring").await;
+    env.create_key("k", json!({"deletionPolicy": "Orphan", "rotation": {"gracePeriod": "1h"}})).await;
+    let old = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+    env.request_rotation("k", "1").await;
+    let current = env.wait_new_key("k", &old).await.status.unwrap().key_sid.unwrap();
+
+    env.delete_key("k").await;
+    env.wait_gone("k").await;
+    assert!(env.fake.key(&current).is_some(), "the current key is handed over");
+    assert!(env.fake.key(&old).is_none(), "the retiring key, delivered nowhere, is deleted");
+    let (account, delivered, secret) = env.delivered_pair("k").await;
+    assert_eq!(delivered, current);
+    assert!(env.twilio_accepts(&account, &delivered, &secret).await);
+}
