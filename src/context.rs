@@ -239,11 +239,12 @@ impl Context {
             .flat_map(|caches| caches.keys.state())
             .filter(|key| namespace.is_none() || key.namespace().as_deref() == namespace)
             .filter(|key| {
-                let status = key.status.clone().unwrap_or_default();
                 let names = |r: &crate::crd::AccountRef| r.kind == kind && r.name == name;
                 names(&key.spec.account_ref)
-                    || status.account_ref.as_ref().is_some_and(names)
-                    || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
+                    || key.status.as_ref().is_some_and(|status| {
+                        status.account_ref.as_ref().is_some_and(names)
+                            || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
+                    })
             })
             .map(|key| format!("{}/{}", key.namespace().unwrap_or_default(), key.name_any()))
             .collect();

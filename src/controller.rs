@@ -26,6 +26,8 @@ use crate::reconcile;
 
 /// Secrets seen metadata-only: enough to know which changed, without holding their data.
 type SecretMeta = PartialObjectMeta<Secret>;
+/// Keys seen metadata-only, by the account controllers: enough to know that one changed.
+type KeyMeta = PartialObjectMeta<TwilioApiKey>;
 
 /// Runs every controller until a shutdown signal arrives. `namespaces` empty means all.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, ready: Arc<AtomicBool>) {
@@ -34,12 +36,12 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, r
     let config = ControllerConfig::default().concurrency(concurrency);
     let mut tasks = Vec::new();
     let all_secrets: Vec<Api<SecretMeta>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
-    let all_keys: Vec<Api<TwilioApiKey>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
+    let all_keys: Vec<Api<KeyMeta>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
     for scope in &scopes {
         tasks.push(keys_controller(ctx.clone(), scope.clone(), config.clone()).boxed());
         let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
         let secrets: Api<SecretMeta> = scoped(&ctx, scope.as_deref());
-        let keys: Api<TwilioApiKey> = scoped(&ctx, scope.as_deref());
+        let keys: Api<KeyMeta> = scoped(&ctx, scope.as_deref());
         tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], vec![keys], config.clone()));
     }
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
@@ -55,7 +57,7 @@ fn account_controller<A: account::AccountResource>(
     ctx: Arc<Context>,
     accounts: Api<A>,
     secret_scopes: Vec<Api<SecretMeta>>,
-    key_scopes: Vec<Api<TwilioApiKey>>,
+    key_scopes: Vec<Api<KeyMeta>>,
     config: ControllerConfig,
 ) -> futures::future::BoxFuture<'static, ()> {
     // Like keys, accounts are not woken by their own status writes (each would repeat the
@@ -83,23 +85,18 @@ fn account_controller<A: account::AccountResource>(
                 .collect::<Vec<_>>()
         })
     });
+    // Keys are watched metadata-only: which account a key uses is read from the keys cache when
+    // the account runs, so any change of a key in its scope is enough to wake an account that
+    // waits for its keys (and only such accounts).
     let controller = key_scopes.into_iter().fold(controller, |controller, keys| {
         let store = store.clone();
         let changes = watcher(keys, watch_config()).default_backoff().touched_objects();
-        controller.watches_stream(changes, move |key: TwilioApiKey| {
-            let status = key.status.clone().unwrap_or_default();
-            let refs: Vec<_> = [Some(key.spec.account_ref.clone()), status.account_ref.clone()]
-                .into_iter()
-                .flatten()
-                .chain(status.retiring_keys.iter().filter_map(|r| r.account_ref.clone()))
-                .filter(|r| r.kind == A::ACCOUNT_KIND)
-                .collect();
+        controller.watches_stream(changes, move |key: KeyMeta| {
             store
                 .state()
                 .iter()
                 .filter(|account| account.meta().deletion_timestamp.is_some())
                 .filter(|account| account.namespace().is_none() || account.namespace() == key.namespace())
-                .filter(|account| refs.iter().any(|r| r.name == account.name_any()))
                 .map(|account| ObjectRef::from_obj(account.as_ref()))
                 .collect::<Vec<_>>()
         })
