@@ -28,8 +28,7 @@ const KIND: &str = "TwilioApiKey";
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %key.namespace().unwrap_or_default(), object = %key.name_any()))]
 pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let api: Api<TwilioApiKey> = Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, key.clone(), |event| async {
+    let result = finalizer(&key_api(&ctx, &key), FINALIZER, key.clone(), |event| async {
         match event {
             FinalizerEvent::Apply(key) => report(&ctx, &key, apply(&key, &ctx).await).await,
             FinalizerEvent::Cleanup(key) => report(&ctx, &key, cleanup(&key, &ctx).await).await,
@@ -708,9 +707,9 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
 /// On deletion: with Delete, every key of the resource is deleted in Twilio (404 counts as gone),
 /// with any key an interrupted create left, and then the Secret; with Orphan, the key the Secret
 /// delivers and the Secret stay, handed over (the Secret loses the marks that make it this
-/// resource's), while retiring keys go as they would have. In a namespace that is being deleted nothing can be handed over, since the
-/// Secret goes with the namespace: Orphan deletes too. The finalizer is removed only after this
-/// succeeds.
+/// resource's), while retiring keys go as they would have. In a namespace that is being deleted
+/// nothing can be handed over, since the Secret goes with the namespace: Orphan deletes too. The
+/// finalizer is removed only after this succeeds.
 async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // A cached status older than this process's last write could miss a key it just recorded.
     let live;
@@ -747,10 +746,10 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         }
         Err(error) => return Err(error),
     };
+    // A key the Secret delivers but the status lacks (the status write after delivery was lost)
+    // is handed over with the Secret once proven this resource's; other pending keys go.
+    let mut handed_over = Vec::new();
     if let Some(connection) = &connection {
-        // A key the Secret delivers but the status lacks (the status write after delivery was
-        // lost) is handed over with the Secret once proven this resource's; other pending keys go.
-        let mut handed_over = Vec::new();
         if orphan {
             let account_sid = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
             for secret in &owned_secrets {
@@ -770,10 +769,14 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         sweep_orphans(key, ctx, connection, &handed_over).await?;
     }
     if orphan {
-        // Only the current key and its Secret are handed over: retiring keys were already on
-        // their way out, and no Secret delivers them any more.
-        if !status.retiring_keys.is_empty() {
-            delete_keys(ctx, key, &status.retiring_keys).await?;
+        // Only the key the Secret delivers is handed over: retiring keys were already on their
+        // way out, and when a rotation was interrupted after its Secret write, the key the status
+        // still calls current is delivered by no Secret either.
+        let current = all_keys(key, &status).into_iter().take(usize::from(status.key_sid.is_some()));
+        let leaving: Vec<RetiringKey> =
+            current.filter(|_| !handed_over.is_empty()).chain(status.retiring_keys.iter().cloned()).collect();
+        if !leaving.is_empty() {
+            delete_keys(ctx, key, &leaving).await?;
         }
         for secret in &owned_secrets {
             if status.stale_secret_name.as_ref() == Some(&secret.name_any()) {
@@ -782,10 +785,8 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
                 release_secret(ctx, key, secret).await?;
             }
         }
-        let note = format!(
-            "deletionPolicy Orphan: key {} and its Secret are kept",
-            status.key_sid.as_deref().unwrap_or("(none)")
-        );
+        let kept = handed_over.first().or(status.key_sid.as_ref()).map_or("(none)", String::as_str);
+        let note = format!("deletionPolicy Orphan: key {kept} and its Secret are kept");
         ctx.normal(key, "KeyOrphaned", "DeleteKey", note).await;
     } else {
         let keys = all_keys(key, &status);

@@ -352,3 +352,24 @@ async fn orphan_deletion_hands_over_the_current_key_and_deletes_the_retiring_one
     assert_eq!(delivered, current);
     assert!(env.twilio_accepts(&account, &delivered, &secret).await);
 }
+
+#[tokio::test]
+async fn orphan_deletion_after_an_interrupted_rotation_hands_over_the_delivered_key_only() {
+    let mut env = TestEnv::with_operator("orphanrotation").await;
+    let key = env.create_key("k", json!({"deletionPolicy": "Orphan"})).await;
+    let recorded = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+    env.stop_operator();
+    // A rotation killed between its Secret write and its status write: the Secret delivers a new
+    // key under the resource's pending name; the status still records the old one.
+    let uid = key.uid().unwrap();
+    let delivered = env.fake.create_key_directly(ACCOUNT_SID, &format!("twilio-operator:pending:{uid}"));
+    forge_secret(&env, "k", &delivered).await;
+    env.delete_key("k").await;
+    env.start_operator(&[]);
+    env.wait_gone("k").await;
+
+    let kept = env.fake.key(&delivered).expect("the key the Secret delivers is handed over");
+    assert_eq!(kept.friendly_name, format!("{}/k", env.namespace), "under its real name");
+    assert!(env.fake.key(&recorded).is_none(), "the key no Secret delivers any more is deleted");
+    assert_eq!(env.delivered_pair("k").await.1, delivered);
+}
