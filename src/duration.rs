@@ -8,7 +8,8 @@ pub const MAX_LEN: usize = 32;
 /// Parses a duration such as `30s`, `10m`, `720h`, `1h30m`, `1.5h` or `500ms`. Never panics:
 /// text longer than [`MAX_LEN`], or a sum that does not fit a [`Duration`], is an error.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{:?} is not a duration such as 30s, 10m or 720h", shorten(text));
+    let invalid =
+        || format!("{:?} is not a duration such as 30s, 10m or 720h", crate::error::shorten(text, MAX_LEN + 8));
     let mut rest = text.trim();
     if rest.is_empty() || rest.len() > MAX_LEN {
         return Err(invalid());
@@ -37,14 +38,6 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         rest = tail;
     }
     Ok(total)
-}
-
-/// The text for an error message, cut so that a huge input does not make a huge message.
-fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_LEN + 8) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]

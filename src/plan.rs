@@ -11,6 +11,11 @@ use crate::crd::{
 };
 use crate::duration;
 
+/// A field value for a message, at most 80 characters.
+fn shorten_field(text: &str) -> String {
+    crate::error::shorten(text, 80)
+}
+
 /// The longest spec.rotation.gracePeriod: 720h (30 days).
 pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(720 * 3600);
 /// The shortest spec.rotation.interval: 1m.
@@ -36,7 +41,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
     if friendly_name.chars().count() > 64 {
         return Err(format!(
             "spec.friendlyName {:?} is {} characters; Twilio allows at most 64 (set spec.friendlyName when <namespace>/<name> is longer)",
-            shorten(&friendly_name),
+            shorten_field(&friendly_name),
             friendly_name.chars().count()
         ));
     }
@@ -59,7 +64,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
             if let Some(entry) = policy.allow.iter().find(|p| p.is_empty() || p.chars().count() > MAX_PERMISSION_LEN) {
                 return Err(format!(
                     "spec.policy.allow entry {:?} is {} characters; each must be 1 to {MAX_PERMISSION_LEN}",
-                    shorten(entry),
+                    shorten_field(entry),
                     entry.chars().count()
                 ));
             }
@@ -72,7 +77,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
     if let Some(name) = &spec.secret.name
         && let Err(why) = dns_subdomain(name)
     {
-        return Err(format!("spec.secret.name {:?} is not a valid Secret name: {why}", shorten(name)));
+        return Err(format!("spec.secret.name {:?} is not a valid Secret name: {why}", shorten_field(name)));
     }
     validate_labels(&spec.secret.labels)?;
     validate_annotations(&spec.secret.annotations)?;
@@ -84,7 +89,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
             && value.len() <= 253
             && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
-            return Err(format!("spec.secret.keys.{field} {:?} is not a valid Secret data key", shorten(value)));
+            return Err(format!("spec.secret.keys.{field} {:?} is not a valid Secret data key", shorten_field(value)));
         }
     }
     if keys.account_sid == keys.api_key_sid
@@ -139,7 +144,7 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     }
     for (key, value) in labels {
         if let Err(why) = qualified_name(key) {
-            return Err(format!("spec.secret.labels key {:?} is not a valid label key: {why}", shorten(key)));
+            return Err(format!("spec.secret.labels key {:?} is not a valid label key: {why}", shorten_field(key)));
         }
         if key == MANAGED_BY_LABEL || reserved(key) {
             return Err(format!(
@@ -151,7 +156,7 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
         {
             return Err(format!(
                 "spec.secret.labels value {:?} of {key:?} is not a valid label value: {why}",
-                shorten(value)
+                shorten_field(value)
             ));
         }
     }
@@ -168,7 +173,10 @@ fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<(), St
     for key in annotations.keys() {
         // As Kubernetes does, annotation keys are checked in lower case.
         if let Err(why) = qualified_name(&key.to_lowercase()) {
-            return Err(format!("spec.secret.annotations key {:?} is not a valid annotation key: {why}", shorten(key)));
+            return Err(format!(
+                "spec.secret.annotations key {:?} is not a valid annotation key: {why}",
+                shorten_field(key)
+            ));
         }
         if reserved(key) {
             return Err(format!(
@@ -241,14 +249,6 @@ fn dns_subdomain(name: &str) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// A tenant's text for an error message, cut so that a huge value does not make a huge status.
-fn shorten(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_string(),
-    }
 }
 
 /// What a Secret of the resource holds, as far as the plan needs to know.

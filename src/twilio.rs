@@ -493,7 +493,7 @@ fn describe_url(url: &str) -> String {
         Ok(url) => {
             let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
             let text = format!("{}://{}{port}{}", url.scheme(), url.host_str().unwrap_or(""), url.path());
-            truncate(&text, 120)
+            crate::error::shorten(&text, 120)
         }
         Err(_) => "(not a URL)".into(),
     }
@@ -503,16 +503,9 @@ fn describe_url(url: &str) -> String {
 fn describe_url_text(text: &str) -> String {
     if text.starts_with('/') && !text.starts_with("//") {
         let path = text.split(['?', '#']).next().unwrap_or("");
-        return truncate(path, 120);
+        return crate::error::shorten(path, 120);
     }
     describe_url(text)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((index, _)) => format!("{}...", &text[..index]),
-        None => text.to_string(),
-    }
 }
 
 /// reqwest errors name the URL; ours carry no secret, but keep the message short and stable.
