@@ -304,10 +304,11 @@ async fn protect_credentials(ctx: &Context, source: &AccountSource, protect: boo
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": secret.resource_version()}
     });
-    secrets
+    let written = secrets
         .patch(&source.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube("protect credentials Secret"))?;
+    ctx.note_own_credentials_write(&written);
     Ok(())
 }
 

@@ -55,6 +55,10 @@ pub struct Context {
     /// The resourceVersion each Secret got from this process's last write to it: the watch event
     /// of that write is not a change to react to (the reconciliation that wrote it knows).
     own_secret_writes: Mutex<HashMap<String, String>>,
+    /// The resourceVersion each credentials Secret got from this process's last write to it (its
+    /// finalizer): that change is not new credentials. Several account controllers watch one
+    /// Secret, so this record is not used up by the first that sees it.
+    own_credentials_writes: Mutex<HashMap<String, String>>,
     /// Secrets (namespace/name) this process deleted whose deletion the watch has not shown yet:
     /// that event is not a change to react to either.
     own_secret_deletes: Mutex<HashSet<String>>,
@@ -90,6 +94,7 @@ impl Context {
             inventories: Mutex::default(),
             unsure_creates: Mutex::default(),
             own_secret_writes: Mutex::default(),
+            own_credentials_writes: Mutex::default(),
             own_secret_deletes: Mutex::default(),
             written_statuses: Mutex::default(),
             scope_caches: Mutex::default(),
@@ -192,6 +197,23 @@ impl Context {
             }
             _ => false,
         }
+    }
+
+    /// Remembers that this process wrote the credentials Secret (as the API server returned it).
+    pub fn note_own_credentials_write(&self, secret: &impl Resource) {
+        let (Some(namespace), Some(version)) = (secret.meta().namespace.as_ref(), secret.resource_version()) else {
+            return;
+        };
+        let key = format!("{namespace}/{}", secret.name_any());
+        self.own_credentials_writes.lock().unwrap_or_else(|p| p.into_inner()).insert(key, version);
+    }
+
+    /// Whether this credentials Secret, as a watch delivers it, is exactly what this process last
+    /// wrote.
+    pub fn is_own_credentials_write(&self, secret: &impl Resource) -> bool {
+        let key = format!("{}/{}", secret.meta().namespace.as_deref().unwrap_or_default(), secret.name_any());
+        let writes = self.own_credentials_writes.lock().unwrap_or_else(|p| p.into_inner());
+        writes.get(&key).is_some_and(|version| secret.resource_version().as_ref() == Some(version))
     }
 
     /// Remembers the status just written for `uid`.

@@ -71,7 +71,12 @@ fn account_controller<A: account::AccountResource>(
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
-        let changes = watcher(secrets, watch_config()).default_backoff().touched_objects();
+        let own_writes = ctx.clone();
+        // The operator's own finalizer write on a credentials Secret is not new credentials.
+        let changes = watcher(secrets, watch_config())
+            .default_backoff()
+            .touched_objects()
+            .try_filter(move |secret| std::future::ready(!own_writes.is_own_credentials_write(secret)));
         controller.watches_stream(changes, move |secret: SecretMeta| {
             let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
             store
