@@ -13,11 +13,14 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The workspace's other members (fake Twilio, test kit, bench) are needed for Cargo to read the
+# workspace; only the operator package is built.
+COPY crates ./crates
 # Cache mounts keep the registry and compiled dependencies between builds; the binary is copied
 # out of the cached target directory, which does not persist into the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin twilio-operator \
+    cargo build --release --locked -p twilio-operator --bin twilio-operator \
     && cp target/release/twilio-operator /twilio-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

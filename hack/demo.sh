@@ -19,7 +19,7 @@ if ! command -v kubectl > /dev/null; then
   fi
 fi
 echo "== building the operator and the fake Twilio"
-cargo build --quiet --bins
+cargo build --quiet -p twilio-operator -p fake-twilio --bins
 state=$(mktemp -d "${TMPDIR:-/tmp}/twilio-operator-demo.XXXXXX")
 pids=()
 cleanup() {

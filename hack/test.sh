@@ -12,5 +12,5 @@ if ! python3 -c 'import helm_sdkpy, cffi, yaml' 2> /dev/null; then
   python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' cffi pyyaml
 fi
 cargo fmt --all -- --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace --all-targets

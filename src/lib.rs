@@ -1,19 +1,19 @@
 //! twilio-operator: Twilio API keys as Kubernetes resources, their secrets delivered into Secrets.
+//!
+//! The modules are the rooms of the operator:
+//! - [`api`]: the custom resources (TwilioApiKey, TwilioAccount, ClusterTwilioAccount), their
+//!   conditions and durations: the contract users write against.
+//! - [`keys`]: reconciling a TwilioApiKey: pure planning and status building, the Secret it
+//!   delivers, and the executor that carries out one step at a time.
+//! - [`accounts`]: which account a key uses (tenant isolation), and the account controller.
+//! - [`twilio`]: the client of Twilio's Keys API.
+//! - [`runtime`]: wiring: controllers, shared context, leader election, probes, metrics, logs.
+//! - [`error`]: the one error type, with the retry or stall decision for each cause.
 
-pub mod account;
-pub mod conditions;
-pub mod context;
-pub mod controller;
-pub mod crd;
-pub mod duration;
+pub mod accounts;
+pub mod api;
 pub mod error;
-pub mod fake_twilio;
-pub mod leader;
-pub mod metrics;
-pub mod plan;
-pub mod reconcile;
-pub mod secret;
+pub mod keys;
+pub mod runtime;
 pub mod secret_string;
-pub mod server;
-pub mod telemetry;
 pub mod twilio;

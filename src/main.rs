@@ -6,10 +6,11 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use twilio_operator::context::{Config, Context};
-use twilio_operator::telemetry::{self, LogFormat};
+use twilio_operator::api::{self as crd, duration};
+use twilio_operator::runtime::context::{Config, Context};
+use twilio_operator::runtime::telemetry::{self, LogFormat};
+use twilio_operator::runtime::{controller, leader, probes};
 use twilio_operator::twilio::{Endpoint, RetryPolicy, TwilioClient};
-use twilio_operator::{controller, crd, duration, leader, server};
 
 /// Twilio API keys as Kubernetes resources.
 #[derive(Parser)]
@@ -87,7 +88,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let client = kube_client().await?;
     let ready = Arc::new(AtomicBool::new(false));
-    let metrics_server = tokio::spawn(server::serve(args.metrics_addr, ready.clone()));
+    let metrics_server = tokio::spawn(probes::serve(args.metrics_addr, ready.clone()));
     let mut leadership = None;
     if args.leader_elect {
         // A standby replica is ready too: readiness says the process works, not that it leads
@@ -104,7 +105,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         leadership = Some(acquired);
     }
-    twilio_operator::metrics::set_leader(true);
+    twilio_operator::runtime::metrics::set_leader(true);
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?;
     let config = Config { resync_interval: args.resync_interval };
     let ctx = Arc::new(Context::new(client, twilio, config));
@@ -141,7 +142,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn kube_client() -> anyhow::Result<kube::Client> {
     let config = kube::Config::infer().await.context("finding the Kubernetes API server")?;
     let counted = tower::util::MapRequestLayer::new(|request: http::Request<kube::client::Body>| {
-        twilio_operator::metrics::kube_request(&request);
+        twilio_operator::runtime::metrics::kube_request(&request);
         request
     });
     Ok(kube::client::ClientBuilder::try_from(config)

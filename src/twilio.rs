@@ -422,11 +422,11 @@ impl TwilioClient {
             request = request.form(form);
         }
         let response = request.send().await.map_err(|e| {
-            crate::metrics::twilio_request(operation, "transport", started.elapsed());
+            crate::runtime::metrics::twilio_request(operation, "transport", started.elapsed());
             TwilioError::Transport(transport_message(&e))
         })?;
         let status = response.status();
-        crate::metrics::twilio_request(operation, status.as_str(), started.elapsed());
+        crate::runtime::metrics::twilio_request(operation, status.as_str(), started.elapsed());
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

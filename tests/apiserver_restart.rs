@@ -1,6 +1,6 @@
 //! The API server goes away and comes back (its own test binary, so its own control plane).
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::time::Duration;
 

@@ -96,10 +96,10 @@ fn duration_rules_agree_with_the_operators_validation() {
                 rotation["interval"] = json!(interval);
             }
             let spec = key(json!({"rotation": rotation}))["spec"].clone();
-            let spec: twilio_operator::crd::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
-            let mut resource = twilio_operator::crd::TwilioApiKey::new("k", spec);
+            let spec: twilio_operator::api::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
+            let mut resource = twilio_operator::api::TwilioApiKey::new("k", spec);
             resource.metadata.namespace = Some("ns".into());
-            let operator = twilio_operator::plan::validate(&resource);
+            let operator = twilio_operator::keys::plan::validate(&resource);
             let cel = rejection(key(json!({"rotation": rotation})));
             assert_eq!(operator.is_ok(), cel.is_none(), "{rotation}: operator {operator:?}, CEL {cel:?}");
         }
@@ -108,7 +108,7 @@ fn duration_rules_agree_with_the_operators_validation() {
 
 #[test]
 fn the_pending_friendly_name_prefix_is_reserved() {
-    let prefix = twilio_operator::crd::PENDING_FRIENDLY_NAME_PREFIX;
+    let prefix = twilio_operator::api::PENDING_FRIENDLY_NAME_PREFIX;
     refused_with(key(json!({"friendlyName": format!("{prefix}0b5e")})), "spec.friendlyName must not start with");
     assert_eq!(rejection(key(json!({"friendlyName": format!("mine {prefix}")}))), None);
     assert_eq!(rejection(key(json!({"friendlyName": "twilio-operator:pending"}))), None);

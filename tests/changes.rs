@@ -2,7 +2,7 @@
 //! server with the real operator binary and the fake Twilio: which keys exist in Twilio (SIDs,
 //! names, policies), what the Secret delivers, and what status and Events say.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::{TestEnv, wait_until};
-use twilio_operator::crd::ClusterTwilioAccount;
+use twilio_operator::api::ClusterTwilioAccount;
 
 /// Applies a JSON merge patch to a key's spec (as `kubectl patch --type merge` would).
 async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
@@ -75,7 +75,7 @@ async fn a_key_type_change_rotates_with_both_keys_valid_during_the_grace_period(
         env.twilio_accepts(&old_pair.0, &old_pair.1, &old_pair.2).await,
         "during the grace period the old pair still works (zero downtime)"
     );
-    assert_eq!(env.fake.key(&new).unwrap().key_type, twilio_operator::fake_twilio::FakeKeyType::Restricted);
+    assert_eq!(env.fake.key(&new).unwrap().key_type, fake_twilio::FakeKeyType::Restricted);
 
     wait_key_gone_in_twilio(&env, &old).await;
     assert!(!env.twilio_accepts(&old_pair.0, &old_pair.1, &old_pair.2).await, "after it, only the new pair works");
@@ -342,7 +342,7 @@ async fn changing_the_accounts_account_sid_rotates_its_keys() {
     env.wait_ready("k").await;
     let old = current_sid(&env, "k").await;
 
-    let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     let moved = json!({"spec": {"accountSid": second_account}});
     accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
     let new = env.wait_new_key("k", &old).await.status.unwrap();
@@ -355,7 +355,7 @@ async fn changing_the_accounts_account_sid_rotates_its_keys() {
 #[tokio::test]
 async fn twilio_429s_5xx_and_latency_are_ridden_out_without_duplicates() {
     let env = TestEnv::with_operator("faults").await;
-    env.fake.set_faults(twilio_operator::fake_twilio::Faults { error_rate: 0.4, latency_ms: 50, ..Default::default() });
+    env.fake.set_faults(fake_twilio::Faults { error_rate: 0.4, latency_ms: 50, ..Default::default() });
     for n in 0..6 {
         env.create_key(&format!("k{n}"), json!({})).await;
     }
@@ -379,7 +379,7 @@ async fn changing_the_accounts_region_rotates_its_keys() {
     let old = key.status.unwrap().key_sid.unwrap();
 
     // Keys and credentials are per Region. (The fake serves every Region at one URL.)
-    let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     let moved = json!({"spec": {"region": "ie1"}});
     accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
     let new = env.wait_new_key("k", &old).await.status.unwrap();

@@ -3,7 +3,7 @@
 //! the operator's whole job and no more: the operator binary runs with that ServiceAccount's token
 //! through create, rotate and delete, and `kubectl auth can-i` shows what it may not do.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -196,7 +196,7 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
     assert!(can_i(&kubeconfig, &["patch", "twilioapikeys.twilio-operator.dev", "-n", team]));
     // The leader Lease: created by anyone's name (create cannot be restricted by name), then
     // read, renewed and released only under its own name, which is fixed in the operator.
-    let lease = format!("leases.coordination.k8s.io/{}", twilio_operator::leader::LEASE_NAME);
+    let lease = format!("leases.coordination.k8s.io/{}", twilio_operator::runtime::leader::LEASE_NAME);
     assert!(can_i(&kubeconfig, &["create", "leases.coordination.k8s.io", "-n", &release_ns]));
     for verb in ["get", "update", "patch"] {
         assert!(can_i(&kubeconfig, &[verb, &lease, "-n", &release_ns]), "{verb} the leader Lease");

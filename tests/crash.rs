@@ -2,16 +2,16 @@
 //! and deleted, with Twilio answering a share of requests with 429/503 and added latency. After
 //! it settles, no key is leaked or duplicated and every Secret delivers a working pair.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use fake_twilio::Faults;
 use kube::api::{Patch, PatchParams};
 use rand::Rng;
 use serde_json::json;
 use support::{TestEnv, wait_until};
-use twilio_operator::fake_twilio::Faults;
 
 const KILLS: usize = 50;
 

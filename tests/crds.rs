@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[test]
 fn committed_crds_match_the_rust_types() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let generated = twilio_operator::crd::crd_documents();
+    let generated = twilio_operator::api::crd_documents();
     for (file, yaml) in &generated {
         let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
         assert!(
@@ -25,7 +25,7 @@ fn committed_crds_match_the_rust_types() {
 
 #[test]
 fn crds_carry_short_names_categories_and_printer_columns() {
-    for (_, yaml) in twilio_operator::crd::crd_documents() {
+    for (_, yaml) in twilio_operator::api::crd_documents() {
         let crd: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
         let names = &crd["spec"]["names"];
         assert_eq!(names["categories"][0], "twilio");

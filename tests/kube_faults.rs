@@ -2,7 +2,7 @@
 //! demand, injected by a proxy in front of the real one: a Secret write carried out but answered
 //! with an error, and a Secret deletion that fails after a rotation's status was written.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::collections::BTreeSet;
 

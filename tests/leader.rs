@@ -1,7 +1,7 @@
 //! Two operator processes with --leader-elect: only the leader reconciles, a standby takes over
 //! when the leader dies, and a clean shutdown releases the lease.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;

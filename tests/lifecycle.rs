@@ -1,16 +1,16 @@
 //! Scenarios on a real API server with the real operator binary and the fake Twilio:
 //! create, deliver, delete, orphan, and refused credentials.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::time::Duration;
 
+use fake_twilio::FakeKeyType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
-use twilio_operator::crd::TwilioAccount;
-use twilio_operator::fake_twilio::FakeKeyType;
+use twilio_operator::api::TwilioAccount;
 
 #[tokio::test]
 async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs() {

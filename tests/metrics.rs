@@ -2,7 +2,7 @@
 //! and only bounded labels, and `--log-format json` logs carry one span per reconciliation that
 //! names the resource.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::collections::BTreeMap;
 

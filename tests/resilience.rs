@@ -1,7 +1,7 @@
 //! Faults and quiet: secrets never leave the Secret, Twilio going away and coming back, deletion
 //! without credentials, and an idle operator that makes no writes.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::{AUTH_TOKEN, Operator, TestEnv, wait_until};
-use twilio_operator::crd::TwilioApiKey;
+use twilio_operator::api::TwilioApiKey;
 
 #[tokio::test]
 async fn a_full_lifecycle_at_trace_level_shows_no_secret_in_logs_events_or_status() {
@@ -117,7 +117,7 @@ async fn kube_state(env: &TestEnv) -> BTreeMap<String, String> {
     for secret in env.secrets().list(&ListParams::default()).await.unwrap() {
         state.insert(format!("secret/{}", secret.name_any()), secret.resource_version().unwrap());
     }
-    let accounts: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     for account in accounts.list(&ListParams::default()).await.unwrap() {
         state.insert(format!("account/{}", account.name_any()), account.resource_version().unwrap());
     }

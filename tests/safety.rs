@@ -4,7 +4,7 @@
 //! to retire, and a listing that misses a key. Each runs the real binary against the real
 //! control plane and the fake Twilio.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
-use twilio_operator::crd::{ClusterTwilioAccount, TwilioAccount};
+use twilio_operator::api::{ClusterTwilioAccount, TwilioAccount};
 
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -132,7 +132,7 @@ async fn deleting_a_namespace_deletes_every_key_and_finishes() {
 }
 
 /// Waits until the resource is Ready or stalled on a SecretConflict.
-async fn settled(env: &TestEnv, name: &str) -> twilio_operator::crd::TwilioApiKey {
+async fn settled(env: &TestEnv, name: &str) -> twilio_operator::api::TwilioApiKey {
     let keys = env.keys();
     wait_until(&format!("{name} to be Ready or SecretConflict"), || async {
         let key = keys.get(name).await.ok()?;

@@ -3,11 +3,11 @@
 //! server, which enforces lengths and patterns but not CEL); what the schema admits but the
 //! operator cannot honour ends Stalled with reason InvalidSpec before any call to Twilio.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use serde_json::{Value, json};
 use support::TestEnv;
-use twilio_operator::crd::TwilioApiKey;
+use twilio_operator::api::TwilioApiKey;
 
 /// Waits until the key is Stalled with reason InvalidSpec, and returns the condition's message.
 async fn invalid_spec_message(env: &TestEnv, name: &str) -> String {

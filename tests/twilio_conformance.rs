@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use fake_twilio::{FakeAccount, FakeTwilio, Faults, RecordedRequest};
 use regex::Regex;
 use serde_json::{Value, json};
-use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio, Faults, RecordedRequest};
 use twilio_operator::secret_string::SecretString;
 use twilio_operator::twilio::{
     AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, TwilioClient, TwilioError,

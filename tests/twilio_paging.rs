@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio, ListingFault};
+use fake_twilio::{FakeAccount, FakeTwilio, ListingFault};
 use twilio_operator::secret_string::SecretString;
 use twilio_operator::twilio::{
     AccountConnection, Credentials, Endpoint, MAX_LIST_PAGES, RetryPolicy, TwilioClient, TwilioError,

@@ -2,7 +2,7 @@
 //! rolled out to two clusters does). Each operator keeps its own keys and touches none of the
 //! other's, across resyncs, even though every friendly name is the same on both sides.
 
-mod support;
+use twilio_operator_testkit as support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::{ACCOUNT_SID, AUTH_TOKEN, Operator, TestEnv, client_for, start_control_plane, wait_until};
-use twilio_operator::crd::{TwilioAccount, TwilioApiKey};
+use twilio_operator::api::{TwilioAccount, TwilioApiKey};
 
 const KEYS: [&str; 2] = ["payments", "notifications"];
 

@@ -26,5 +26,8 @@ async fn readyz(State(ready): State<Arc<AtomicBool>>) -> impl IntoResponse {
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], crate::metrics::render())
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        crate::runtime::metrics::render(),
+    )
 }

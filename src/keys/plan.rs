@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::crd::{
+use crate::api::duration;
+use crate::api::{
     GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, ROTATE_ANNOTATION, TwilioApiKey, TwilioApiKeyStatus,
 };
-use crate::duration;
 
 /// A field value for a message, at most 80 characters.
 fn shorten_field(text: &str) -> String {
@@ -101,7 +101,7 @@ pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_rotation(rotation: &crate::crd::RotationSpec) -> Result<(), String> {
+fn validate_rotation(rotation: &crate::api::RotationSpec) -> Result<(), String> {
     let grace = duration::parse(&rotation.grace_period).map_err(|e| format!("spec.rotation.gracePeriod: {e}"))?;
     if grace > MAX_GRACE_PERIOD {
         return Err(format!(
@@ -417,7 +417,7 @@ pub fn next_rotation_at(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AccountRef, KeyPolicy, TwilioApiKeySpec, TwilioApiKeyStatus};
+    use crate::api::{AccountRef, KeyPolicy, TwilioApiKeySpec, TwilioApiKeyStatus};
 
     fn key(spec_json: serde_json::Value) -> TwilioApiKey {
         let spec: TwilioApiKeySpec = serde_json::from_value(spec_json).unwrap();
@@ -731,7 +731,7 @@ mod tests {
     /// a longer search run `PROPTEST_CASES=100000 cargo test --release --lib -- duration plan::tests::properties`.
     mod properties {
         use super::super::*;
-        use crate::crd::{
+        use crate::api::{
             AccountKind, AccountRef, DeletionPolicy, KeyPolicy, RetiringKey, RotationSpec, SecretKeys, SecretTemplate,
             TwilioApiKeySpec, TwilioApiKeyStatus,
         };

@@ -7,8 +7,13 @@ use std::process::Command;
 
 #[test]
 fn the_benchmark_runs_end_to_end_at_small_n() {
+    // The operator binary is built by the suite's `cargo test --workspace` (the root package's
+    // integration tests need it too).
+    let operator = twilio_operator_testkit::operator_binary();
+    assert!(operator.exists(), "{} is missing: build it with `cargo build -p twilio-operator`", operator.display());
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--keys", "20", "--idle-seconds", "3", "--operator", env!("CARGO_BIN_EXE_twilio-operator")])
+        .args(["--keys", "20", "--idle-seconds", "3", "--operator"])
+        .arg(&operator)
         .output()
         .expect("run the bench binary");
     let stderr = String::from_utf8_lossy(&output.stderr);

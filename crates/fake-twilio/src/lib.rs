@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine;
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

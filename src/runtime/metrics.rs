@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::crd::TwilioApiKey;
+use crate::api::TwilioApiKey;
 
 type Labels = Vec<(&'static str, String)>;
 

@@ -16,13 +16,13 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{PredicateConfig, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 
-use crate::account;
-use crate::context::{Context, ScopeCaches};
-use crate::crd::{
+use crate::accounts;
+use crate::api::{
     AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION, TwilioAccount,
     TwilioApiKey,
 };
-use crate::reconcile;
+use crate::keys::reconcile;
+use crate::runtime::context::{Context, ScopeCaches};
 
 /// Secrets seen metadata-only: enough to know which changed, without holding their data.
 type SecretMeta = PartialObjectMeta<Secret>;
@@ -53,7 +53,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, r
 /// The controller of one account kind. A change to a credentials Secret (watched metadata-only)
 /// re-verifies the accounts that use it; a change to a key wakes the accounts it uses that are
 /// being deleted (their deletion waits for the last key).
-fn account_controller<A: account::AccountResource>(
+fn account_controller<A: accounts::AccountResource>(
     ctx: Arc<Context>,
     accounts: Api<A>,
     secret_scopes: Vec<Api<SecretMeta>>,
@@ -108,7 +108,7 @@ fn account_controller<A: account::AccountResource>(
     });
     controller
         .shutdown_on_signal()
-        .run(account::reconcile::<A>, account_error_policy, ctx)
+        .run(accounts::reconcile::reconcile::<A>, account_error_policy, ctx)
         .for_each(log_outcome)
         .boxed()
 }
@@ -145,7 +145,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());
-    crate::metrics::watch_keys(store.clone());
+    crate::runtime::metrics::watch_keys(store.clone());
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data
@@ -164,8 +164,8 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     controller
         .watches_stream(owned_secrets, |secret: SecretMeta| {
             // The Secret names its resource in an annotation (it has no ownerReference, see
-            // crate::secret); a Secret that names none wakes nothing.
-            let owner = secret.annotations().get(crate::secret::OWNER_ANNOTATION)?;
+            // crate::keys::secret); a Secret that names none wakes nothing.
+            let owner = secret.annotations().get(crate::keys::secret::OWNER_ANNOTATION)?;
             Some(ObjectRef::new(owner).within(&secret.namespace()?))
         })
         .watches_stream(spec_changes(accounts, account_writer), move |account: TwilioAccount| {
@@ -188,7 +188,7 @@ fn spec_changes<A>(
     cache: reflector::store::Writer<A>,
 ) -> impl futures::Stream<Item = Result<A, watcher::Error>> + Send + 'static
 where
-    A: account::AccountResource,
+    A: accounts::AccountResource,
 {
     let spec_and_readiness = |account: &A| {
         let mut hasher = DefaultHasher::new();
@@ -196,7 +196,7 @@ where
         let conditions = account.account_status().map(|s| s.conditions.as_slice()).unwrap_or_default();
         // Only becoming usable matters: an account turning not-Ready must not make its keys
         // try again, which would repeat a call Twilio has just refused.
-        crate::conditions::ready_of(conditions).is_some_and(|(status, _)| status == "True").hash(&mut hasher);
+        crate::api::conditions::ready_of(conditions).is_some_and(|(status, _)| status == "True").hash(&mut hasher);
         Some(hasher.finish())
     };
     watcher(api, watch_config())
@@ -220,7 +220,7 @@ fn intent_hash(key: &TwilioApiKey) -> Option<u64> {
 
 /// What a change to an account must alter to wake it: its spec, its deletion or its finalizers
 /// (the finalizer helper adds the finalizer and waits for that change to verify the account).
-fn account_intent_hash<A: account::AccountResource>(account: &A) -> Option<u64> {
+fn account_intent_hash<A: accounts::AccountResource>(account: &A) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     account.meta().generation.hash(&mut hasher);
     account.meta().deletion_timestamp.is_some().hash(&mut hasher);
@@ -244,7 +244,7 @@ fn keys_using(
         .collect()
 }
 
-fn account_error_policy<A: account::AccountResource>(
+fn account_error_policy<A: accounts::AccountResource>(
     account: Arc<A>,
     error: &crate::error::Error,
     ctx: Arc<Context>,

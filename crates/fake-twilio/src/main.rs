@@ -1,9 +1,9 @@
-//! A stateful fake Twilio Keys API for demos and tests. See `twilio_operator::fake_twilio`.
+//! A stateful fake Twilio Keys API for demos and tests. See the `fake_twilio` library.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
-use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio, Faults};
+use fake_twilio::{FakeAccount, FakeTwilio, Faults};
 
 #[derive(Parser)]
 #[command(about = "A stateful fake of Twilio's Keys APIs (IAM v1 and v2010)")]

@@ -1,7 +1,6 @@
 //! Test harness: a real control plane (started once per test binary by hack/control-plane.sh,
 //! or the cluster named by TWILIO_OPERATOR_TEST_KUBECONFIG), the project's fake Twilio in this
 //! process, and the real operator binary, one namespace per test.
-#![allow(dead_code)]
 
 pub mod kube_proxy;
 
@@ -10,20 +9,36 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use fake_twilio::{FakeAccount, FakeTwilio};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
 use serde_json::json;
-use twilio_operator::crd::{ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
-use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio};
+use twilio_operator::api::{ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const AUTH_TOKEN: &str = "test-auth-token-0001";
 
+/// The repository's root (this crate lives in crates/testkit).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// The `twilio-operator` binary Cargo built beside the running test or tool (target/debug or
+/// target/release), unless TWILIO_OPERATOR_BIN names another.
+pub fn operator_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TWILIO_OPERATOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("path of the running executable");
+    // Integration tests run from target/<profile>/deps, tools from target/<profile>.
+    let mut dir = exe.parent().expect("the executable's directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("twilio-operator")
 }
 
 pub struct ControlPlane {
@@ -106,7 +121,7 @@ async fn ensure_crds(client: &Client) {
         return;
     }
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (_, yaml) in twilio_operator::crd::crd_documents() {
+    for (_, yaml) in twilio_operator::api::crd_documents() {
         let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("crd yaml");
         crds.patch(&crd.name_any(), &PatchParams::apply("twilio-operator-tests").force(), &Patch::Apply(&crd))
             .await
@@ -150,7 +165,7 @@ impl Operator {
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = log_dir.join(format!("{log_name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_twilio-operator"))
+        let child = Command::new(operator_binary())
             .args(["run", "--twilio-api-url", twilio_url])
             .args(if args.contains(&"--metrics-addr") { &[][..] } else { &["--metrics-addr", "127.0.0.1:0"][..] })
             .args(if args.contains(&"--resync-interval") { &[][..] } else { &["--resync-interval", "30s"][..] })

@@ -3,6 +3,9 @@
 //! Doc comments on fields become the descriptions users read in `kubectl explain`, so they are
 //! written for users. The contract these types implement is `shared/design/API.md`.
 
+pub mod conditions;
+pub mod duration;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};

@@ -24,8 +24,8 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use twilio_operator::crd::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
-use twilio_operator::fake_twilio::{FakeAccount, FakeTwilio};
+use fake_twilio::{FakeAccount, FakeTwilio};
+use twilio_operator::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
 use twilio_operator::secret_string::SecretString;
 use twilio_operator::twilio::{AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, TwilioClient};
 
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     if args.keys == 0 {
         bail!("--keys must be at least 1");
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = twilio_operator_testkit::repo_root();
     let dir = root.join("target").join("bench").join(std::process::id().to_string());
     let plane = ControlPlane::up(&root, &dir)?;
     let result = run(&args, &plane).await;
@@ -321,9 +321,9 @@ impl FloorWorker {
         let request = KeyRequest { friendly_name: key.desired_friendly_name(), restricted_policy: None };
         let created = self.twilio.create_key(&self.account, &request).await?;
         let keys: Api<TwilioApiKey> = Api::namespaced(self.client.clone(), &namespace);
-        let finalizer = json!({"metadata": {"finalizers": [twilio_operator::crd::FINALIZER]}});
+        let finalizer = json!({"metadata": {"finalizers": [twilio_operator::api::FINALIZER]}});
         keys.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer)).await?;
-        let mut secret = twilio_operator::secret::desired(key, ACCOUNT_SID, &created.sid, &created.secret);
+        let mut secret = twilio_operator::keys::secret::desired(key, ACCOUNT_SID, &created.sid, &created.secret);
         secret.metadata.namespace = Some(namespace.clone());
         Api::<Secret>::namespaced(self.client.clone(), &namespace).create(&PostParams::default(), &secret).await?;
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
@@ -359,7 +359,7 @@ async fn setup_namespace(client: &Client, namespace: &str, with_account: bool) -
         "stringData": {"TWILIO_AUTH_TOKEN": AUTH_TOKEN},
     }))?;
     Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await?;
-    let account: twilio_operator::crd::TwilioAccount = serde_json::from_value(json!({
+    let account: twilio_operator::api::TwilioAccount = serde_json::from_value(json!({
         "apiVersion": "twilio-operator.dev/v1alpha1",
         "kind": "TwilioAccount",
         "metadata": {"name": "main"},
@@ -370,7 +370,7 @@ async fn setup_namespace(client: &Client, namespace: &str, with_account: bool) -
 }
 
 async fn wait_account_ready(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let api: Api<twilio_operator::crd::TwilioAccount> = Api::namespaced(client.clone(), namespace);
+    let api: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(client.clone(), namespace);
     for _ in 0..600 {
         let account = api.get("main").await?;
         if account.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")) {

@@ -1,5 +1,5 @@
 //! Reconciliation of TwilioApiKey: one step toward the desired state per pass, each external
-//! effect recorded before the next. Decisions live in [`crate::plan`]; this module performs them.
+//! effect recorded before the next. Decisions live in [`crate::keys::plan`]; this module performs them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -12,15 +12,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
-use crate::account;
-use crate::conditions::{self, Health};
-use crate::context::Context;
-use crate::crd::{
+use crate::accounts::resolve;
+use crate::api::conditions::{self, Health};
+use crate::api::{
     AccountRef, DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, KeyType, PENDING_FRIENDLY_NAME_PREFIX,
     ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus,
 };
 use crate::error::{Error, Result};
-use crate::plan::{self, Observed, ObservedSecret, RotationCause, Step};
+use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
+use crate::runtime::context::Context;
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
@@ -41,10 +41,10 @@ pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Acti
     if let Err(Error::Finalizer(inner)) = &result
         && !matches!(**inner, FinalizerError::ApplyFailed(_) | FinalizerError::CleanupFailed(_))
     {
-        crate::metrics::reconcile_error(KIND, "finalizer");
+        crate::runtime::metrics::reconcile_error(KIND, "finalizer");
     }
     let label = result.as_ref().err().map_or("ok", Error::label);
-    crate::metrics::reconciled(KIND, label, started.elapsed());
+    crate::runtime::metrics::reconciled(KIND, label, started.elapsed());
     match (&result, key.meta().deletion_timestamp.is_some()) {
         // Cleaned up: the finalizer is gone and so, soon, is the resource.
         (Ok(_), true) => ctx.forget_resource(&key.uid().unwrap_or_default()),
@@ -72,7 +72,7 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         Ok(action) => return Ok(action),
         Err(error) => error,
     };
-    crate::metrics::reconcile_error(KIND, error.label());
+    crate::runtime::metrics::reconcile_error(KIND, error.label());
     let stall_reason = error.stall_reason();
     let health = match stall_reason {
         Some(reason) => Health::Stalled { reason, message: error.to_string() },
@@ -131,8 +131,8 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let retired = retire_due_keys(key, ctx).await?;
     let key = retired.as_ref().unwrap_or(key);
     plan::validate(key).map_err(Error::InvalidSpec)?;
-    let source = account::resolve_for_key(ctx, key).await?;
-    let connection = account::connect(ctx, &source).await?;
+    let source = resolve::resolve_for_key(ctx, key).await?;
+    let connection = resolve::connect(ctx, &source).await?;
     let status = key.status.clone().unwrap_or_default();
     let desired_name = key.desired_secret_name();
     let delivering_name = status.secret_name.clone().unwrap_or_else(|| desired_name.clone());
@@ -148,8 +148,8 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     };
     let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
     let mut observed = Observed {
-        delivering: crate::secret::observe(key, delivering_secret.as_ref(), &delivered_account),
-        target: target_secret.as_ref().map(|s| crate::secret::observe(key, s.as_ref(), &connection.account_sid)),
+        delivering: crate::keys::secret::observe(key, delivering_secret.as_ref(), &delivered_account),
+        target: target_secret.as_ref().map(|s| crate::keys::secret::observe(key, s.as_ref(), &connection.account_sid)),
         account_sid: connection.account_sid.clone(),
         region: connection.region.clone(),
         now: Timestamp::now(),
@@ -246,7 +246,7 @@ async fn finish_delivery(
     let mut finished = status.clone();
     if let Some(stale) = status.stale_secret_name.as_ref().filter(|name| **name != key.desired_secret_name()) {
         let secret = secrets(ctx, key).get_opt(stale).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| crate::secret::is_owned(key, s)) {
+        if let Some(secret) = secret.filter(|s| crate::keys::secret::is_owned(key, s)) {
             delete_secret(ctx, key, &secret).await?;
         }
     }
@@ -269,7 +269,7 @@ async fn finish_delivery(
 /// deleted from an earlier move).
 fn moved_from(key: &TwilioApiKey, delivering_secret: Option<&Secret>) -> Option<String> {
     delivering_secret
-        .filter(|s| s.name_any() != key.desired_secret_name() && crate::secret::is_owned(key, s))
+        .filter(|s| s.name_any() != key.desired_secret_name() && crate::keys::secret::is_owned(key, s))
         .map(|s| s.name_any())
         .or_else(|| key.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
 }
@@ -298,12 +298,12 @@ async fn issue(
             return Err(Error::twilio("create key")(error));
         }
     };
-    crate::metrics::key_operation("created");
+    crate::runtime::metrics::key_operation("created");
     if let Some(cause) = cause {
-        crate::metrics::rotation(cause.label());
+        crate::runtime::metrics::rotation(cause.label());
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
-    let desired = crate::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
+    let desired = crate::keys::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
     match write_secret(ctx, key, at_desired_name, &desired, &created.sid).await {
         Ok(()) => ctx.mark_create_unsure(&uid, false),
         Err(SecretWriteError { error, written: Written::No }) => {
@@ -380,8 +380,8 @@ async fn sweep_orphans(
         if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
             continue; // gone already
         }
-        crate::metrics::key_operation("orphan_deleted");
-        crate::metrics::leaked_key_found();
+        crate::runtime::metrics::key_operation("orphan_deleted");
+        crate::runtime::metrics::leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
         ctx.warn(key, "OrphanKeyDeleted", "DeleteKey", note).await;
     }
@@ -444,10 +444,10 @@ async fn rewrite_secret(
     let (Some(sid), Some(account_sid)) = (previous.key_sid.clone(), previous.account_sid.clone()) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let Some(value) = delivering_secret.and_then(|s| crate::secret::delivered_secret(key, s)) else {
+    let Some(value) = delivering_secret.and_then(|s| crate::keys::secret::delivered_secret(key, s)) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let desired = crate::secret::desired(key, &account_sid, &sid, &value);
+    let desired = crate::keys::secret::desired(key, &account_sid, &sid, &value);
     write_secret(ctx, key, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
     let status = TwilioApiKeyStatus {
         secret_name: Some(key.desired_secret_name()),
@@ -541,7 +541,7 @@ async fn revoke(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnectio
     sweep_orphans(key, ctx, connection, &[]).await?;
     for name in secret_names(key, &status) {
         let secret = secrets(ctx, key).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| crate::secret::is_owned(key, s)) {
+        if let Some(secret) = secret.filter(|s| crate::keys::secret::is_owned(key, s)) {
             delete_secret(ctx, key, &secret).await?;
         }
     }
@@ -604,8 +604,8 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
     for (account_ref, account_sid, sids) in by_account.into_values() {
         // These keys are this resource's own: deleting them needs no permission to create keys in
         // the account (a ClusterTwilioAccount may no longer allow the namespace).
-        let source = account::resolve_recorded(ctx, &namespace, &account_ref).await?;
-        let mut connection = account::connect(ctx, &source).await?;
+        let source = resolve::resolve_recorded(ctx, &namespace, &account_ref).await?;
+        let mut connection = resolve::connect(ctx, &source).await?;
         // The account resource may point at another account SID by now: the key still lives in
         // the old one, which an auth token addresses by its account SID.
         if let Some(old_sid) = account_sid.filter(|sid| *sid != connection.account_sid) {
@@ -617,7 +617,7 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
         for sid in sids {
             // A key already gone (404) counts as deleted, but not as deleted by this call.
             if ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))? {
-                crate::metrics::key_operation("deleted");
+                crate::runtime::metrics::key_operation("deleted");
             }
         }
     }
@@ -699,7 +699,7 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
         .spec
         .rotation
         .as_ref()
-        .and_then(|r| crate::duration::parse(&r.grace_period).ok())
+        .and_then(|r| crate::api::duration::parse(&r.grace_period).ok())
         .unwrap_or(Duration::from_secs(600));
     SignedDuration::try_from(grace).unwrap_or(SignedDuration::from_mins(10))
 }
@@ -725,7 +725,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let mut owned_secrets = Vec::new();
     for name in secret_names(key, &status) {
         if let Some(secret) = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?
-            && crate::secret::is_owned(key, &secret)
+            && crate::keys::secret::is_owned(key, &secret)
         {
             owned_secrets.push(secret);
         }
@@ -734,8 +734,8 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // Keys this resource may have left under its pending name are looked for in its account; with
     // no usable account and nothing recorded, there is nothing it can reach to delete.
     let account_ref = status.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
-    let connection = match account::resolve_recorded(ctx, &namespace, &account_ref).await {
-        Ok(source) => account::connect(ctx, &source).await,
+    let connection = match resolve::resolve_recorded(ctx, &namespace, &account_ref).await {
+        Ok(source) => resolve::connect(ctx, &source).await,
         Err(error) => Err(error),
     };
     let connection = match connection {
@@ -754,7 +754,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             let account_sid = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
             for secret in &owned_secrets {
                 if let ObservedSecret::Owned { delivered: Some(sid), .. } =
-                    crate::secret::observe(key, Some(secret), &account_sid)
+                    crate::keys::secret::observe(key, Some(secret), &account_sid)
                     && status.key_sid.as_ref() != Some(&sid)
                     && created_by(ctx, connection, key, &sid).await?
                 {
@@ -819,7 +819,11 @@ async fn namespace_terminating(ctx: &Context, namespace: &str) -> bool {
 /// resourceVersion makes the write fail rather than undo a change made meanwhile.
 async fn release_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Result<()> {
     secrets(ctx, key)
-        .patch(&secret.name_any(), &PatchParams::default(), &Patch::Merge(&crate::secret::release_patch(key, secret)))
+        .patch(
+            &secret.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&crate::keys::secret::release_patch(key, secret)),
+        )
         .await
         .map_err(Error::kube("release Secret"))?;
     Ok(())
@@ -874,7 +878,7 @@ async fn write_secret(
         }
         Some(existing) => {
             let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-            api.patch(&name, &params, &Patch::Merge(crate::secret::update_patch(key, existing, desired))).await
+            api.patch(&name, &params, &Patch::Merge(crate::keys::secret::update_patch(key, existing, desired))).await
         }
     };
     let error = match result {
@@ -892,7 +896,7 @@ async fn write_secret(
     }
     let error = Error::kube("write Secret")(error);
     match api.get_opt(&name).await {
-        Ok(Some(now)) if crate::secret::is_owned(key, &now) => {
+        Ok(Some(now)) if crate::keys::secret::is_owned(key, &now) => {
             if now.annotations().get(KEY_SID_ANNOTATION).map(String::as_str) == Some(sid) {
                 return Ok(());
             }

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
-use crate::crd::{
+use crate::api::{
     DATA_KEYS_ANNOTATION, KEY_SID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretKeys, TEMPLATE_ANNOTATION,
     TwilioApiKey,
 };
@@ -29,7 +29,7 @@ pub const OWNER_UID_ANNOTATION: &str = "twilio-operator.dev/owner-uid";
 /// On a delivered Secret: the label and annotation keys the operator added from spec.secret, so
 /// that a key removed from the spec is removed from the Secret while other writers' keys stay.
 pub const APPLIED_METADATA_ANNOTATION: &str = "twilio-operator.dev/applied-metadata";
-use crate::plan::ObservedSecret;
+use crate::keys::plan::ObservedSecret;
 use crate::secret_string::SecretString;
 
 /// The full Secret for a key, marked as the resource's.

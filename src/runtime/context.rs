@@ -11,8 +11,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::account::AccountResource;
-use crate::crd::{AccountKind, ClusterTwilioAccount, TwilioAccount, TwilioApiKey, TwilioApiKeyStatus};
+use crate::accounts::AccountResource;
+use crate::api::{AccountKind, ClusterTwilioAccount, TwilioAccount, TwilioApiKey, TwilioApiKeyStatus};
 use crate::twilio::{AccountConnection, Key, TwilioClient, TwilioError};
 
 /// The keys one account held in Twilio when it was last listed.
@@ -83,7 +83,7 @@ pub struct ScopeCaches {
 impl Context {
     pub fn new(client: Client, twilio: TwilioClient, config: Config) -> Self {
         let reporter =
-            Reporter { controller: crate::crd::FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+            Reporter { controller: crate::api::FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client.clone(), reporter);
         Self {
             client,
@@ -261,7 +261,7 @@ impl Context {
             .flat_map(|caches| caches.keys.state())
             .filter(|key| namespace.is_none() || key.namespace().as_deref() == namespace)
             .filter(|key| {
-                let names = |r: &crate::crd::AccountRef| r.kind == kind && r.name == name;
+                let names = |r: &crate::api::AccountRef| r.kind == kind && r.name == name;
                 names(&key.spec.account_ref)
                     || key.status.as_ref().is_some_and(|status| {
                         status.account_ref.as_ref().is_some_and(names)

@@ -1,0 +1,81 @@
+//! Accounts: the two kinds that hold the credentials the operator acts with, seen the same way.
+//!
+//! - `resolve`: which account and credential a key uses, with tenant isolation (for keys).
+//! - `reconcile`: the controller that verifies an account's credential and keeps the account and
+//!   its credentials Secret until no key needs them.
+
+pub mod reconcile;
+pub mod resolve;
+
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::api::{AccountKind, ClusterTwilioAccount, CredentialKeys, TwilioAccount, TwilioAccountStatus};
+
+/// On a credentials Secret: it stays while an account that uses it still has keys to delete.
+pub const CREDENTIALS_FINALIZER: &str = "twilio-operator.dev/credentials-in-use";
+
+/// Where an account lives and where its credential is stored, whichever kind declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountSource {
+    pub account_sid: String,
+    pub region: Option<String>,
+    pub edge: Option<String>,
+    pub secret_namespace: String,
+    pub secret_name: String,
+    pub keys: CredentialKeys,
+}
+
+/// The two account kinds, seen the same way by the code that verifies and uses them.
+pub trait AccountResource:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug + Send + Sync + 'static
+{
+    const KIND: &'static str;
+    const ACCOUNT_KIND: AccountKind;
+    fn source(&self) -> AccountSource;
+    fn account_status(&self) -> Option<&TwilioAccountStatus>;
+    fn api(&self, client: kube::Client) -> Api<Self>;
+}
+
+impl AccountResource for TwilioAccount {
+    const KIND: &'static str = "TwilioAccount";
+    const ACCOUNT_KIND: AccountKind = AccountKind::TwilioAccount;
+    fn source(&self) -> AccountSource {
+        AccountSource {
+            account_sid: self.spec.account_sid.clone(),
+            region: self.spec.region.clone(),
+            edge: self.spec.edge.clone(),
+            secret_namespace: self.namespace().unwrap_or_default(),
+            secret_name: self.spec.credentials_secret_ref.name.clone(),
+            keys: self.spec.credentials_secret_ref.keys.clone(),
+        }
+    }
+    fn account_status(&self) -> Option<&TwilioAccountStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl AccountResource for ClusterTwilioAccount {
+    const KIND: &'static str = "ClusterTwilioAccount";
+    const ACCOUNT_KIND: AccountKind = AccountKind::ClusterTwilioAccount;
+    fn source(&self) -> AccountSource {
+        AccountSource {
+            account_sid: self.spec.account_sid.clone(),
+            region: self.spec.region.clone(),
+            edge: self.spec.edge.clone(),
+            secret_namespace: self.spec.credentials_secret_ref.namespace.clone(),
+            secret_name: self.spec.credentials_secret_ref.name.clone(),
+            keys: self.spec.credentials_secret_ref.keys.clone(),
+        }
+    }
+    fn account_status(&self) -> Option<&TwilioAccountStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}

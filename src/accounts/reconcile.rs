@@ -1,0 +1,186 @@
+//! The account controller: verifies a TwilioAccount's or ClusterTwilioAccount's credential,
+//! reports it in status, and keeps the account and its credentials Secret while keys need them.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Api, ResourceExt};
+
+use super::resolve::connect;
+use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER};
+use crate::api::conditions::{self, Health};
+use crate::api::{FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
+use crate::error::{Error, Result};
+use crate::runtime::context::Context;
+use crate::twilio::TwilioError;
+
+/// An account and its credentials Secret outlive the keys that need them (as a PVC outlives the
+/// Pods that use it): the account carries a finalizer, and its credentials Secret another, until
+/// no TwilioApiKey names the account or records a key of it. Deleting a namespace, or the account
+/// first, thus ends with every key deleted in Twilio rather than with keys nobody can delete.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = A::KIND, namespace = %account.namespace().unwrap_or_default(), object = %account.name_any()))]
+pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let api = account.api(ctx.client.clone());
+    // A refused or missing credential is reported in status, not returned as an error; the
+    // reconciliation is still counted under what the verification found.
+    let verification = std::sync::Mutex::new("ok");
+    let result = finalizer(&api, FINALIZER, account, |event| async {
+        match event {
+            FinalizerEvent::Apply(account) => verify(account, &ctx, &verification).await,
+            FinalizerEvent::Cleanup(account) => release(account, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(error) = &result {
+        crate::runtime::metrics::reconcile_error(A::KIND, error.label());
+    }
+    let found = *verification.lock().unwrap_or_else(|p| p.into_inner());
+    crate::runtime::metrics::reconciled(A::KIND, result.as_ref().err().map_or(found, Error::label), started.elapsed());
+    result
+}
+
+/// Deletion of an account: it waits while keys use it, then lets go of its credentials Secret.
+async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
+    let users = ctx.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref());
+    if !users.is_empty() {
+        let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
+        let message = format!(
+            "deletion waits for {} TwilioApiKey(s) that use this account to be deleted: {}{}",
+            users.len(),
+            shown.join(", "),
+            if users.len() > shown.len() { ", ..." } else { "" }
+        );
+        let health = Health::Progressing { reason: "InUse", message: message.clone() };
+        write_account_status(account.as_ref(), ctx, &health).await?;
+        return Err(Error::AccountInUse(message));
+    }
+    let source = account.source();
+    let still_needed = ctx.accounts_using_secret(&source.secret_namespace, &source.secret_name, &account.uid());
+    if !still_needed {
+        protect_credentials(ctx, &source, false).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Adds (or removes) the operator's finalizer on the account's credentials Secret.
+async fn protect_credentials(ctx: &Context, source: &AccountSource, protect: bool) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &source.secret_namespace);
+    let Some(secret) = secrets.get_opt(&source.secret_name).await.map_err(Error::kube("read credentials Secret"))?
+    else {
+        return Ok(());
+    };
+    let has = secret.finalizers().iter().any(|f| f == CREDENTIALS_FINALIZER);
+    if has == protect {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> =
+        secret.finalizers().iter().filter(|f| *f != CREDENTIALS_FINALIZER).cloned().collect();
+    if protect {
+        finalizers.push(CREDENTIALS_FINALIZER.into());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": secret.resource_version()}
+    });
+    let written = secrets
+        .patch(&source.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("protect credentials Secret"))?;
+    ctx.note_own_credentials_write(&written);
+    Ok(())
+}
+
+/// Verifies an account's credential by listing its keys, and reports it in status; `found` gets
+/// the outcome's metric label.
+async fn verify<A: AccountResource>(
+    account: Arc<A>,
+    ctx: &Context,
+    found: &std::sync::Mutex<&'static str>,
+) -> Result<Action> {
+    let source = account.source();
+    let outcome = match connect(ctx, &source).await {
+        // Listing the account's keys proves the credential may manage them, and the listing
+        // is the one its keys' drift checks and orphan sweeps use until the next resync: one
+        // call per account and interval serves both.
+        Ok(connection) => ctx
+            .inventory(&connection, std::time::Duration::ZERO)
+            .await
+            .map(|_| ())
+            .map_err(Error::twilio("verify credentials")),
+        Err(e) => Err(e),
+    };
+    let (health, action) = match &outcome {
+        Ok(()) => (
+            Health::Ready {
+                reason: "CredentialsVerified",
+                message: format!("Credentials may manage API keys in {}", source.account_sid),
+            },
+            Action::requeue(ctx.config.resync_interval),
+        ),
+        Err(Error::Twilio { source: TwilioError::AuthFailed { .. }, .. }) => (
+            Health::Stalled { reason: "TwilioAuthFailed", message: outcome_message(&outcome) },
+            Action::requeue(ctx.config.resync_interval),
+        ),
+        Err(e) if e.stall_reason().is_some() => (
+            Health::Stalled { reason: e.stall_reason().unwrap_or("Error"), message: e.to_string() },
+            Action::requeue(ctx.config.resync_interval),
+        ),
+        Err(e) => (
+            Health::Progressing { reason: "Retrying", message: e.to_string() },
+            Action::requeue(std::time::Duration::from_secs(30)),
+        ),
+    };
+    // Without this the namespace's deletion could take the credential before the keys' cleanup
+    // used it; a failure here (e.g. no permission in that namespace) leaves verification as is.
+    if let Err(error) = protect_credentials(ctx, &source, true).await {
+        tracing::warn!(%error, "could not protect the credentials Secret with a finalizer");
+    }
+    let changed = write_account_status(account.as_ref(), ctx, &health).await?;
+    if changed && let Health::Stalled { reason, message } = &health {
+        ctx.warn(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
+    }
+    if let Err(error) = &outcome {
+        crate::runtime::metrics::reconcile_error(A::KIND, error.label());
+        *found.lock().unwrap_or_else(|p| p.into_inner()) = error.label();
+    }
+    Ok(action)
+}
+
+/// Writes the account's conditions if they change; tells whether they did.
+async fn write_account_status<A: AccountResource>(account: &A, ctx: &Context, health: &Health) -> Result<bool> {
+    let previous = account.account_status().cloned().unwrap_or_default();
+    let status = TwilioAccountStatus {
+        observed_generation: account.meta().generation,
+        conditions: conditions::conditions_for(
+            &previous.conditions,
+            health,
+            account.meta().generation,
+            Timestamp::now(),
+        ),
+    };
+    if status == previous {
+        return Ok(false);
+    }
+    let api = account.api(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": A::api_version(&()),
+        "kind": A::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&account.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube("write account status"))?;
+    Ok(true)
+}
+
+fn outcome_message(outcome: &Result<()>) -> String {
+    match outcome {
+        Ok(()) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}

@@ -1,0 +1,188 @@
+//! Which account and credential a TwilioApiKey uses: a TwilioAccount of its namespace, or a
+//! ClusterTwilioAccount that allows the namespace; and the credential read from its Secret.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+
+use super::{AccountResource, AccountSource};
+use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
+use crate::error::{Error, Result};
+use crate::runtime::context::{Context, ScopeCaches};
+use crate::secret_string::SecretString;
+use crate::twilio::{AccountConnection, Credentials};
+
+/// Reads the operator's credential for an account from its Secret: the auth token if present,
+/// otherwise a Main key.
+pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountConnection> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &source.secret_namespace);
+    let location = format!("Secret {}/{}", source.secret_namespace, source.secret_name);
+    let secret = secrets
+        .get_opt(&source.secret_name)
+        .await
+        .map_err(Error::kube("read credentials Secret"))?
+        .ok_or_else(|| Error::CredentialsNotFound(format!("{location} does not exist")))?;
+    let data = secret.data.unwrap_or_default();
+    let value = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let credentials = if let Some(token) = value(&source.keys.auth_token_key) {
+        Credentials { username: source.account_sid.clone(), password: SecretString::new(token) }
+    } else if let (Some(sid), Some(secret)) =
+        (value(&source.keys.api_key_sid_key), value(&source.keys.api_key_secret_key))
+    {
+        Credentials { username: sid, password: SecretString::new(secret) }
+    } else {
+        return Err(Error::CredentialsNotFound(format!(
+            "{location} holds neither {} nor both {} and {}",
+            source.keys.auth_token_key, source.keys.api_key_sid_key, source.keys.api_key_secret_key
+        )));
+    };
+    Ok(AccountConnection {
+        account_sid: source.account_sid.clone(),
+        region: source.region.clone().unwrap_or_else(|| "us1".into()),
+        base_url: ctx.twilio.endpoint().iam_base(source.region.as_deref(), source.edge.as_deref()),
+        credentials,
+    })
+}
+
+/// An account from the keys controllers' cache. A miss (not cached yet, or no such account) is
+/// answered by the API server, so that a missing account is reported only when it is missing.
+fn cached<A>(ctx: &Context, namespace: &str, lookup: impl Fn(&ScopeCaches) -> Option<Arc<A>>) -> Option<Arc<A>> {
+    ctx.scope_caches(namespace).and_then(|stores| lookup(&stores))
+}
+
+/// The account a key refers to, if its namespace may use it.
+pub async fn resolve_for_key(ctx: &Context, key: &TwilioApiKey) -> Result<AccountSource> {
+    resolve(ctx, &key.namespace().unwrap_or_default(), &key.spec.account_ref, true).await
+}
+
+/// The account that keys a resource of `namespace` already created belong to, to delete them:
+/// a ClusterTwilioAccount that no longer allows the namespace still deletes what it issued
+/// there (its allowedNamespaces governs new keys only).
+pub async fn resolve_recorded(ctx: &Context, namespace: &str, account_ref: &AccountRef) -> Result<AccountSource> {
+    resolve(ctx, namespace, account_ref, false).await
+}
+
+/// The account `account_ref` names, as seen from `namespace`: a TwilioAccount of that namespace,
+/// or a ClusterTwilioAccount (that allows it, when `check_allowed`).
+async fn resolve(
+    ctx: &Context,
+    namespace: &str,
+    account_ref: &AccountRef,
+    check_allowed: bool,
+) -> Result<AccountSource> {
+    let namespace = namespace.to_string();
+    let name = &account_ref.name;
+    match account_ref.kind {
+        AccountKind::TwilioAccount => {
+            let account = match cached(ctx, &namespace, |s| s.accounts.get(&ObjectRef::new(name).within(&namespace))) {
+                Some(account) => account,
+                None => {
+                    let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+                    let account = api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?;
+                    account.map(Arc::new).ok_or_else(|| {
+                        Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
+                    })?
+                }
+            };
+            refuse_if_deleting(account.as_ref(), check_allowed)?;
+            Ok(account.source())
+        }
+        AccountKind::ClusterTwilioAccount => {
+            let account = match cached(ctx, &namespace, |s| s.cluster_accounts.get(&ObjectRef::new(name))) {
+                Some(account) => account,
+                None => {
+                    let api: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
+                    let account = api.get_opt(name).await.map_err(Error::kube("read ClusterTwilioAccount"))?;
+                    account
+                        .map(Arc::new)
+                        .ok_or_else(|| Error::AccountNotFound(format!("ClusterTwilioAccount {name} does not exist")))?
+                }
+            };
+            refuse_if_deleting(account.as_ref(), check_allowed)?;
+            if let Some(allowed) = account.spec.allowed_namespaces.as_ref().filter(|_| check_allowed) {
+                let by_name = allowed.namespaces.iter().any(|n| n == &namespace);
+                let by_selector = match &allowed.namespace_selector {
+                    Some(selector) if !by_name => {
+                        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+                        let labels = namespaces
+                            .get(&namespace)
+                            .await
+                            .map_err(Error::kube("read Namespace"))?
+                            .metadata
+                            .labels
+                            .unwrap_or_default();
+                        selector_matches(selector, &labels)
+                    }
+                    _ => false,
+                };
+                if !by_name && !by_selector {
+                    return Err(Error::AccountNotAllowed(format!(
+                        "ClusterTwilioAccount {name} does not allow namespace {namespace} (spec.allowedNamespaces)"
+                    )));
+                }
+            }
+            Ok(account.source())
+        }
+    }
+}
+
+/// An account being deleted issues no new keys; it still deletes the ones it issued.
+fn refuse_if_deleting<A: AccountResource>(account: &A, for_new_keys: bool) -> Result<()> {
+    if for_new_keys && account.meta().deletion_timestamp.is_some() {
+        return Err(Error::AccountNotFound(format!("{} {} is being deleted", A::KIND, account.name_any())));
+    }
+    Ok(())
+}
+
+/// Label selector semantics: every matchLabels pair and every matchExpressions requirement holds.
+pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_match = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|req| {
+        let values = req.values.clone().unwrap_or_default();
+        let value = labels.get(&req.key);
+        match req.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn namespace_selectors_match_like_kubernetes() {
+        let labels: BTreeMap<String, String> = [("twilio".to_string(), "allowed".to_string())].into();
+        let by_label = LabelSelector {
+            match_labels: Some([("twilio".to_string(), "allowed".to_string())].into()),
+            ..Default::default()
+        };
+        assert!(selector_matches(&by_label, &labels));
+        assert!(!selector_matches(&by_label, &BTreeMap::new()));
+        let not_in = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "twilio".into(),
+                operator: "NotIn".into(),
+                values: Some(vec!["allowed".into()]),
+            }]),
+            ..Default::default()
+        };
+        assert!(!selector_matches(&not_in, &labels));
+        assert!(selector_matches(&not_in, &BTreeMap::new()));
+    }
+}
