@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use twilio_operator::api::{self as crd, duration};
 use twilio_operator::runtime::context::{Config, Context};
+use twilio_operator::runtime::metrics::Metrics;
 use twilio_operator::runtime::telemetry::{self, LogFormat};
 use twilio_operator::runtime::{controller, leader, probes};
 use twilio_operator::twilio::{Endpoint, RetryPolicy, TwilioClient};
@@ -86,9 +87,14 @@ fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
-    let client = kube_client().await?;
+    let metrics = Arc::new(Metrics::new());
+    let client = kube_client(metrics.clone()).await?;
+    let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?
+        .with_metrics(metrics.clone());
+    let config = Config { resync_interval: args.resync_interval };
+    let ctx = Arc::new(Context::new(client.clone(), twilio, config, metrics));
     let ready = Arc::new(AtomicBool::new(false));
-    let metrics_server = tokio::spawn(probes::serve(args.metrics_addr, ready.clone()));
+    let metrics_server = tokio::spawn(probes::serve(args.metrics_addr, ready.clone(), ctx.clone()));
     let mut leadership = None;
     if args.leader_elect {
         // A standby replica is ready too: readiness says the process works, not that it leads
@@ -105,10 +111,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         leadership = Some(acquired);
     }
-    twilio_operator::runtime::metrics::set_leader(true);
-    let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?;
-    let config = Config { resync_interval: args.resync_interval };
-    let ctx = Arc::new(Context::new(client, twilio, config));
+    ctx.metrics.set_leader(true);
     tracing::info!(
         namespaces = ?args.watch_namespaces,
         twilio = ?ctx.twilio.endpoint(),
@@ -139,10 +142,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// The Kubernetes client, counting each request it sends (the `kube_requests` metric).
-async fn kube_client() -> anyhow::Result<kube::Client> {
+async fn kube_client(metrics: Arc<Metrics>) -> anyhow::Result<kube::Client> {
     let config = kube::Config::infer().await.context("finding the Kubernetes API server")?;
-    let counted = tower::util::MapRequestLayer::new(|request: http::Request<kube::client::Body>| {
-        twilio_operator::runtime::metrics::kube_request(&request);
+    let counted = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        metrics.kube_request(&request);
         request
     });
     Ok(kube::client::ClientBuilder::try_from(config)

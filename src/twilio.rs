@@ -15,6 +15,7 @@ use rand::Rng;
 use reqwest::{Method, StatusCode, header::RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::metrics::Metrics;
 use crate::secret_string::SecretString;
 
 /// Where requests go: Twilio's real regional hosts, or one base URL for everything (a fake
@@ -243,6 +244,8 @@ pub struct TwilioClient {
     page_size: u32,
     /// One semaphore per account SID bounding the requests in flight to it.
     in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Where requests are counted (the operator's registry; a private one unless given).
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Deserialize)]
@@ -264,7 +267,13 @@ impl TwilioClient {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| TwilioError::Transport(e.to_string()))?;
-        Ok(Self { http, endpoint, retry, page_size: 1000, in_flight: Arc::default() })
+        Ok(Self { http, endpoint, retry, page_size: 1000, in_flight: Arc::default(), metrics: Arc::default() })
+    }
+
+    /// Counts requests in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Keys per page when listing (Twilio allows 1 to 1000).
@@ -422,11 +431,11 @@ impl TwilioClient {
             request = request.form(form);
         }
         let response = request.send().await.map_err(|e| {
-            crate::runtime::metrics::twilio_request(operation, "transport", started.elapsed());
+            self.metrics.twilio_request(operation, "transport", started.elapsed());
             TwilioError::Transport(transport_message(&e))
         })?;
         let status = response.status();
-        crate::runtime::metrics::twilio_request(operation, status.as_str(), started.elapsed());
+        self.metrics.twilio_request(operation, status.as_str(), started.elapsed());
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

@@ -38,16 +38,16 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(error) = &result {
-        crate::runtime::metrics::reconcile_error(A::KIND, error.label());
+        ctx.metrics.reconcile_error(A::KIND, error.label());
     }
     let found = *verification.lock().unwrap_or_else(|p| p.into_inner());
-    crate::runtime::metrics::reconciled(A::KIND, result.as_ref().err().map_or(found, Error::label), started.elapsed());
+    ctx.metrics.reconciled(A::KIND, result.as_ref().err().map_or(found, Error::label), started.elapsed());
     result
 }
 
 /// Deletion of an account: it waits while keys use it, then lets go of its credentials Secret.
 async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
-    let users = ctx.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref());
+    let users = ctx.caches.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref());
     if !users.is_empty() {
         let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
         let message = format!(
@@ -61,7 +61,7 @@ async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<A
         return Err(Error::AccountInUse(message));
     }
     let source = account.source();
-    let still_needed = ctx.accounts_using_secret(&source.secret_namespace, &source.secret_name, &account.uid());
+    let still_needed = ctx.caches.accounts_using_secret(&source.secret_namespace, &source.secret_name, &account.uid());
     if !still_needed {
         protect_credentials(ctx, &source, false).await?;
     }
@@ -91,7 +91,7 @@ async fn protect_credentials(ctx: &Context, source: &AccountSource, protect: boo
         .patch(&source.secret_name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(Error::kube("protect credentials Secret"))?;
-    ctx.note_own_credentials_write(&written);
+    ctx.own_writes.note_credentials_write(&written);
     Ok(())
 }
 
@@ -108,7 +108,8 @@ async fn verify<A: AccountResource>(
         // is the one its keys' drift checks and orphan sweeps use until the next resync: one
         // call per account and interval serves both.
         Ok(connection) => ctx
-            .inventory(&connection, std::time::Duration::ZERO)
+            .inventories
+            .get(&ctx.twilio, &connection, std::time::Duration::ZERO)
             .await
             .map(|_| ())
             .map_err(Error::twilio("verify credentials")),
@@ -142,10 +143,10 @@ async fn verify<A: AccountResource>(
     }
     let changed = write_account_status(account.as_ref(), ctx, &health).await?;
     if changed && let Health::Stalled { reason, message } = &health {
-        ctx.warn(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
+        ctx.events.warning(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
     }
     if let Err(error) = &outcome {
-        crate::runtime::metrics::reconcile_error(A::KIND, error.label());
+        ctx.metrics.reconcile_error(A::KIND, error.label());
         *found.lock().unwrap_or_else(|p| p.into_inner()) = error.label();
     }
     Ok(action)

@@ -56,7 +56,7 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
 /// An account from the keys controllers' cache. A miss (not cached yet, or no such account) is
 /// answered by the API server, so that a missing account is reported only when it is missing.
 fn cached<A>(ctx: &Context, namespace: &str, lookup: impl Fn(&ScopeCaches) -> Option<Arc<A>>) -> Option<Arc<A>> {
-    ctx.scope_caches(namespace).and_then(|stores| lookup(&stores))
+    ctx.caches.for_namespace(namespace).and_then(|stores| lookup(&stores))
 }
 
 /// The account a key refers to, if its namespace may use it.

@@ -21,6 +21,7 @@ use crate::api::{
 use crate::error::{Error, Result};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
 use crate::runtime::context::Context;
+use crate::runtime::metrics::KeyOperation;
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
@@ -41,21 +42,21 @@ pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Acti
     if let Err(Error::Finalizer(inner)) = &result
         && !matches!(**inner, FinalizerError::ApplyFailed(_) | FinalizerError::CleanupFailed(_))
     {
-        crate::runtime::metrics::reconcile_error(KIND, "finalizer");
+        ctx.metrics.reconcile_error(KIND, "finalizer");
     }
     let label = result.as_ref().err().map_or("ok", Error::label);
-    crate::runtime::metrics::reconciled(KIND, label, started.elapsed());
+    ctx.metrics.reconciled(KIND, label, started.elapsed());
     match (&result, key.meta().deletion_timestamp.is_some()) {
         // Cleaned up: the finalizer is gone and so, soon, is the resource.
         (Ok(_), true) => ctx.forget_resource(&key.uid().unwrap_or_default()),
-        (Ok(_), false) => ctx.reset_backoff(key.as_ref()),
+        (Ok(_), false) => ctx.backoff.reset(key.as_ref()),
         (Err(_), _) => {}
     }
     result
 }
 
 pub fn error_policy(key: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(key.as_ref());
+    let delay = ctx.backoff.next(key.as_ref());
     tracing::warn!(%error, ?delay, "reconciliation failed; retrying");
     Action::requeue(delay)
 }
@@ -72,7 +73,7 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         Ok(action) => return Ok(action),
         Err(error) => error,
     };
-    crate::runtime::metrics::reconcile_error(KIND, error.label());
+    ctx.metrics.reconcile_error(KIND, error.label());
     let stall_reason = error.stall_reason();
     let health = match stall_reason {
         Some(reason) => Health::Stalled { reason, message: error.to_string() },
@@ -88,9 +89,9 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
             .patch_status(&key.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(Error::kube("write status"))?;
-        ctx.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
+        ctx.own_writes.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
         let action = if key.meta().deletion_timestamp.is_some() { "Delete" } else { "Reconcile" };
-        ctx.warn(key, health.reason(), action, error.to_string()).await;
+        ctx.events.warning(key, health.reason(), action, error.to_string()).await;
     }
     match stall_reason {
         // A stalled resource still retires its old keys on time.
@@ -121,11 +122,11 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // The cache may lag behind a status this process just wrote; acting on the older one would
     // repeat a step (create, record, rename) already done.
     let uid = key.uid().unwrap_or_default();
-    if ctx.wrote_another_status(&uid, key.status.as_ref()) {
+    if ctx.own_writes.wrote_another_status(&uid, key.status.as_ref()) {
         if live_status(ctx, key).await? != key.status {
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
-        ctx.forget_status_written(&uid);
+        ctx.own_writes.forget_status_written(&uid);
     }
     // Old keys go when their grace period ends, whatever else holds this resource up.
     let retired = retire_due_keys(key, ctx).await?;
@@ -164,7 +165,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         let note = format!(
             "Secret {delivering_name} names key {sid}, which this resource did not create; the Secret is treated as altered"
         );
-        ctx.warn(key, "SecretClaimRejected", "RecordKey", note).await;
+        ctx.events.warning(key, "SecretClaimRejected", "RecordKey", note).await;
         if let ObservedSecret::Owned { delivered, .. } = &mut observed.delivering {
             *delivered = None;
         }
@@ -229,7 +230,7 @@ async fn record(
     let status = delivered_status(key, sid, connection, pending_friendly_name(key), Timestamp::now());
     write_status(ctx, key, &status).await?;
     let note = format!("Recorded key {sid} found in Secret {secret_name}");
-    ctx.normal(key, "KeyRecorded", "RecordKey", note).await;
+    ctx.events.normal(key, "KeyRecorded", "RecordKey", note).await;
     let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
 }
@@ -294,28 +295,29 @@ async fn issue(
         Err(error) => {
             // After a timeout or a 5xx the key may exist all the same: the next attempt relists
             // the account and deletes what this one left, instead of creating blindly.
-            ctx.mark_create_unsure(&uid, matches!(error, TwilioError::Transport(_) | TwilioError::Server { .. }));
+            ctx.inventories
+                .mark_create_unsure(&uid, matches!(error, TwilioError::Transport(_) | TwilioError::Server { .. }));
             return Err(Error::twilio("create key")(error));
         }
     };
-    crate::runtime::metrics::key_operation("created");
+    ctx.metrics.key_operation(KeyOperation::Created);
     if let Some(cause) = cause {
-        crate::runtime::metrics::rotation(cause.label());
+        ctx.metrics.rotation(cause.label());
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
     let desired = crate::keys::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
     match write_secret(ctx, key, at_desired_name, &desired, &created.sid).await {
-        Ok(()) => ctx.mark_create_unsure(&uid, false),
+        Ok(()) => ctx.inventories.mark_create_unsure(&uid, false),
         Err(SecretWriteError { error, written: Written::No }) => {
             if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
                 tracing::error!(key_sid = %created.sid, %cleanup, "could not delete a key whose Secret write failed");
-                ctx.mark_create_unsure(&uid, true);
+                ctx.inventories.mark_create_unsure(&uid, true);
             }
             return Err(error);
         }
         // The next pass finds the key in the Secret (and records it) or not (and sweeps it).
         Err(SecretWriteError { error, written: Written::Unknown }) => {
-            ctx.mark_create_unsure(&uid, true);
+            ctx.inventories.mark_create_unsure(&uid, true);
             return Err(error);
         }
     }
@@ -328,7 +330,7 @@ async fn issue(
     match cause {
         None => {
             let note = format!("Created key {} and wrote Secret {secret_name}", created.sid);
-            ctx.normal(key, "KeyCreated", "CreateKey", note).await;
+            ctx.events.normal(key, "KeyCreated", "CreateKey", note).await;
         }
         Some(cause) => {
             let old = key.status.as_ref().and_then(|s| s.key_sid.clone()).unwrap_or_default();
@@ -339,9 +341,9 @@ async fn issue(
             );
             match cause {
                 RotationCause::SecretDrift | RotationCause::KeyMissing => {
-                    ctx.warn(key, "KeyRotated", "RotateKey", note).await
+                    ctx.events.warning(key, "KeyRotated", "RotateKey", note).await
                 }
-                _ => ctx.normal(key, "KeyRotated", "RotateKey", note).await,
+                _ => ctx.events.normal(key, "KeyRotated", "RotateKey", note).await,
             }
         }
     }
@@ -365,8 +367,8 @@ async fn sweep_orphans(
 ) -> Result<()> {
     let status = key.status.clone().unwrap_or_default();
     let uid = key.uid().unwrap_or_default();
-    let max_age = if ctx.create_was_unsure(&uid) { Duration::ZERO } else { ctx.config.resync_interval };
-    let inventory = ctx.inventory(connection, max_age).await.map_err(Error::twilio("list keys"))?;
+    let max_age = if ctx.inventories.create_was_unsure(&uid) { Duration::ZERO } else { ctx.config.resync_interval };
+    let inventory = ctx.inventories.get(&ctx.twilio, connection, max_age).await.map_err(Error::twilio("list keys"))?;
     let pending = pending_friendly_name(key);
     let recorded: HashSet<String> =
         all_keys(key, &status).into_iter().map(|k| k.sid).chain(keep.iter().cloned()).collect();
@@ -380,14 +382,14 @@ async fn sweep_orphans(
         if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
             continue; // gone already
         }
-        crate::runtime::metrics::key_operation("orphan_deleted");
-        crate::runtime::metrics::leaked_key_found();
+        ctx.metrics.key_operation(KeyOperation::OrphanDeleted);
+        ctx.metrics.leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
-        ctx.warn(key, "OrphanKeyDeleted", "DeleteKey", note).await;
+        ctx.events.warning(key, "OrphanKeyDeleted", "DeleteKey", note).await;
     }
     if !orphans.is_empty() {
         // The listing still shows them; the next user of it must list anew.
-        ctx.forget_inventory(connection).await;
+        ctx.inventories.forget(connection).await;
     }
     Ok(())
 }
@@ -427,7 +429,9 @@ async fn update_in_place(
     };
     let status = ready_status(key, &updated);
     write_status(ctx, key, &status).await?;
-    ctx.normal(key, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})")).await;
+    ctx.events
+        .normal(key, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})"))
+        .await;
     Ok(next_wake(ctx, key, &status))
 }
 
@@ -456,7 +460,7 @@ async fn rewrite_secret(
     };
     write_status(ctx, key, &status).await?;
     let note = format!("Wrote Secret {} for key {sid}", key.desired_secret_name());
-    ctx.normal(key, "SecretUpdated", "WriteSecret", note).await;
+    ctx.events.normal(key, "SecretUpdated", "WriteSecret", note).await;
     let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
 }
@@ -479,7 +483,7 @@ async fn retire_due_keys(key: &TwilioApiKey, ctx: &Context) -> Result<Option<Twi
     write_status(ctx, key, &status).await?;
     for retired in &due {
         let note = format!("Deleted retired key {} after its grace period", retired.sid);
-        ctx.normal(key, "KeyDeleted", "DeleteKey", note).await;
+        ctx.events.normal(key, "KeyDeleted", "DeleteKey", note).await;
     }
     let mut updated = key.clone();
     updated.status = Some(status);
@@ -520,7 +524,11 @@ async fn key_missing_in_twilio(
     let (Some(sid), Some(created)) = (&status.key_sid, &status.key_created_at) else {
         return Ok(false);
     };
-    let inventory = ctx.inventory(connection, ctx.config.resync_interval).await.map_err(Error::twilio("list keys"))?;
+    let inventory = ctx
+        .inventories
+        .get(&ctx.twilio, connection, ctx.config.resync_interval)
+        .await
+        .map_err(Error::twilio("list keys"))?;
     let created = created.parse::<Timestamp>().unwrap_or(inventory.listed_at);
     if created >= inventory.listed_at || inventory.keys.contains_key(sid) {
         return Ok(false);
@@ -548,7 +556,7 @@ async fn revoke(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnectio
     write_status(ctx, key, &revoked_status(key)).await?;
     let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
     let note = format!("Revoked: deleted key(s) {} in Twilio and the Secret", sids.join(", "));
-    ctx.normal(key, "KeyRevoked", "RevokeKey", note).await;
+    ctx.events.normal(key, "KeyRevoked", "RevokeKey", note).await;
     Ok(Action::await_change())
 }
 
@@ -617,7 +625,7 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
         for sid in sids {
             // A key already gone (404) counts as deleted, but not as deleted by this call.
             if ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))? {
-                crate::runtime::metrics::key_operation("deleted");
+                ctx.metrics.key_operation(KeyOperation::Deleted);
             }
         }
     }
@@ -713,7 +721,7 @@ fn grace_period(key: &TwilioApiKey) -> SignedDuration {
 async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // A cached status older than this process's last write could miss a key it just recorded.
     let live;
-    let key = if ctx.wrote_another_status(&key.uid().unwrap_or_default(), key.status.as_ref()) {
+    let key = if ctx.own_writes.wrote_another_status(&key.uid().unwrap_or_default(), key.status.as_ref()) {
         live = TwilioApiKey { status: live_status(ctx, key).await?, ..key.clone() };
         &live
     } else {
@@ -787,13 +795,15 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         }
         let kept = handed_over.first().or(status.key_sid.as_ref()).map_or("(none)", String::as_str);
         let note = format!("deletionPolicy Orphan: key {kept} and its Secret are kept");
-        ctx.normal(key, "KeyOrphaned", "DeleteKey", note).await;
+        ctx.events.normal(key, "KeyOrphaned", "DeleteKey", note).await;
     } else {
         let keys = all_keys(key, &status);
         if !keys.is_empty() {
             delete_keys(ctx, key, &keys).await?;
             let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
-            ctx.normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", "))).await;
+            ctx.events
+                .normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", ")))
+                .await;
         }
         for secret in &owned_secrets {
             delete_secret(ctx, key, secret).await?;
@@ -839,7 +849,7 @@ async fn delete_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Re
     };
     match secrets(ctx, key).delete(&name, &params).await {
         Ok(_) => {
-            ctx.note_own_delete(&key.namespace().unwrap_or_default(), &name);
+            ctx.own_writes.note_secret_delete(&key.namespace().unwrap_or_default(), &name);
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -883,7 +893,7 @@ async fn write_secret(
     };
     let error = match result {
         Ok(written) => {
-            ctx.note_own_write(&written);
+            ctx.own_writes.note_secret_write(&written);
             return Ok(());
         }
         Err(error) => error,
@@ -933,6 +943,6 @@ async fn write_status(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeySt
         .patch_status(&key.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map_err(Error::kube("write status"))?;
-    ctx.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
+    ctx.own_writes.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
     Ok(())
 }

@@ -71,12 +71,12 @@ fn account_controller<A: accounts::AccountResource>(
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
-        let own_writes = ctx.clone();
+        let filter_ctx = ctx.clone();
         // The operator's own finalizer write on a credentials Secret is not new credentials.
         let changes = watcher(secrets, watch_config())
             .default_backoff()
             .touched_objects()
-            .try_filter(move |secret| std::future::ready(!own_writes.is_own_credentials_write(secret)));
+            .try_filter(move |secret| std::future::ready(!filter_ctx.own_writes.is_own_credentials_write(secret)));
         controller.watches_stream(changes, move |secret: SecretMeta| {
             let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
             store
@@ -145,19 +145,18 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());
-    crate::runtime::metrics::watch_keys(store.clone());
     let controller = Controller::for_stream(changes, store.clone()).with_config(config);
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data
     // included) bumps its resourceVersion and wakes its resource, which then reads it.
-    let own_writes = ctx.clone();
+    let filter_ctx = ctx.clone();
     let owned_secrets = watcher(secrets, managed)
         .default_backoff()
         .touched_objects()
-        .try_filter(move |secret| std::future::ready(!own_writes.is_own_write(secret)));
+        .try_filter(move |secret| std::future::ready(!filter_ctx.own_writes.is_own_secret_event(secret)));
     let (account_store, account_writer) = reflector::store();
     let (cluster_store, cluster_writer) = reflector::store();
-    ctx.register_scope_caches(
+    ctx.caches.register(
         scope.as_deref(),
         ScopeCaches { keys: store.clone(), accounts: account_store, cluster_accounts: cluster_store },
     );
@@ -249,7 +248,7 @@ fn account_error_policy<A: accounts::AccountResource>(
     error: &crate::error::Error,
     ctx: Arc<Context>,
 ) -> kube::runtime::controller::Action {
-    let delay = ctx.backoff(account.as_ref());
+    let delay = ctx.backoff.next(account.as_ref());
     tracing::warn!(%error, ?delay, kind = A::KIND, "account reconciliation failed; retrying");
     kube::runtime::controller::Action::requeue(delay)
 }

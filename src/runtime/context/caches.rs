@@ -1,0 +1,86 @@
+//! The keys controllers' caches of keys and accounts, one set per watched scope. The account
+//! caches are fed by the same watch that wakes keys on account changes, so a key woken by an
+//! account change finds the change here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use crate::accounts::AccountResource;
+use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
+
+/// The caches a keys controller keeps for one watched scope.
+#[derive(Clone)]
+pub struct ScopeCaches {
+    pub keys: Store<TwilioApiKey>,
+    pub accounts: Store<TwilioAccount>,
+    pub cluster_accounts: Store<ClusterTwilioAccount>,
+}
+
+#[derive(Default)]
+pub struct Caches {
+    /// By watched namespace ("" for all namespaces).
+    scopes: Mutex<HashMap<String, ScopeCaches>>,
+}
+
+impl Caches {
+    pub fn register(&self, scope: Option<&str>, caches: ScopeCaches) {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.insert(scope.unwrap_or_default().to_string(), caches);
+    }
+
+    /// The caches that cover `namespace`, if a keys controller registered them.
+    pub fn for_namespace(&self, namespace: &str) -> Option<ScopeCaches> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.get(namespace).or_else(|| scopes.get("")).cloned()
+    }
+
+    /// Every scope's cache of keys.
+    pub fn key_stores(&self) -> Vec<Store<TwilioApiKey>> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.values().map(|caches| caches.keys.clone()).collect()
+    }
+
+    /// The TwilioApiKeys (namespace/name) that name the account in their spec or record a key of
+    /// it in their status: while any exists, the account and its credentials must stay.
+    /// `namespace` is the account's own for a TwilioAccount, None for a ClusterTwilioAccount.
+    pub fn keys_using(&self, kind: AccountKind, name: &str, namespace: Option<&str>) -> Vec<String> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut users: Vec<String> = scopes
+            .values()
+            .flat_map(|caches| caches.keys.state())
+            .filter(|key| namespace.is_none() || key.namespace().as_deref() == namespace)
+            .filter(|key| {
+                let names = |r: &AccountRef| r.kind == kind && r.name == name;
+                names(&key.spec.account_ref)
+                    || key.status.as_ref().is_some_and(|status| {
+                        status.account_ref.as_ref().is_some_and(names)
+                            || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
+                    })
+            })
+            .map(|key| format!("{}/{}", key.namespace().unwrap_or_default(), key.name_any()))
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Whether an account other than `except` (not being deleted) takes its credential from the
+    /// Secret `namespace/name`.
+    pub fn accounts_using_secret(&self, namespace: &str, name: &str, except: &Option<String>) -> bool {
+        fn uses<A: AccountResource>(account: &A, namespace: &str, name: &str, except: &Option<String>) -> bool {
+            let source = account.source();
+            account.meta().deletion_timestamp.is_none()
+                && &account.uid() != except
+                && source.secret_namespace == namespace
+                && source.secret_name == name
+        }
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.values().any(|caches| {
+            caches.accounts.state().iter().any(|a| uses(a.as_ref(), namespace, name, except))
+                || caches.cluster_accounts.state().iter().any(|a| uses(a.as_ref(), namespace, name, except))
+        })
+    }
+}

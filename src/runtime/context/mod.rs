@@ -1,0 +1,75 @@
+//! What every reconciliation shares, in named parts that each own their state:
+//!
+//! - the Kubernetes and Twilio clients and the operator's settings;
+//! - [`Events`]: Kubernetes Events about resources;
+//! - [`Metrics`]: the Prometheus registry;
+//! - [`Inventories`]: what this process knows of each account's keys in Twilio;
+//! - [`OwnWrites`]: echoes of this process's own writes, which are not changes to react to;
+//! - [`Caches`]: the keys controllers' caches of keys and accounts;
+//! - [`Backoff`]: per-object retry delays after transient failures.
+
+mod backoff;
+mod caches;
+mod events;
+mod inventory;
+mod own_writes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+
+pub use backoff::Backoff;
+pub use caches::{Caches, ScopeCaches};
+pub use events::Events;
+pub use inventory::{Inventories, Inventory};
+pub use own_writes::OwnWrites;
+
+use crate::runtime::metrics::Metrics;
+use crate::twilio::TwilioClient;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How often a Ready resource is checked again for drift.
+    pub resync_interval: Duration,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub twilio: TwilioClient,
+    pub config: Config,
+    pub events: Events,
+    pub metrics: Arc<Metrics>,
+    pub inventories: Inventories,
+    pub own_writes: OwnWrites,
+    pub caches: Caches,
+    pub backoff: Backoff,
+}
+
+impl Context {
+    pub fn new(client: Client, twilio: TwilioClient, config: Config, metrics: Arc<Metrics>) -> Self {
+        Self {
+            events: Events::new(client.clone()),
+            client,
+            twilio,
+            config,
+            metrics,
+            inventories: Inventories::default(),
+            own_writes: OwnWrites::default(),
+            caches: Caches::default(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// The resource `uid` is gone: nothing about it needs remembering.
+    pub fn forget_resource(&self, uid: &str) {
+        self.own_writes.forget_status_written(uid);
+        self.inventories.mark_create_unsure(uid, false);
+        self.backoff.forget(uid);
+    }
+
+    /// The metrics in Prometheus' text format, the gauges about keys read from the caches now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.caches.key_stores())
+    }
+}
