@@ -494,6 +494,12 @@ impl TwilioApiKey {
         })
     }
 
+    /// The name a key carries in Twilio from its creation until the status records it: it holds
+    /// this resource's UID, which is what proves, later, that the key is this resource's own.
+    pub fn pending_friendly_name(&self) -> String {
+        format!("{PENDING_FRIENDLY_NAME_PREFIX}{}", self.metadata.uid.as_deref().unwrap_or_default())
+    }
+
     /// The name of the Secret the key is delivered into.
     pub fn desired_secret_name(&self) -> String {
         self.spec.secret.name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())

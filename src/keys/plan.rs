@@ -1,15 +1,18 @@
 //! Pure decisions: whether a spec is valid, and what the next step for a key is, from the spec,
 //! the status and what was observed. No I/O here, so every rule is unit-tested without a cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::duration;
 use crate::api::{
-    GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, ROTATE_ANNOTATION, TwilioApiKey, TwilioApiKeyStatus,
+    AccountRef, GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, ROTATE_ANNOTATION, RetiringKey,
+    TwilioApiKey, TwilioApiKeyStatus,
 };
+use crate::keys::status;
+use crate::twilio::{AccountConnection, Key};
 
 /// A field value for a message, at most 80 characters.
 fn shorten_field(text: &str) -> String {
@@ -308,6 +311,12 @@ impl RotationCause {
         }
     }
 
+    /// Whether the rotation repairs something done behind the operator's back (a Warning Event)
+    /// rather than carrying out what the spec asks (a Normal one).
+    pub fn is_repair(self) -> bool {
+        matches!(self, RotationCause::SecretDrift | RotationCause::KeyMissing)
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             RotationCause::KeyTypeChanged => "spec.keyType changed",
@@ -412,6 +421,110 @@ pub fn next_rotation_at(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Opti
     let interval = SignedDuration::try_from(duration::parse(interval).ok()?).ok()?;
     let created: Timestamp = status.key_created_at.as_ref()?.parse().ok()?;
     created.checked_add(interval).ok()
+}
+
+/// Twilio key SIDs: "SK" and 32 hexadecimal digits. Anything else is never put into a URL.
+pub fn is_key_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("SK") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The policy to give the key in Twilio: the spec's, for a Restricted key.
+pub fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
+    match key.spec.key_type {
+        KeyType::Restricted => key.spec.policy.as_ref().map(|p| p.allow.clone()),
+        KeyType::Standard => None,
+    }
+}
+
+/// The keys an interrupted attempt of this resource left in the account: those still carrying
+/// its pending name that neither its status nor `keep` holds. No other key can match: the name
+/// holds the resource's UID, and a spec cannot ask for a pending name.
+pub fn orphaned_keys<'a>(
+    key: &TwilioApiKey,
+    listed: impl IntoIterator<Item = &'a Key>,
+    keep: &[String],
+) -> Vec<String> {
+    let status = key.status.clone().unwrap_or_default();
+    let pending = key.pending_friendly_name();
+    let recorded: HashSet<String> =
+        status::all_keys(key, &status).into_iter().map(|k| k.sid).chain(keep.iter().cloned()).collect();
+    let mut orphans: Vec<String> = listed
+        .into_iter()
+        .filter(|k| k.friendly_name.as_deref() == Some(pending.as_str()) && !recorded.contains(&k.sid))
+        .map(|k| k.sid.clone())
+        .collect();
+    orphans.sort();
+    orphans
+}
+
+/// What an account's listing says of the current key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Listed, or not judged: no key, or one created after the listing was made.
+    Assumed,
+    /// Not listed. A listing can miss a key (pages that shift while it is read): fetch the key
+    /// to confirm before treating it as deleted.
+    Unlisted(String),
+}
+
+/// Whether the listing made at `listed_at` shows the current key of `status`.
+pub fn presence(status: &TwilioApiKeyStatus, listed_at: Timestamp, listed: &HashMap<String, Key>) -> Presence {
+    let (Some(sid), Some(created)) = (&status.key_sid, &status.key_created_at) else {
+        return Presence::Assumed;
+    };
+    let created = created.parse::<Timestamp>().unwrap_or(listed_at);
+    if created >= listed_at || listed.contains_key(sid) {
+        return Presence::Assumed;
+    }
+    Presence::Unlisted(sid.clone())
+}
+
+/// With `deletionPolicy: Orphan`, the keys that go all the same: the retiring ones (already on
+/// their way out), and the one the status calls current when another key (`handed_over`, the
+/// one a Secret delivers but the status lacks) is handed over instead: a rotation interrupted
+/// after its Secret write left the current key delivered by no Secret.
+pub fn leaving_on_orphan(key: &TwilioApiKey, status: &TwilioApiKeyStatus, handed_over: &[String]) -> Vec<RetiringKey> {
+    let replaced = status::current_key(key, status).filter(|_| !handed_over.is_empty());
+    replaced.into_iter().chain(status.retiring_keys.iter().cloned()).collect()
+}
+
+/// Keys to delete that live in one account, reached through one account resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeletionGroup {
+    pub account_ref: AccountRef,
+    /// The account SID the keys were created in, when recorded (the account resource may point
+    /// at another by now).
+    pub account_sid: Option<String>,
+    pub sids: Vec<String>,
+}
+
+/// `keys` grouped by the account resource and account SID they were created through (a key
+/// that records no account resource was created through the spec's).
+pub fn deletion_groups(key: &TwilioApiKey, keys: &[RetiringKey]) -> Vec<DeletionGroup> {
+    let mut groups: BTreeMap<String, DeletionGroup> = BTreeMap::new();
+    for retired in keys {
+        let account_ref = retired.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
+        let group = format!("{:?}/{}/{:?}", account_ref.kind, account_ref.name, retired.account_sid);
+        groups
+            .entry(group)
+            .or_insert_with(|| DeletionGroup { account_ref, account_sid: retired.account_sid.clone(), sids: vec![] })
+            .sids
+            .push(retired.sid.clone());
+    }
+    groups.into_values().collect()
+}
+
+/// The connection that reaches keys created in account `key_account_sid` through the account
+/// resource that now connects as `connection`: an auth token addresses its account by SID, so a
+/// changed account SID is followed; a Main key is used as it is.
+pub fn connection_for_account(mut connection: AccountConnection, key_account_sid: Option<&str>) -> AccountConnection {
+    if let Some(old_sid) = key_account_sid.filter(|sid| *sid != connection.account_sid) {
+        if connection.credentials.username == connection.account_sid {
+            connection.credentials.username = old_sid.to_string();
+        }
+        connection.account_sid = old_sid.to_string();
+    }
+    connection
 }
 
 #[cfg(test)]
@@ -729,6 +842,171 @@ mod tests {
     /// Property tests: no spec, status or observation a tenant (or a clock) can produce makes
     /// validation or planning panic. The case counts keep `cargo test --lib` at a few seconds; for
     /// a longer search run `PROPTEST_CASES=100000 cargo test --release --lib -- duration plan::tests::properties`.
+    fn listed(sid: &str, friendly_name: &str) -> Key {
+        Key { sid: sid.into(), friendly_name: Some(friendly_name.into()), date_created: None, policy: None }
+    }
+
+    fn with_uid(mut key: TwilioApiKey, uid: &str) -> TwilioApiKey {
+        key.metadata.uid = Some(uid.into());
+        key
+    }
+
+    #[test]
+    fn only_unrecorded_keys_under_this_resources_pending_name_are_orphans() {
+        let key = with_uid(issued(), "u1");
+        let mut status = key.status.clone().unwrap();
+        status.retiring_keys.push(RetiringKey {
+            sid: "SKretiring".into(),
+            delete_after: String::new(),
+            account_ref: None,
+            account_sid: None,
+        });
+        let key = TwilioApiKey { status: Some(status), ..key };
+        let pending = "twilio-operator:pending:u1";
+        let inventory = [
+            listed("SK1", pending),                          // current: recorded
+            listed("SKretiring", pending),                   // retiring: recorded
+            listed("SKkept", pending),                       // handed over: kept
+            listed("SKorphan", pending),                     // left by an interrupted create
+            listed("SKother", "twilio-operator:pending:u2"), // another resource's
+            listed("SKsame", "team-a/payments"),             // someone's key with the friendly name
+            Key { sid: "SKnameless".into(), friendly_name: None, date_created: None, policy: None },
+        ];
+        assert_eq!(orphaned_keys(&key, &inventory, &["SKkept".into()]), ["SKorphan"]);
+        assert!(orphaned_keys(&with_uid(standard(), "u3"), &inventory, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_key_missing_from_a_listing_is_confirmed_before_it_counts_as_gone() {
+        let listed_at: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+        let status = issued().status.unwrap();
+        let in_listing: HashMap<String, Key> = [("SK1".to_string(), listed("SK1", "team-a/payments"))].into();
+        let cases = [
+            (status.clone(), in_listing, Presence::Assumed),
+            (status.clone(), HashMap::new(), Presence::Unlisted("SK1".into())),
+            // Created after the listing was made: the listing cannot know it.
+            (
+                TwilioApiKeyStatus { key_created_at: Some("2026-11-26T12:00:01Z".into()), ..status.clone() },
+                HashMap::new(),
+                Presence::Assumed,
+            ),
+            (TwilioApiKeyStatus { key_sid: None, ..status.clone() }, HashMap::new(), Presence::Assumed),
+            (TwilioApiKeyStatus { key_created_at: None, ..status }, HashMap::new(), Presence::Assumed),
+        ];
+        for (status, listing, expected) in cases {
+            assert_eq!(presence(&status, listed_at, &listing), expected, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn orphaning_hands_over_one_key_and_lets_the_others_go() {
+        let key = issued();
+        let mut status = key.status.clone().unwrap();
+        status.retiring_keys.push(RetiringKey {
+            sid: "SK0".into(),
+            delete_after: String::new(),
+            account_ref: None,
+            account_sid: None,
+        });
+        let sids = |keys: Vec<RetiringKey>| keys.into_iter().map(|k| k.sid).collect::<Vec<_>>();
+        assert_eq!(sids(leaving_on_orphan(&key, &status, &[])), ["SK0"], "the current key is handed over");
+        assert_eq!(
+            sids(leaving_on_orphan(&key, &status, &["SK2".into()])),
+            ["SK1", "SK0"],
+            "the key a Secret delivers is handed over; the one the status calls current goes"
+        );
+    }
+
+    #[test]
+    fn keys_are_deleted_per_account_they_were_created_in() {
+        let key = standard();
+        let cluster = AccountRef { kind: crate::api::AccountKind::ClusterTwilioAccount, name: "shared".into() };
+        let retiring = |sid: &str, account_ref: Option<AccountRef>, account_sid: Option<&str>| RetiringKey {
+            sid: sid.into(),
+            delete_after: String::new(),
+            account_ref,
+            account_sid: account_sid.map(Into::into),
+        };
+        let keys = [
+            retiring("SK1", None, Some("AC1")),
+            retiring("SK2", Some(key.spec.account_ref.clone()), Some("AC1")),
+            retiring("SK3", Some(key.spec.account_ref.clone()), Some("AC0")),
+            retiring("SK4", Some(cluster.clone()), None),
+        ];
+        let groups: Vec<(AccountRef, Option<String>, Vec<String>)> =
+            deletion_groups(&key, &keys).into_iter().map(|g| (g.account_ref, g.account_sid, g.sids)).collect();
+        assert_eq!(
+            groups,
+            [
+                (cluster, None, vec!["SK4".to_string()]),
+                (key.spec.account_ref.clone(), Some("AC0".into()), vec!["SK3".into()]),
+                (key.spec.account_ref.clone(), Some("AC1".into()), vec!["SK1".into(), "SK2".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_of_a_former_account_sid_are_reached_with_an_auth_token_only() {
+        let connect = |username: &str| AccountConnection {
+            account_sid: "ACnew".into(),
+            region: "us1".into(),
+            base_url: "https://iam.twilio.com".into(),
+            credentials: crate::twilio::Credentials {
+                username: username.into(),
+                password: crate::secret_string::SecretString::new("token"),
+            },
+        };
+        let token = connection_for_account(connect("ACnew"), Some("ACold"));
+        assert_eq!((token.account_sid.as_str(), token.credentials.username.as_str()), ("ACold", "ACold"));
+        let main_key = connection_for_account(connect("SKmain"), Some("ACold"));
+        assert_eq!((main_key.account_sid.as_str(), main_key.credentials.username.as_str()), ("ACold", "SKmain"));
+        let same = connection_for_account(connect("ACnew"), Some("ACnew"));
+        assert_eq!(same.account_sid, "ACnew");
+        assert_eq!(connection_for_account(connect("ACnew"), None).account_sid, "ACnew");
+    }
+
+    #[test]
+    fn only_well_formed_sids_reach_a_url() {
+        assert!(is_key_sid("SK0123456789abcdef0123456789ABCDEF"));
+        for bad in [
+            "",
+            "SK",
+            "SK0123456789abcdef0123456789abcde",
+            "AC0123456789abcdef0123456789abcdef",
+            "SK0123456789abcdef0123456789abcd/..",
+            "SK0123456789abcdef0123456789abcdeg",
+        ] {
+            assert!(!is_key_sid(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn repairs_are_warnings_and_asked_rotations_are_not() {
+        use RotationCause::*;
+        let repairs: Vec<RotationCause> = [
+            KeyTypeChanged,
+            AccountChanged,
+            TriggerChanged,
+            RotateAnnotation,
+            IntervalElapsed,
+            SecretDrift,
+            KeyMissing,
+        ]
+        .into_iter()
+        .filter(|c| c.is_repair())
+        .collect();
+        assert_eq!(repairs, [SecretDrift, KeyMissing]);
+    }
+
+    #[test]
+    fn the_policy_sent_to_twilio_is_the_specs_for_restricted_keys_only() {
+        let mut k = standard();
+        k.spec.policy = Some(KeyPolicy { allow: vec!["/a".into()] });
+        assert_eq!(restricted_policy(&k), None);
+        k.spec.key_type = KeyType::Restricted;
+        assert_eq!(restricted_policy(&k), Some(vec!["/a".to_string()]));
+    }
+
     mod properties {
         use super::super::*;
         use crate::api::{

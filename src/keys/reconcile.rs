@@ -1,25 +1,25 @@
 //! Reconciliation of TwilioApiKey: one step toward the desired state per pass, each external
 //! effect recorded before the next. Decisions live in [`crate::keys::plan`]; this module performs them.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::accounts::resolve;
 use crate::api::conditions::{self, Health};
 use crate::api::{
-    AccountRef, DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, KeyType, PENDING_FRIENDLY_NAME_PREFIX,
-    ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus,
+    DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus,
 };
 use crate::error::{Error, Result};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
+use crate::keys::{secret, status};
 use crate::runtime::context::Context;
 use crate::runtime::metrics::KeyOperation;
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
@@ -108,12 +108,6 @@ fn secrets(ctx: &Context, key: &TwilioApiKey) -> Api<Secret> {
     Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default())
 }
 
-/// The name a key carries in Twilio from its creation until its status records it: it names this
-/// resource's UID, which is what proves, later, that the key is this resource's own.
-fn pending_friendly_name(key: &TwilioApiKey) -> String {
-    format!("{PENDING_FRIENDLY_NAME_PREFIX}{}", key.uid().unwrap_or_default())
-}
-
 async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     if key.spec.suspend {
         plan::validate(key).map_err(Error::InvalidSpec)?;
@@ -149,8 +143,8 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     };
     let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
     let mut observed = Observed {
-        delivering: crate::keys::secret::observe(key, delivering_secret.as_ref(), &delivered_account),
-        target: target_secret.as_ref().map(|s| crate::keys::secret::observe(key, s.as_ref(), &connection.account_sid)),
+        delivering: secret::observe(key, delivering_secret.as_ref(), &delivered_account),
+        target: target_secret.as_ref().map(|s| secret::observe(key, s.as_ref(), &connection.account_sid)),
         account_sid: connection.account_sid.clone(),
         region: connection.region.clone(),
         now: Timestamp::now(),
@@ -177,7 +171,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         ))),
         Step::Revoke => revoke(key, ctx, &connection).await,
         Step::StayRevoked => {
-            write_status_if_changed(ctx, key, revoked_status(key)).await?;
+            write_status_if_changed(ctx, key, status::revoked(key, Timestamp::now())).await?;
             Ok(Action::await_change())
         }
         Step::Create => issue(key, ctx, &connection, None, delivering_secret.as_ref(), at_desired_name).await,
@@ -203,19 +197,14 @@ async fn live_status(ctx: &Context, key: &TwilioApiKey) -> Result<Option<TwilioA
 /// still carries the resource's pending name. Nothing else proves it: a Secret that names a SID
 /// is only a claim.
 async fn created_by(ctx: &Context, connection: &AccountConnection, key: &TwilioApiKey, sid: &str) -> Result<bool> {
-    if !is_key_sid(sid) {
+    if !plan::is_key_sid(sid) {
         return Ok(false);
     }
     match ctx.twilio.fetch_key(connection, sid).await {
-        Ok(found) => Ok(found.friendly_name.as_deref() == Some(pending_friendly_name(key).as_str())),
+        Ok(found) => Ok(found.friendly_name.as_deref() == Some(key.pending_friendly_name().as_str())),
         Err(TwilioError::NotFound { .. }) => Ok(false),
         Err(error) => Err(Error::twilio("fetch key")(error)),
     }
-}
-
-/// Twilio key SIDs: "SK" and 32 hexadecimal digits. Anything else is never put into a URL.
-fn is_key_sid(sid: &str) -> bool {
-    sid.len() == 34 && sid.starts_with("SK") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The Secret delivers a key this resource created whose status write was lost: record it, then
@@ -227,7 +216,7 @@ async fn record(
     sid: &str,
     secret_name: &str,
 ) -> Result<Action> {
-    let status = delivered_status(key, sid, connection, pending_friendly_name(key), Timestamp::now());
+    let status = status::delivered(key, issued(connection, sid, key.pending_friendly_name()), Timestamp::now());
     write_status(ctx, key, &status).await?;
     let note = format!("Recorded key {sid} found in Secret {secret_name}");
     ctx.events.normal(key, "KeyRecorded", "RecordKey", note).await;
@@ -247,7 +236,7 @@ async fn finish_delivery(
     let mut finished = status.clone();
     if let Some(stale) = status.stale_secret_name.as_ref().filter(|name| **name != key.desired_secret_name()) {
         let secret = secrets(ctx, key).get_opt(stale).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| crate::keys::secret::is_owned(key, s)) {
+        if let Some(secret) = secret.filter(|s| secret::is_owned(key, s)) {
             delete_secret(ctx, key, &secret).await?;
         }
     }
@@ -260,19 +249,9 @@ async fn finish_delivery(
     if finished == status {
         return Ok(status);
     }
-    let finished = ready_status(key, &finished);
+    let finished = status::ready(key, &finished, Timestamp::now());
     write_status(ctx, key, &finished).await?;
     Ok(finished)
-}
-
-/// The Secret to delete once the key is delivered under the desired name: the one that
-/// delivered it before, if this resource wrote it under another name (or one still waiting to be
-/// deleted from an earlier move).
-fn moved_from(key: &TwilioApiKey, delivering_secret: Option<&Secret>) -> Option<String> {
-    delivering_secret
-        .filter(|s| s.name_any() != key.desired_secret_name() && crate::keys::secret::is_owned(key, s))
-        .map(|s| s.name_any())
-        .or_else(|| key.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
 }
 
 /// Creates a key in Twilio and delivers it; with a cause, the current key is retired for the
@@ -289,7 +268,8 @@ async fn issue(
 ) -> Result<Action> {
     let uid = key.uid().unwrap_or_default();
     sweep_orphans(key, ctx, connection, &[]).await?;
-    let request = KeyRequest { friendly_name: pending_friendly_name(key), restricted_policy: restricted_policy(key) };
+    let request =
+        KeyRequest { friendly_name: key.pending_friendly_name(), restricted_policy: plan::restricted_policy(key) };
     let created = match ctx.twilio.create_key(connection, &request).await {
         Ok(created) => created,
         Err(error) => {
@@ -305,7 +285,7 @@ async fn issue(
         ctx.metrics.rotation(cause.label());
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
-    let desired = crate::keys::secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
+    let desired = secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
     match write_secret(ctx, key, at_desired_name, &desired, &created.sid).await {
         Ok(()) => ctx.inventories.mark_create_unsure(&uid, false),
         Err(SecretWriteError { error, written: Written::No }) => {
@@ -322,8 +302,8 @@ async fn issue(
         }
     }
     let status = TwilioApiKeyStatus {
-        stale_secret_name: moved_from(key, delivering_secret),
-        ..delivered_status(key, &created.sid, connection, request.friendly_name, Timestamp::now())
+        stale_secret_name: secret::stale_after_delivery(key, delivering_secret),
+        ..status::delivered(key, issued(connection, &created.sid, request.friendly_name), Timestamp::now())
     };
     write_status(ctx, key, &status).await?;
     let secret_name = key.desired_secret_name();
@@ -339,12 +319,8 @@ async fn issue(
                 cause.describe(),
                 created.sid
             );
-            match cause {
-                RotationCause::SecretDrift | RotationCause::KeyMissing => {
-                    ctx.events.warning(key, "KeyRotated", "RotateKey", note).await
-                }
-                _ => ctx.events.normal(key, "KeyRotated", "RotateKey", note).await,
-            }
+            let type_ = if cause.is_repair() { EventType::Warning } else { EventType::Normal };
+            ctx.events.record(key, type_, "KeyRotated", "RotateKey", note).await;
         }
     }
     let status = finish_delivery(key, ctx, connection, status).await?;
@@ -365,19 +341,10 @@ async fn sweep_orphans(
     connection: &AccountConnection,
     keep: &[String],
 ) -> Result<()> {
-    let status = key.status.clone().unwrap_or_default();
     let uid = key.uid().unwrap_or_default();
     let max_age = if ctx.inventories.create_was_unsure(&uid) { Duration::ZERO } else { ctx.config.resync_interval };
     let inventory = ctx.inventories.get(&ctx.twilio, connection, max_age).await.map_err(Error::twilio("list keys"))?;
-    let pending = pending_friendly_name(key);
-    let recorded: HashSet<String> =
-        all_keys(key, &status).into_iter().map(|k| k.sid).chain(keep.iter().cloned()).collect();
-    let orphans: Vec<&str> = inventory
-        .keys
-        .values()
-        .filter(|k| k.friendly_name.as_deref() == Some(pending.as_str()) && !recorded.contains(&k.sid))
-        .map(|k| k.sid.as_str())
-        .collect();
+    let orphans = plan::orphaned_keys(key, inventory.keys.values(), keep);
     for sid in &orphans {
         if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
             continue; // gone already
@@ -394,13 +361,6 @@ async fn sweep_orphans(
     Ok(())
 }
 
-fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
-    match key.spec.key_type {
-        KeyType::Restricted => key.spec.policy.as_ref().map(|p| p.allow.clone()),
-        KeyType::Standard => None,
-    }
-}
-
 /// Renames the key and, for a Restricted key, replaces its policy; the secret stays valid. The
 /// key is the one the status records, never one a Secret names.
 async fn update_in_place(
@@ -413,7 +373,7 @@ async fn update_in_place(
     let previous = key.status.clone().unwrap_or_default();
     let sid = previous.key_sid.clone().unwrap_or_default();
     let friendly_name = key.desired_friendly_name();
-    let policy = restricted_policy(key);
+    let policy = plan::restricted_policy(key);
     match ctx.twilio.update_key(connection, &sid, &friendly_name, policy.as_deref()).await {
         Ok(_) => {}
         Err(TwilioError::NotFound { .. }) => {
@@ -422,12 +382,7 @@ async fn update_in_place(
         }
         Err(e) => return Err(Error::twilio("update key")(e)),
     }
-    let updated = TwilioApiKeyStatus {
-        friendly_name: Some(friendly_name.clone()),
-        policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
-        ..previous
-    };
-    let status = ready_status(key, &updated);
+    let status = status::updated_in_place(key, Timestamp::now());
     write_status(ctx, key, &status).await?;
     ctx.events
         .normal(key, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})"))
@@ -448,15 +403,15 @@ async fn rewrite_secret(
     let (Some(sid), Some(account_sid)) = (previous.key_sid.clone(), previous.account_sid.clone()) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let Some(value) = delivering_secret.and_then(|s| crate::keys::secret::delivered_secret(key, s)) else {
+    let Some(value) = delivering_secret.and_then(|s| secret::delivered_secret(key, s)) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let desired = crate::keys::secret::desired(key, &account_sid, &sid, &value);
+    let desired = secret::desired(key, &account_sid, &sid, &value);
     write_secret(ctx, key, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
     let status = TwilioApiKeyStatus {
         secret_name: Some(key.desired_secret_name()),
-        stale_secret_name: moved_from(key, delivering_secret),
-        ..ready_status(key, &previous)
+        stale_secret_name: secret::stale_after_delivery(key, delivering_secret),
+        ..status::ready(key, &previous, Timestamp::now())
     };
     write_status(ctx, key, &status).await?;
     let note = format!("Wrote Secret {} for key {sid}", key.desired_secret_name());
@@ -469,17 +424,10 @@ async fn rewrite_secret(
 /// with its new status, or None when no key was due.
 async fn retire_due_keys(key: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
     let previous = key.status.clone().unwrap_or_default();
-    let now = Timestamp::now();
-    let (due, remaining): (Vec<RetiringKey>, Vec<RetiringKey>) = previous
-        .retiring_keys
-        .iter()
-        .cloned()
-        .partition(|r| r.delete_after.parse::<Timestamp>().map_or(true, |deadline| deadline <= now));
-    if due.is_empty() {
+    let Some((due, status)) = status::retire_due(&previous, Timestamp::now()) else {
         return Ok(None);
-    }
+    };
     delete_keys(ctx, key, &due).await?;
-    let status = TwilioApiKeyStatus { retiring_keys: remaining, ..previous };
     write_status(ctx, key, &status).await?;
     for retired in &due {
         let note = format!("Deleted retired key {} after its grace period", retired.sid);
@@ -506,7 +454,7 @@ async fn settle(
     if key_missing_in_twilio(ctx, connection, &previous).await? {
         return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name).await;
     }
-    let status = ready_status(key, &previous);
+    let status = status::ready(key, &previous, Timestamp::now());
     write_status_if_changed(ctx, key, status.clone()).await?;
     let status = finish_delivery(key, ctx, connection, status).await?;
     Ok(next_wake(ctx, key, &status))
@@ -521,19 +469,18 @@ async fn key_missing_in_twilio(
     connection: &AccountConnection,
     status: &TwilioApiKeyStatus,
 ) -> Result<bool> {
-    let (Some(sid), Some(created)) = (&status.key_sid, &status.key_created_at) else {
+    if status.key_sid.is_none() {
         return Ok(false);
-    };
+    }
     let inventory = ctx
         .inventories
         .get(&ctx.twilio, connection, ctx.config.resync_interval)
         .await
         .map_err(Error::twilio("list keys"))?;
-    let created = created.parse::<Timestamp>().unwrap_or(inventory.listed_at);
-    if created >= inventory.listed_at || inventory.keys.contains_key(sid) {
+    let plan::Presence::Unlisted(sid) = plan::presence(status, inventory.listed_at, &inventory.keys) else {
         return Ok(false);
-    }
-    match ctx.twilio.fetch_key(connection, sid).await {
+    };
+    match ctx.twilio.fetch_key(connection, &sid).await {
         Ok(_) => Ok(false),
         Err(TwilioError::NotFound { .. }) => Ok(true),
         Err(error) => Err(Error::twilio("fetch key")(error)),
@@ -544,85 +491,33 @@ async fn key_missing_in_twilio(
 /// records, and any an interrupted create left under its pending name), then its Secret.
 async fn revoke(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnection) -> Result<Action> {
     let status = key.status.clone().unwrap_or_default();
-    let keys = all_keys(key, &status);
+    let keys = status::all_keys(key, &status);
     delete_keys(ctx, key, &keys).await?;
     sweep_orphans(key, ctx, connection, &[]).await?;
-    for name in secret_names(key, &status) {
+    for name in status::secret_names(key, &status) {
         let secret = secrets(ctx, key).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| crate::keys::secret::is_owned(key, s)) {
+        if let Some(secret) = secret.filter(|s| secret::is_owned(key, s)) {
             delete_secret(ctx, key, &secret).await?;
         }
     }
-    write_status(ctx, key, &revoked_status(key)).await?;
+    write_status(ctx, key, &status::revoked(key, Timestamp::now())).await?;
     let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
     let note = format!("Revoked: deleted key(s) {} in Twilio and the Secret", sids.join(", "));
     ctx.events.normal(key, "KeyRevoked", "RevokeKey", note).await;
     Ok(Action::await_change())
 }
 
-fn revoked_status(key: &TwilioApiKey) -> TwilioApiKeyStatus {
-    let previous = key.status.clone().unwrap_or_default();
-    let health = Health::Inactive {
-        reason: "Revoked",
-        message: "spec.revoked is true: the resource has no key in Twilio and no Secret".into(),
-    };
-    TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, Timestamp::now()),
-        ..Default::default()
-    }
-}
-
-/// The current key and every retiring one, each with the account it was created through.
-fn all_keys(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<RetiringKey> {
-    let current = status.key_sid.iter().map(|sid| RetiringKey {
-        sid: sid.clone(),
-        delete_after: String::new(),
-        account_ref: status.account_ref.clone().or_else(|| Some(key.spec.account_ref.clone())),
-        account_sid: status.account_sid.clone(),
-    });
-    current.chain(status.retiring_keys.iter().cloned()).collect()
-}
-
-/// Every Secret name this resource may have written to.
-fn secret_names(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<String> {
-    let mut names = vec![key.desired_secret_name()];
-    for name in [&status.secret_name, &status.stale_secret_name].into_iter().flatten() {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    names
-}
-
 /// Deletes keys in Twilio, each in the account it belongs to, with the credential of the account
 /// resource it was created through (404 counts as gone).
 async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) -> Result<()> {
     let namespace = key.namespace().unwrap_or_default();
-    let mut by_account: BTreeMap<String, (AccountRef, Option<String>, Vec<&str>)> = BTreeMap::new();
-    for retired in keys {
-        let account_ref = retired.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
-        let group = format!("{:?}/{}/{:?}", account_ref.kind, account_ref.name, retired.account_sid);
-        by_account
-            .entry(group)
-            .or_insert_with(|| (account_ref, retired.account_sid.clone(), Vec::new()))
-            .2
-            .push(&retired.sid);
-    }
-    for (account_ref, account_sid, sids) in by_account.into_values() {
+    for group in plan::deletion_groups(key, keys) {
         // These keys are this resource's own: deleting them needs no permission to create keys in
         // the account (a ClusterTwilioAccount may no longer allow the namespace).
-        let source = resolve::resolve_recorded(ctx, &namespace, &account_ref).await?;
-        let mut connection = resolve::connect(ctx, &source).await?;
-        // The account resource may point at another account SID by now: the key still lives in
-        // the old one, which an auth token addresses by its account SID.
-        if let Some(old_sid) = account_sid.filter(|sid| *sid != connection.account_sid) {
-            if connection.credentials.username == connection.account_sid {
-                connection.credentials.username = old_sid.clone();
-            }
-            connection.account_sid = old_sid;
-        }
-        for sid in sids {
+        let source = resolve::resolve_recorded(ctx, &namespace, &group.account_ref).await?;
+        let connection = resolve::connect(ctx, &source).await?;
+        let connection = plan::connection_for_account(connection, group.account_sid.as_deref());
+        for sid in &group.sids {
             // A key already gone (404) counts as deleted, but not as deleted by this call.
             if ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))? {
                 ctx.metrics.key_operation(KeyOperation::Deleted);
@@ -632,84 +527,14 @@ async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) ->
     Ok(())
 }
 
-/// The status once `sid` is delivered: the key it replaces, if any, starts its grace period.
-fn delivered_status(
-    key: &TwilioApiKey,
-    sid: &str,
-    connection: &AccountConnection,
-    friendly_name: String,
-    now: Timestamp,
-) -> TwilioApiKeyStatus {
-    let previous = key.status.clone().unwrap_or_default();
-    let mut retiring = previous.retiring_keys.clone();
-    if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != sid) {
-        retiring.push(RetiringKey {
-            sid: old.clone(),
-            // Validation bounds the grace period; past jiff's range the key would never retire.
-            delete_after: now.checked_add(grace_period(key)).unwrap_or(Timestamp::MAX).to_string(),
-            account_ref: previous.account_ref.clone(),
-            account_sid: previous.account_sid.clone(),
-        });
-    }
-    let issued = TwilioApiKeyStatus {
-        key_sid: Some(sid.to_string()),
-        key_type: Some(key.spec.key_type),
-        account_sid: Some(connection.account_sid.clone()),
-        account_ref: Some(key.spec.account_ref.clone()),
-        region: Some(connection.region.clone()),
-        friendly_name: Some(friendly_name),
-        policy: key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted),
-        secret_name: Some(key.desired_secret_name()),
-        key_created_at: Some(now.to_string()),
-        last_rotation_trigger: key.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
-        last_rotate_annotation: key.annotations().get(ROTATE_ANNOTATION).cloned(),
-        retiring_keys: retiring,
-        ..previous
-    };
-    ready_status(key, &issued)
+/// Where a key just delivered lives in Twilio.
+fn issued<'a>(connection: &'a AccountConnection, sid: &'a str, friendly_name: String) -> status::Issued<'a> {
+    status::Issued { sid, account_sid: &connection.account_sid, region: &connection.region, friendly_name }
 }
 
-/// `status` with Ready conditions (or Reconciling while the key still waits for its name in
-/// Twilio), the current generation and the next interval rotation.
-fn ready_status(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> TwilioApiKeyStatus {
-    let sid = status.key_sid.clone().unwrap_or_default();
-    let secret_name = key.desired_secret_name();
-    let health = if status.friendly_name.as_deref() == Some(key.desired_friendly_name().as_str()) {
-        Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") }
-    } else {
-        let message = format!("Key {sid} delivered in Secret {secret_name}; its name in Twilio is being set");
-        Health::Progressing { reason: "NamingKey", message }
-    };
-    TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&status.conditions, &health, key.meta().generation, Timestamp::now()),
-        next_rotation_at: plan::next_rotation_at(key, status).map(|t| t.to_string()),
-        ..status.clone()
-    }
-}
-
-/// Requeue at the next resync, or earlier when a retired key's grace period ends or the key is
-/// due for interval rotation; deadlines live in the status, so they survive restarts.
+/// Requeue at the next deadline in the status, or at the next resync.
 fn next_wake(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Action {
-    let now = Timestamp::now();
-    let until = |deadline: Timestamp| Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
-    let deadlines = status
-        .retiring_keys
-        .iter()
-        .filter_map(|r| r.delete_after.parse::<Timestamp>().ok())
-        .chain(plan::next_rotation_at(key, status));
-    let wake = deadlines.map(until).chain([ctx.config.resync_interval]).min().unwrap_or(ctx.config.resync_interval);
-    Action::requeue(wake + Duration::from_millis(100))
-}
-
-fn grace_period(key: &TwilioApiKey) -> SignedDuration {
-    let grace = key
-        .spec
-        .rotation
-        .as_ref()
-        .and_then(|r| crate::api::duration::parse(&r.grace_period).ok())
-        .unwrap_or(Duration::from_secs(600));
-    SignedDuration::try_from(grace).unwrap_or(SignedDuration::from_mins(10))
+    Action::requeue(status::next_wake(key, status, ctx.config.resync_interval, Timestamp::now()))
 }
 
 /// On deletion: with Delete, every key of the resource is deleted in Twilio (404 counts as gone),
@@ -731,9 +556,9 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let namespace = key.namespace().unwrap_or_default();
     let secrets = secrets(ctx, key);
     let mut owned_secrets = Vec::new();
-    for name in secret_names(key, &status) {
+    for name in status::secret_names(key, &status) {
         if let Some(secret) = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?
-            && crate::keys::secret::is_owned(key, &secret)
+            && secret::is_owned(key, &secret)
         {
             owned_secrets.push(secret);
         }
@@ -748,7 +573,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     };
     let connection = match connection {
         Ok(connection) => Some(connection),
-        Err(error) if all_keys(key, &status).is_empty() => {
+        Err(error) if status::all_keys(key, &status).is_empty() => {
             tracing::warn!(%error, "cleanup cannot reach the account to look for keys an interrupted create left");
             None
         }
@@ -762,7 +587,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             let account_sid = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
             for secret in &owned_secrets {
                 if let ObservedSecret::Owned { delivered: Some(sid), .. } =
-                    crate::keys::secret::observe(key, Some(secret), &account_sid)
+                    secret::observe(key, Some(secret), &account_sid)
                     && status.key_sid.as_ref() != Some(&sid)
                     && created_by(ctx, connection, key, &sid).await?
                 {
@@ -780,9 +605,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         // Only the key the Secret delivers is handed over: retiring keys were already on their
         // way out, and when a rotation was interrupted after its Secret write, the key the status
         // still calls current is delivered by no Secret either.
-        let current = all_keys(key, &status).into_iter().take(usize::from(status.key_sid.is_some()));
-        let leaving: Vec<RetiringKey> =
-            current.filter(|_| !handed_over.is_empty()).chain(status.retiring_keys.iter().cloned()).collect();
+        let leaving = plan::leaving_on_orphan(key, &status, &handed_over);
         if !leaving.is_empty() {
             delete_keys(ctx, key, &leaving).await?;
         }
@@ -797,7 +620,7 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         let note = format!("deletionPolicy Orphan: key {kept} and its Secret are kept");
         ctx.events.normal(key, "KeyOrphaned", "DeleteKey", note).await;
     } else {
-        let keys = all_keys(key, &status);
+        let keys = status::all_keys(key, &status);
         if !keys.is_empty() {
             delete_keys(ctx, key, &keys).await?;
             let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
@@ -829,11 +652,7 @@ async fn namespace_terminating(ctx: &Context, namespace: &str) -> bool {
 /// resourceVersion makes the write fail rather than undo a change made meanwhile.
 async fn release_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Result<()> {
     secrets(ctx, key)
-        .patch(
-            &secret.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&crate::keys::secret::release_patch(key, secret)),
-        )
+        .patch(&secret.name_any(), &PatchParams::default(), &Patch::Merge(&secret::release_patch(key, secret)))
         .await
         .map_err(Error::kube("release Secret"))?;
     Ok(())
@@ -888,7 +707,7 @@ async fn write_secret(
         }
         Some(existing) => {
             let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-            api.patch(&name, &params, &Patch::Merge(crate::keys::secret::update_patch(key, existing, desired))).await
+            api.patch(&name, &params, &Patch::Merge(secret::update_patch(key, existing, desired))).await
         }
     };
     let error = match result {
@@ -906,7 +725,7 @@ async fn write_secret(
     }
     let error = Error::kube("write Secret")(error);
     match api.get_opt(&name).await {
-        Ok(Some(now)) if crate::keys::secret::is_owned(key, &now) => {
+        Ok(Some(now)) if secret::is_owned(key, &now) => {
             if now.annotations().get(KEY_SID_ANNOTATION).map(String::as_str) == Some(sid) {
                 return Ok(());
             }

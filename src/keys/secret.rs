@@ -95,6 +95,16 @@ fn written_keys(key: &TwilioApiKey, secret: &Secret) -> SecretKeys {
         .unwrap_or_else(|| key.spec.secret.keys.clone())
 }
 
+/// The Secret to delete once the key is delivered under the desired name: the one that
+/// delivered it before, if this resource wrote it under another name (or one still waiting to be
+/// deleted from an earlier move).
+pub fn stale_after_delivery(key: &TwilioApiKey, delivering_secret: Option<&Secret>) -> Option<String> {
+    delivering_secret
+        .filter(|s| s.name_any() != key.desired_secret_name() && is_owned(key, s))
+        .map(|s| s.name_any())
+        .or_else(|| key.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
+}
+
 /// Whether the Secret is marked as this resource's (a claim anyone with write access to the
 /// Secret can make; it decides only what the operator writes into or deletes of that Secret).
 pub fn is_owned(key: &TwilioApiKey, secret: &Secret) -> bool {
@@ -210,4 +220,89 @@ pub fn delivered_secret(key: &TwilioApiKey, secret: &Secret) -> Option<SecretStr
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
         .filter(|s| !s.is_empty())
         .map(SecretString::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TwilioApiKeyStatus;
+
+    fn key() -> TwilioApiKey {
+        let mut key: TwilioApiKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1",
+            "kind": "TwilioApiKey",
+            "metadata": {"name": "app", "namespace": "team", "uid": "u1"},
+            "spec": {"accountRef": {"name": "main"}},
+        }))
+        .unwrap();
+        key.status = Some(TwilioApiKeyStatus::default());
+        key
+    }
+
+    fn delivered_by(key: &TwilioApiKey) -> Secret {
+        desired(key, "AC1", "SK1", &SecretString::new("s3cret"))
+    }
+
+    #[test]
+    fn what_a_secret_holds_is_read_back_as_written_or_as_altered() {
+        let key = key();
+        let intact = delivered_by(&key);
+        let mut wrong_account = intact.clone();
+        wrong_account.data.as_mut().unwrap().insert("TWILIO_ACCOUNT_SID".into(), ByteString(b"AC2".to_vec()));
+        let mut emptied = intact.clone();
+        emptied.data.as_mut().unwrap().insert("TWILIO_API_SECRET".into(), ByteString(vec![]));
+        let mut other_sid = intact.clone();
+        other_sid.data.as_mut().unwrap().insert("TWILIO_API_KEY".into(), ByteString(b"SK2".to_vec()));
+        let mut foreign = intact.clone();
+        foreign.annotations_mut().insert(OWNER_UID_ANNOTATION.into(), "u2".into());
+        let mut old_template = intact.clone();
+        old_template.annotations_mut().insert(TEMPLATE_ANNOTATION.into(), "0".into());
+        let owned = |delivered: Option<&str>, current_template| ObservedSecret::Owned {
+            delivered: delivered.map(Into::into),
+            current_template,
+        };
+        let cases = [
+            (None, ObservedSecret::Missing),
+            (Some(&foreign), ObservedSecret::Foreign),
+            (Some(&intact), owned(Some("SK1"), true)),
+            (Some(&wrong_account), owned(None, true)),
+            (Some(&emptied), owned(None, true)),
+            (Some(&other_sid), owned(None, true)),
+            (Some(&old_template), owned(Some("SK1"), false)),
+        ];
+        for (secret, expected) in cases {
+            assert_eq!(observe(&key, secret, "AC1"), expected, "{:?}", secret.map(|s| s.annotations()));
+        }
+        assert_eq!(delivered_secret(&key, &intact).map(|s| s.expose().to_string()).as_deref(), Some("s3cret"));
+        assert!(delivered_secret(&key, &emptied).is_none());
+    }
+
+    #[test]
+    fn a_secret_under_an_earlier_name_is_stale_once_the_key_moved() {
+        let key = key();
+        let mut elsewhere = delivered_by(&key);
+        elsewhere.metadata.name = Some("old-name".into());
+        let mut foreign = elsewhere.clone();
+        foreign.annotations_mut().insert(OWNER_UID_ANNOTATION.into(), "u2".into());
+        assert_eq!(stale_after_delivery(&key, Some(&elsewhere)).as_deref(), Some("old-name"));
+        assert_eq!(stale_after_delivery(&key, Some(&delivered_by(&key))), None, "same name: nothing moved");
+        assert_eq!(stale_after_delivery(&key, Some(&foreign)), None, "someone else's Secret is never stale");
+        assert_eq!(stale_after_delivery(&key, None), None);
+        let mut waiting = key.clone();
+        waiting.status.as_mut().unwrap().stale_secret_name = Some("older".into());
+        assert_eq!(stale_after_delivery(&waiting, None).as_deref(), Some("older"), "an earlier move still pending");
+    }
+
+    #[test]
+    fn releasing_removes_only_the_operators_marks() {
+        let key = key();
+        let mut secret = delivered_by(&key);
+        secret.metadata.resource_version = Some("9".into());
+        let patch = release_patch(&key, &secret);
+        assert_eq!(patch["metadata"]["resourceVersion"], "9", "a change made meanwhile makes it fail");
+        assert!(patch["metadata"]["annotations"][OWNER_UID_ANNOTATION].is_null());
+        assert!(patch["metadata"]["labels"][MANAGED_BY_LABEL].is_null());
+        assert!(patch["metadata"]["annotations"].get(KEY_SID_ANNOTATION).is_none(), "which key it holds stays");
+        assert!(patch.get("data").is_none(), "the data stays");
+    }
 }
