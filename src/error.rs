@@ -1,7 +1,50 @@
-//! The one error type of the operator. Each variant knows whether retrying can help and has a
-//! bounded label for metrics; variants that need a human carry the condition reason to show.
+//! The one error type of the operator. Each variant carries the objects it is about (which
+//! Secret, which account), not a preformatted message; [`Error::class`] derives, in one place,
+//! its bounded metric label and, for errors only a person can fix, the Stalled reason to show.
 
+use crate::api::{AccountKind, CredentialKeys};
 use crate::twilio::TwilioError;
+
+/// An account resource, as a message names it: `TwilioAccount team/main` or
+/// `ClusterTwilioAccount shared`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountName {
+    pub kind: AccountKind,
+    /// The namespace of a TwilioAccount; None for a ClusterTwilioAccount.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for AccountName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{:?} {namespace}/{}", self.kind, self.name),
+            None => write!(f, "{:?} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A namespaced object, as a message names it: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Who else holds a Secret the resource should write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretHolder {
+    /// It existed, not owned by this resource, when the pass read it.
+    Existing,
+    /// Someone created it between this pass's read and its write.
+    CreatedMeanwhile,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,27 +60,66 @@ pub enum Error {
         #[source]
         source: TwilioError,
     },
-    #[error("invalid spec: {0}")]
-    InvalidSpec(String),
-    #[error("{0}")]
-    AccountNotFound(String),
-    #[error("{0}")]
-    AccountNotAllowed(String),
-    #[error("{0}")]
-    CredentialsNotFound(String),
-    #[error("{0}")]
-    SecretConflict(String),
+    /// The spec breaks a rule the CRD schema cannot express (or the schema was bypassed).
+    #[error("invalid spec: {problem}")]
+    InvalidSpec { problem: String },
+    #[error("{account} does not exist")]
+    AccountNotFound { account: AccountName },
+    /// An account being deleted issues no new keys.
+    #[error("{account} is being deleted")]
+    AccountDeleting { account: AccountName },
+    #[error("ClusterTwilioAccount {account} does not allow namespace {namespace} (spec.allowedNamespaces)")]
+    AccountNotAllowed { account: String, namespace: String },
+    #[error("Secret {secret} does not exist")]
+    CredentialsSecretMissing { secret: ObjectName },
+    #[error(
+        "Secret {secret} holds neither {} nor both {} and {}",
+        keys.auth_token_key,
+        keys.api_key_sid_key,
+        keys.api_key_secret_key
+    )]
+    CredentialsIncomplete { secret: ObjectName, keys: CredentialKeys },
+    #[error(
+        "Secret {secret} {}; it is left untouched (choose another spec.secret.name or remove that Secret)",
+        match holder {
+            SecretHolder::Existing => "exists and is not owned by this TwilioApiKey",
+            SecretHolder::CreatedMeanwhile => "was created by someone else meanwhile",
+        }
+    )]
+    SecretConflict { secret: String, holder: SecretHolder },
     /// An account being deleted still has keys that need it; its deletion waits.
-    #[error("{0}")]
-    AccountInUse(String),
+    #[error(
+        "deletion waits for {} TwilioApiKey(s) that use this account to be deleted: {}{}",
+        users.len(),
+        users.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        if users.len() > 5 { ", ..." } else { "" }
+    )]
+    AccountInUse { users: Vec<String> },
     /// The API server refused the Secret as the spec describes it (a name, label or annotation
     /// it does not accept): retrying the same write cannot help.
-    #[error("{0}")]
-    SecretRejected(String),
+    #[error("the API server refused Secret {secret}: {message}")]
+    SecretRejected { secret: String, message: String },
     #[error("could not encode an object: {0}")]
     Encode(#[source] serde_json::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// What an error means for the resource it happened to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Class {
+    /// A bounded label for metrics.
+    pub label: &'static str,
+    /// The Stalled reason when only a change by a person can help; None when retrying can.
+    pub stall_reason: Option<&'static str>,
+}
+
+const fn retry(label: &'static str) -> Class {
+    Class { label, stall_reason: None }
+}
+
+const fn stall(label: &'static str, reason: &'static str) -> Class {
+    Class { label, stall_reason: Some(reason) }
 }
 
 impl Error {
@@ -49,47 +131,45 @@ impl Error {
         move |source| Error::Twilio { action, source }
     }
 
-    /// The Stalled reason for errors that need a change by a human, None for transient ones.
-    pub fn stall_reason(&self) -> Option<&'static str> {
+    /// The metric label and stall reason of each variant, in one place.
+    pub fn class(&self) -> Class {
         match self {
-            Error::InvalidSpec(_) => Some("InvalidSpec"),
-            Error::AccountNotFound(_) => Some("AccountNotFound"),
-            Error::AccountNotAllowed(_) => Some("AccountNotAllowed"),
-            Error::CredentialsNotFound(_) => Some("CredentialsNotFound"),
-            Error::SecretConflict(_) => Some("SecretConflict"),
-            Error::SecretRejected(_) => Some("SecretRejected"),
-            Error::Twilio { source: TwilioError::AuthFailed { .. }, .. } => Some("TwilioAuthFailed"),
-            Error::Twilio { source: TwilioError::Rejected { .. }, .. } => Some("TwilioRejected"),
+            Error::Kube { .. } => retry("kube"),
+            Error::Twilio { source, .. } => match source {
+                TwilioError::AuthFailed { .. } => stall(source.label(), "TwilioAuthFailed"),
+                TwilioError::Rejected { .. } => stall(source.label(), "TwilioRejected"),
+                _ => retry(source.label()),
+            },
+            Error::InvalidSpec { .. } => stall("invalid_spec", "InvalidSpec"),
+            Error::AccountNotFound { .. } | Error::AccountDeleting { .. } => {
+                stall("account_not_found", "AccountNotFound")
+            }
+            Error::AccountNotAllowed { .. } => stall("account_not_allowed", "AccountNotAllowed"),
+            Error::CredentialsSecretMissing { .. } | Error::CredentialsIncomplete { .. } => {
+                stall("credentials_not_found", "CredentialsNotFound")
+            }
+            Error::SecretConflict { .. } => stall("secret_conflict", "SecretConflict"),
+            Error::SecretRejected { .. } => stall("secret_rejected", "SecretRejected"),
+            // Waiting for keys to go is progress, not a stall.
+            Error::AccountInUse { .. } => retry("account_in_use"),
+            Error::Encode(_) => retry("encode"),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
-                    e.stall_reason()
+                    e.class()
                 }
-                _ => None,
+                _ => retry("finalizer"),
             },
-            _ => None,
         }
+    }
+
+    /// The Stalled reason for errors that need a change by a human, None for transient ones.
+    pub fn stall_reason(&self) -> Option<&'static str> {
+        self.class().stall_reason
     }
 
     /// A bounded label for metrics.
     pub fn label(&self) -> &'static str {
-        match self {
-            Error::Kube { .. } => "kube",
-            Error::Twilio { source, .. } => source.label(),
-            Error::InvalidSpec(_) => "invalid_spec",
-            Error::AccountNotFound(_) => "account_not_found",
-            Error::AccountNotAllowed(_) => "account_not_allowed",
-            Error::CredentialsNotFound(_) => "credentials_not_found",
-            Error::SecretConflict(_) => "secret_conflict",
-            Error::AccountInUse(_) => "account_in_use",
-            Error::SecretRejected(_) => "secret_rejected",
-            Error::Encode(_) => "encode",
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
-                    e.label()
-                }
-                _ => "finalizer",
-            },
-        }
+        self.class().label
     }
 }
 
@@ -101,5 +181,107 @@ pub fn shorten(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(namespace: Option<&str>) -> AccountName {
+        AccountName {
+            kind: if namespace.is_some() { AccountKind::TwilioAccount } else { AccountKind::ClusterTwilioAccount },
+            namespace: namespace.map(Into::into),
+            name: "main".into(),
+        }
+    }
+
+    #[test]
+    fn each_error_names_its_objects_and_says_whether_retrying_helps() {
+        let secret = ObjectName { namespace: "team".into(), name: "creds".into() };
+        let users: Vec<String> = (1..=7).map(|i| format!("team/k{i}")).collect();
+        let cases: Vec<(Error, &str, &str, Option<&str>)> = vec![
+            (
+                Error::AccountNotFound { account: account(Some("team")) },
+                "TwilioAccount team/main does not exist",
+                "account_not_found",
+                Some("AccountNotFound"),
+            ),
+            (
+                Error::AccountDeleting { account: account(None) },
+                "ClusterTwilioAccount main is being deleted",
+                "account_not_found",
+                Some("AccountNotFound"),
+            ),
+            (
+                Error::AccountNotAllowed { account: "shared".into(), namespace: "team".into() },
+                "ClusterTwilioAccount shared does not allow namespace team (spec.allowedNamespaces)",
+                "account_not_allowed",
+                Some("AccountNotAllowed"),
+            ),
+            (
+                Error::CredentialsSecretMissing { secret: secret.clone() },
+                "Secret team/creds does not exist",
+                "credentials_not_found",
+                Some("CredentialsNotFound"),
+            ),
+            (
+                Error::CredentialsIncomplete { secret, keys: serde_json::from_value(serde_json::json!({})).unwrap() },
+                "Secret team/creds holds neither TWILIO_AUTH_TOKEN nor both TWILIO_API_KEY and TWILIO_API_SECRET",
+                "credentials_not_found",
+                Some("CredentialsNotFound"),
+            ),
+            (
+                Error::SecretConflict { secret: "app".into(), holder: SecretHolder::Existing },
+                "Secret app exists and is not owned by this TwilioApiKey; it is left untouched (choose another spec.secret.name or remove that Secret)",
+                "secret_conflict",
+                Some("SecretConflict"),
+            ),
+            (
+                Error::SecretConflict { secret: "app".into(), holder: SecretHolder::CreatedMeanwhile },
+                "Secret app was created by someone else meanwhile; it is left untouched (choose another spec.secret.name or remove that Secret)",
+                "secret_conflict",
+                Some("SecretConflict"),
+            ),
+            (
+                Error::AccountInUse { users },
+                "deletion waits for 7 TwilioApiKey(s) that use this account to be deleted: team/k1, team/k2, team/k3, team/k4, team/k5, ...",
+                "account_in_use",
+                None,
+            ),
+            (
+                Error::SecretRejected { secret: "app".into(), message: "bad label".into() },
+                "the API server refused Secret app: bad label",
+                "secret_rejected",
+                Some("SecretRejected"),
+            ),
+            (
+                Error::InvalidSpec { problem: "spec.policy is required".into() },
+                "invalid spec: spec.policy is required",
+                "invalid_spec",
+                Some("InvalidSpec"),
+            ),
+            (
+                Error::twilio("create key")(TwilioError::AuthFailed { status: 401, code: None, message: "no".into() }),
+                "",
+                "auth_failed",
+                Some("TwilioAuthFailed"),
+            ),
+        ];
+        for (error, message, label, stall_reason) in cases {
+            if !message.is_empty() {
+                assert_eq!(error.to_string(), message);
+            }
+            assert_eq!(error.class(), Class { label, stall_reason }, "{error}");
+        }
+    }
+
+    #[test]
+    fn a_finalizer_error_is_classed_by_the_error_inside() {
+        let inner = Error::SecretConflict { secret: "app".into(), holder: SecretHolder::Existing };
+        let wrapped = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(inner)));
+        assert_eq!(wrapped.stall_reason(), Some("SecretConflict"));
+        let missing = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::UnnamedObject));
+        assert_eq!(missing.class(), Class { label: "finalizer", stall_reason: None });
     }
 }

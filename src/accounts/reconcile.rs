@@ -49,16 +49,10 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
 async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
     let users = ctx.caches.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref());
     if !users.is_empty() {
-        let shown: Vec<&str> = users.iter().take(5).map(String::as_str).collect();
-        let message = format!(
-            "deletion waits for {} TwilioApiKey(s) that use this account to be deleted: {}{}",
-            users.len(),
-            shown.join(", "),
-            if users.len() > shown.len() { ", ..." } else { "" }
-        );
-        let health = Health::Progressing { reason: "InUse", message: message.clone() };
+        let error = Error::AccountInUse { users };
+        let health = Health::Progressing { reason: "InUse", message: error.to_string() };
         write_account_status(account.as_ref(), ctx, &health).await?;
-        return Err(Error::AccountInUse(message));
+        return Err(error);
     }
     let source = account.source();
     let still_needed = ctx.caches.accounts_using_secret(&source.secret_namespace, &source.secret_name, &account.uid());

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 
 use super::{AccountResource, AccountSource};
 use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
-use crate::error::{Error, Result};
+use crate::error::{AccountName, Error, ObjectName, Result};
 use crate::runtime::context::{Context, ScopeCaches};
 use crate::secret_string::SecretString;
 use crate::twilio::{AccountConnection, Credentials};
@@ -20,12 +20,12 @@ use crate::twilio::{AccountConnection, Credentials};
 /// otherwise a Main key.
 pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountConnection> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &source.secret_namespace);
-    let location = format!("Secret {}/{}", source.secret_namespace, source.secret_name);
+    let location = ObjectName { namespace: source.secret_namespace.clone(), name: source.secret_name.clone() };
     let secret = secrets
         .get_opt(&source.secret_name)
         .await
         .map_err(Error::kube("read credentials Secret"))?
-        .ok_or_else(|| Error::CredentialsNotFound(format!("{location} does not exist")))?;
+        .ok_or_else(|| Error::CredentialsSecretMissing { secret: location.clone() })?;
     let data = secret.data.unwrap_or_default();
     let value = |key: &str| {
         data.get(key)
@@ -40,10 +40,7 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
     {
         Credentials { username: sid, password: SecretString::new(secret) }
     } else {
-        return Err(Error::CredentialsNotFound(format!(
-            "{location} holds neither {} nor both {} and {}",
-            source.keys.auth_token_key, source.keys.api_key_sid_key, source.keys.api_key_secret_key
-        )));
+        return Err(Error::CredentialsIncomplete { secret: location, keys: source.keys.clone() });
     };
     Ok(AccountConnection {
         account_sid: source.account_sid.clone(),
@@ -88,8 +85,12 @@ async fn resolve(
                 None => {
                     let api: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
                     let account = api.get_opt(name).await.map_err(Error::kube("read TwilioAccount"))?;
-                    account.map(Arc::new).ok_or_else(|| {
-                        Error::AccountNotFound(format!("TwilioAccount {namespace}/{name} does not exist"))
+                    account.map(Arc::new).ok_or_else(|| Error::AccountNotFound {
+                        account: AccountName {
+                            kind: AccountKind::TwilioAccount,
+                            namespace: Some(namespace.clone()),
+                            name: name.clone(),
+                        },
                     })?
                 }
             };
@@ -104,7 +105,13 @@ async fn resolve(
                     let account = api.get_opt(name).await.map_err(Error::kube("read ClusterTwilioAccount"))?;
                     account
                         .map(Arc::new)
-                        .ok_or_else(|| Error::AccountNotFound(format!("ClusterTwilioAccount {name} does not exist")))?
+                        .ok_or_else(|| Error::AccountNotFound {
+                            account: AccountName {
+                                kind: AccountKind::ClusterTwilioAccount,
+                                namespace: None,
+                                name: name.clone(),
+                            },
+                        })?
                 }
             };
             refuse_if_deleting(account.as_ref(), check_allowed)?;
@@ -125,9 +132,7 @@ async fn resolve(
                     _ => false,
                 };
                 if !by_name && !by_selector {
-                    return Err(Error::AccountNotAllowed(format!(
-                        "ClusterTwilioAccount {name} does not allow namespace {namespace} (spec.allowedNamespaces)"
-                    )));
+                    return Err(Error::AccountNotAllowed { account: name.clone(), namespace });
                 }
             }
             Ok(account.source())
@@ -138,7 +143,9 @@ async fn resolve(
 /// An account being deleted issues no new keys; it still deletes the ones it issued.
 fn refuse_if_deleting<A: AccountResource>(account: &A, for_new_keys: bool) -> Result<()> {
     if for_new_keys && account.meta().deletion_timestamp.is_some() {
-        return Err(Error::AccountNotFound(format!("{} {} is being deleted", A::KIND, account.name_any())));
+        let account =
+            AccountName { kind: A::ACCOUNT_KIND, namespace: account.namespace(), name: account.name_any() };
+        return Err(Error::AccountDeleting { account });
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::api::conditions::{self, Health};
 use crate::api::{
     DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SecretHolder};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
 use crate::keys::{secret, status};
 use crate::runtime::context::Context;
@@ -110,7 +110,7 @@ fn secrets(ctx: &Context, key: &TwilioApiKey) -> Api<Secret> {
 
 async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     if key.spec.suspend {
-        plan::validate(key).map_err(Error::InvalidSpec)?;
+        plan::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
         return Ok(Action::await_change());
     }
     // The cache may lag behind a status this process just wrote; acting on the older one would
@@ -125,7 +125,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // Old keys go when their grace period ends, whatever else holds this resource up.
     let retired = retire_due_keys(key, ctx).await?;
     let key = retired.as_ref().unwrap_or(key);
-    plan::validate(key).map_err(Error::InvalidSpec)?;
+    plan::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
     let source = resolve::resolve_for_key(ctx, key).await?;
     let connection = resolve::connect(ctx, &source).await?;
     let status = key.status.clone().unwrap_or_default();
@@ -166,9 +166,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         step = plan::next_step(key, &observed);
     }
     match step {
-        Step::Conflict => Err(Error::SecretConflict(format!(
-            "Secret {desired_name} exists and is not owned by this TwilioApiKey; it is left untouched (choose another spec.secret.name or remove that Secret)"
-        ))),
+        Step::Conflict => Err(Error::SecretConflict { secret: desired_name, holder: SecretHolder::Existing }),
         Step::Revoke => revoke(key, ctx, &connection).await,
         Step::StayRevoked => {
             write_status_if_changed(ctx, key, status::revoked(key, Timestamp::now())).await?;
@@ -720,7 +718,7 @@ async fn write_secret(
     if let kube::Error::Api(status) = &error
         && matches!(status.code, 400 | 403 | 422)
     {
-        let error = Error::SecretRejected(format!("the API server refused Secret {name}: {}", status.message));
+        let error = Error::SecretRejected { secret: name, message: status.message.clone() };
         return Err(SecretWriteError { error, written: Written::No });
     }
     let error = Error::kube("write Secret")(error);
@@ -732,9 +730,7 @@ async fn write_secret(
             Err(SecretWriteError { error, written: Written::No })
         }
         Ok(Some(_)) => {
-            let error = Error::SecretConflict(format!(
-                "Secret {name} was created by someone else meanwhile; it is left untouched (choose another spec.secret.name or remove that Secret)"
-            ));
+            let error = Error::SecretConflict { secret: name, holder: SecretHolder::CreatedMeanwhile };
             Err(SecretWriteError { error, written: Written::No })
         }
         Ok(None) => Err(SecretWriteError { error, written: Written::No }),
