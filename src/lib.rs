@@ -15,5 +15,4 @@ pub mod api;
 pub mod error;
 pub mod keys;
 pub mod runtime;
-pub mod secret_string;
 pub mod twilio;

@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode, header::RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::metrics::Metrics;
-use crate::secret_string::SecretString;
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Where requests go: Twilio's real regional hosts, or one base URL for everything (a fake
 /// server or a proxy). The choice is the operator's, never a resource's.
@@ -426,7 +426,7 @@ impl TwilioClient {
         let mut request = self
             .http
             .request(method, url)
-            .basic_auth(&account.credentials.username, Some(account.credentials.password.expose()));
+            .basic_auth(&account.credentials.username, Some(account.credentials.password.expose_secret()));
         if let Some(form) = form {
             request = request.form(form);
         }
@@ -569,6 +569,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn credentials_and_new_keys_never_show_their_secrets() {
+        let credentials = Credentials { username: "AC1".into(), password: SecretString::from("hunter2-token") };
+        let new_key: NewKey = serde_json::from_str(
+            r#"{"sid": "SK1", "friendly_name": null, "date_created": null, "secret": "hunter2-secret"}"#,
+        )
+        .unwrap();
+        let shown = format!("{credentials:?} {new_key:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("SK1") && shown.contains("AC1"), "{shown}");
+        assert_eq!(new_key.secret.expose_secret(), "hunter2-secret");
+    }
+
+    #[test]
     fn hosts_follow_twilio_regional_naming() {
         assert_eq!(regional_host("iam", None, None), "iam.twilio.com");
         assert_eq!(regional_host("iam", Some("ie1"), None), "iam.dublin.ie1.twilio.com");
@@ -632,7 +645,7 @@ mod tests {
             base_url: base_url.into(),
             credentials: Credentials {
                 username: "AC0123456789abcdef0123456789abcdef".into(),
-                password: SecretString::new("token"),
+                password: SecretString::from("token"),
             },
         }
     }

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use fake_twilio::{FakeAccount, FakeTwilio, Faults, RecordedRequest};
 use regex::Regex;
 use serde_json::{Value, json};
-use twilio_operator::secret_string::SecretString;
 use twilio_operator::twilio::{
-    AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, TwilioClient, TwilioError,
+    AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, SecretString, TwilioClient, TwilioError,
 };
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -39,7 +38,7 @@ fn connection(fake: &FakeTwilio, password: &str) -> AccountConnection {
         account_sid: ACCOUNT.into(),
         region: "us1".into(),
         base_url: fake.url(),
-        credentials: Credentials { username: ACCOUNT.into(), password: SecretString::new(password) },
+        credentials: Credentials { username: ACCOUNT.into(), password: SecretString::from(password) },
     }
 }
 

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fake_twilio::{FakeAccount, FakeTwilio, ListingFault};
-use twilio_operator::secret_string::SecretString;
 use twilio_operator::twilio::{
-    AccountConnection, Credentials, Endpoint, MAX_LIST_PAGES, RetryPolicy, TwilioClient, TwilioError,
+    AccountConnection, Credentials, Endpoint, MAX_LIST_PAGES, RetryPolicy, SecretString, TwilioClient, TwilioError,
 };
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -30,7 +29,7 @@ fn connection(fake: &FakeTwilio) -> AccountConnection {
         account_sid: ACCOUNT.into(),
         region: "us1".into(),
         base_url: fake.url(),
-        credentials: Credentials { username: ACCOUNT.into(), password: SecretString::new(TOKEN) },
+        credentials: Credentials { username: ACCOUNT.into(), password: SecretString::from(TOKEN) },
     }
 }
 

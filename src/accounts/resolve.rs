@@ -13,8 +13,7 @@ use super::{AccountResource, AccountSource};
 use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
 use crate::error::{AccountName, Error, ObjectName, Result};
 use crate::runtime::context::{Context, ScopeCaches};
-use crate::secret_string::SecretString;
-use crate::twilio::{AccountConnection, Credentials};
+use crate::twilio::{AccountConnection, Credentials, SecretString};
 
 /// Reads the operator's credential for an account from its Secret: the auth token if present,
 /// otherwise a Main key.
@@ -34,11 +33,11 @@ pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountCon
             .filter(|s| !s.is_empty())
     };
     let credentials = if let Some(token) = value(&source.keys.auth_token_key) {
-        Credentials { username: source.account_sid.clone(), password: SecretString::new(token) }
+        Credentials { username: source.account_sid.clone(), password: SecretString::from(token) }
     } else if let (Some(sid), Some(secret)) =
         (value(&source.keys.api_key_sid_key), value(&source.keys.api_key_secret_key))
     {
-        Credentials { username: sid, password: SecretString::new(secret) }
+        Credentials { username: sid, password: SecretString::from(secret) }
     } else {
         return Err(Error::CredentialsIncomplete { secret: location, keys: source.keys.clone() });
     };
@@ -103,15 +102,13 @@ async fn resolve(
                 None => {
                     let api: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
                     let account = api.get_opt(name).await.map_err(Error::kube("read ClusterTwilioAccount"))?;
-                    account
-                        .map(Arc::new)
-                        .ok_or_else(|| Error::AccountNotFound {
-                            account: AccountName {
-                                kind: AccountKind::ClusterTwilioAccount,
-                                namespace: None,
-                                name: name.clone(),
-                            },
-                        })?
+                    account.map(Arc::new).ok_or_else(|| Error::AccountNotFound {
+                        account: AccountName {
+                            kind: AccountKind::ClusterTwilioAccount,
+                            namespace: None,
+                            name: name.clone(),
+                        },
+                    })?
                 }
             };
             refuse_if_deleting(account.as_ref(), check_allowed)?;
@@ -143,8 +140,7 @@ async fn resolve(
 /// An account being deleted issues no new keys; it still deletes the ones it issued.
 fn refuse_if_deleting<A: AccountResource>(account: &A, for_new_keys: bool) -> Result<()> {
     if for_new_keys && account.meta().deletion_timestamp.is_some() {
-        let account =
-            AccountName { kind: A::ACCOUNT_KIND, namespace: account.namespace(), name: account.name_any() };
+        let account = AccountName { kind: A::ACCOUNT_KIND, namespace: account.namespace(), name: account.name_any() };
         return Err(Error::AccountDeleting { account });
     }
     Ok(())

@@ -953,7 +953,7 @@ mod tests {
             base_url: "https://iam.twilio.com".into(),
             credentials: crate::twilio::Credentials {
                 username: username.into(),
-                password: crate::secret_string::SecretString::new("token"),
+                password: crate::twilio::SecretString::from("token"),
             },
         };
         let token = connection_for_account(connect("ACnew"), Some("ACold"));

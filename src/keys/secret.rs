@@ -30,7 +30,7 @@ pub const OWNER_UID_ANNOTATION: &str = "twilio-operator.dev/owner-uid";
 /// that a key removed from the spec is removed from the Secret while other writers' keys stay.
 pub const APPLIED_METADATA_ANNOTATION: &str = "twilio-operator.dev/applied-metadata";
 use crate::keys::plan::ObservedSecret;
-use crate::secret_string::SecretString;
+use crate::twilio::{ExposeSecret, SecretString};
 
 /// The full Secret for a key, marked as the resource's.
 pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret: &SecretString) -> Secret {
@@ -51,7 +51,7 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
     let data: BTreeMap<String, ByteString> = [
         (template.keys.account_sid.clone(), account_sid.as_bytes().to_vec()),
         (template.keys.api_key_sid.clone(), key_sid.as_bytes().to_vec()),
-        (template.keys.api_key_secret.clone(), key_secret.expose().as_bytes().to_vec()),
+        (template.keys.api_key_secret.clone(), key_secret.expose_secret().as_bytes().to_vec()),
     ]
     .into_iter()
     .map(|(k, v)| (k, ByteString(v)))
@@ -219,7 +219,7 @@ pub fn delivered_secret(key: &TwilioApiKey, secret: &Secret) -> Option<SecretStr
         .get(&keys.api_key_secret)
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
         .filter(|s| !s.is_empty())
-        .map(SecretString::new)
+        .map(SecretString::from)
 }
 
 #[cfg(test)]
@@ -240,7 +240,7 @@ mod tests {
     }
 
     fn delivered_by(key: &TwilioApiKey) -> Secret {
-        desired(key, "AC1", "SK1", &SecretString::new("s3cret"))
+        desired(key, "AC1", "SK1", &SecretString::from("s3cret"))
     }
 
     #[test]
@@ -273,7 +273,7 @@ mod tests {
         for (secret, expected) in cases {
             assert_eq!(observe(&key, secret, "AC1"), expected, "{:?}", secret.map(|s| s.annotations()));
         }
-        assert_eq!(delivered_secret(&key, &intact).map(|s| s.expose().to_string()).as_deref(), Some("s3cret"));
+        assert_eq!(delivered_secret(&key, &intact).map(|s| s.expose_secret().to_string()).as_deref(), Some("s3cret"));
         assert!(delivered_secret(&key, &emptied).is_none());
     }
 

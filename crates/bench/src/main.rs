@@ -26,8 +26,9 @@ use serde_json::json;
 
 use fake_twilio::{FakeAccount, FakeTwilio};
 use twilio_operator::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
-use twilio_operator::secret_string::SecretString;
-use twilio_operator::twilio::{AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, TwilioClient};
+use twilio_operator::twilio::{
+    AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, SecretString, TwilioClient,
+};
 
 const ACCOUNT_SID: &str = "AC00000000000000000000000000000b0b";
 const AUTH_TOKEN: &str = "bench-auth-token";
@@ -309,7 +310,7 @@ impl FloorWorker {
             account_sid: ACCOUNT_SID.into(),
             region: "us1".into(),
             base_url: twilio_url.trim_end_matches('/').into(),
-            credentials: Credentials { username: ACCOUNT_SID.into(), password: SecretString::new(AUTH_TOKEN) },
+            credentials: Credentials { username: ACCOUNT_SID.into(), password: SecretString::from(AUTH_TOKEN) },
         };
         let reporter = Reporter { controller: "bench-floor".into(), instance: None };
         Ok(Self { recorder: Recorder::new(client.clone(), reporter), client, twilio, account })
