@@ -375,10 +375,12 @@ fn no_document_or_source_file_points_outside_the_repository() {
         }
     }
     sources(&root.join("src"), &mut files);
+    // Spelled apart so that a plain grep for these paths does not find this test itself.
+    let outside = [concat!("../", "shared"), concat!("shared", "/design"), concat!("shared", "/twilio-oai")];
     let mut found = Vec::new();
     for file in files {
         for (n, line) in read(&file).lines().enumerate() {
-            if line.contains("../shared") || line.contains("shared/design") || line.contains("shared/twilio-oai") {
+            if outside.iter().any(|o| line.contains(o)) {
                 found.push(format!("{}:{}: {line}", file.strip_prefix(&root).unwrap().display(), n + 1));
             }
         }
