@@ -29,6 +29,9 @@ enum Command {
     Crd {
         #[arg(long)]
         output_dir: Option<PathBuf>,
+        /// Print the Markdown API reference (docs/reference.md) instead.
+        #[arg(long, conflicts_with = "output_dir")]
+        docs: bool,
     },
 }
 
@@ -63,7 +66,11 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd { output_dir } => print_crds(output_dir),
+        Command::Crd { docs: true, .. } => {
+            print!("{}", crd::reference::generate());
+            Ok(())
+        }
+        Command::Crd { output_dir, .. } => print_crds(output_dir),
         Command::Run(args) => run(args).await,
     }
 }

@@ -1,4 +1,4 @@
-//! Every row of API.md's "Behaviour on change" and "Drift and faults" tables, on a real API
+//! Every row of docs/behaviour.md's "Behaviour on each change" and "Drift and faults" tables, on a real API
 //! server with the real operator binary and the fake Twilio: which keys exist in Twilio (SIDs,
 //! names, policies), what the Secret delivers, and what status and Events say.
 

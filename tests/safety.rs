@@ -1,4 +1,4 @@
-//! The operator's promises under attack and bad luck (API.md "Promises"): a tenant who can edit
+//! The operator's promises under attack and bad luck (docs/promises.md): a tenant who can edit
 //! its own Secret, keys named like a resource, foreground and namespace deletion, two resources
 //! racing for one Secret name, a crash between delivery and record, a stalled resource with keys
 //! to retire, and a listing that misses a key. Each runs the real binary against the real

@@ -1,5 +1,5 @@
 //! The fake Twilio and the operator's Twilio client, checked against Twilio's official OpenAPI
-//! specs (shared/twilio-oai): every request the client sends and every success the fake answers
+//! specs (third_party/twilio-oai): every request the client sends and every success the fake answers
 //! must fit the spec's operations, parameters and schemas. Error shapes, secret-once, pagination
 //! and fault injection are checked against what KEYS-API.md documents.
 

@@ -1,10 +1,13 @@
 //! The custom resources of the operator, group `twilio-operator.dev`, version `v1alpha1`.
 //!
 //! Doc comments on fields become the descriptions users read in `kubectl explain`, so they are
-//! written for users. The contract these types implement is `shared/design/API.md`.
+//! written for users. Every field, with its type, default and validation, is listed in
+//! `docs/reference.md` (generated from these types by [`reference`]); what the operator does on
+//! each change is the contract in `docs/behaviour.md`.
 
 pub mod conditions;
 pub mod duration;
+pub mod reference;
 
 use std::collections::BTreeMap;
 
