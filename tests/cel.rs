@@ -99,7 +99,7 @@ fn duration_rules_agree_with_the_operators_validation() {
             let spec: twilio_operator::api::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
             let mut resource = twilio_operator::api::TwilioApiKey::new("k", spec);
             resource.metadata.namespace = Some("ns".into());
-            let operator = twilio_operator::keys::plan::validate(&resource);
+            let operator = twilio_operator::keys::validate::validate(&resource);
             let cel = rejection(key(json!({"rotation": rotation})));
             assert_eq!(operator.is_ok(), cel.is_none(), "{rotation}: operator {operator:?}, CEL {cel:?}");
         }

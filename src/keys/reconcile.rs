@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::error::{Error, Result, SecretHolder};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
-use crate::keys::{secret, status};
+use crate::keys::{secret, status, validate};
 use crate::runtime::context::Context;
 use crate::runtime::metrics::KeyOperation;
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
@@ -110,7 +110,7 @@ fn secrets(ctx: &Context, key: &TwilioApiKey) -> Api<Secret> {
 
 async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     if key.spec.suspend {
-        plan::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
+        validate::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
         return Ok(Action::await_change());
     }
     // The cache may lag behind a status this process just wrote; acting on the older one would
@@ -125,7 +125,7 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // Old keys go when their grace period ends, whatever else holds this resource up.
     let retired = retire_due_keys(key, ctx).await?;
     let key = retired.as_ref().unwrap_or(key);
-    plan::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
+    validate::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
     let source = resolve::resolve_for_key(ctx, key).await?;
     let connection = resolve::connect(ctx, &source).await?;
     let status = key.status.clone().unwrap_or_default();
