@@ -204,16 +204,7 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
         }
         let text = line[hashes..].trim().trim_end_matches('#').trim();
         let text = link.replace_all(text, "$1");
-        let base: String = text
-            .to_lowercase()
-            .chars()
-            .filter_map(|c| match c {
-                ' ' => Some('-'),
-                '-' | '_' => Some(c),
-                c if c.is_alphanumeric() => Some(c),
-                _ => None,
-            })
-            .collect();
+        let base = twilio_operator::api::reference::github_slug(&text);
         let mut slug = base.clone();
         while counts.contains_key(&slug) {
             let count = counts.entry(base.clone()).or_insert(0);
@@ -413,4 +404,31 @@ fn the_link_checker_finds_what_it_should() {
     assert!(broken(&root, &readme, "../outside", &mut cache).is_some());
     assert!(broken(&root, &readme, "docs/promises.md#no-such-heading", &mut cache).is_some());
     assert!(broken(&root, &readme, "https://example.com/anything", &mut cache).is_none());
+}
+
+/// Paths of the repository named in inline code (`src/keys/plan.rs`, `hack/test.sh`): a layout
+/// table or a pointer into the code that outlived a move would send a reader nowhere.
+#[test]
+fn every_repository_path_named_in_code_exists() {
+    let root = repo();
+    let path = regex::Regex::new(
+        r"`((?:src|crates|tests|hack|docs|charts|crds|examples|third_party)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])`",
+    )
+    .unwrap();
+    let mut missing = Vec::new();
+    for file in markdown_files() {
+        if file.ends_with("docs/reference.md") {
+            continue; // generated; its links are checked above
+        }
+        for (number, line) in read(&file).lines().enumerate() {
+            for found in path.captures_iter(line) {
+                let named = &found[1];
+                if named.contains('*') || named.contains("...") || root.join(named).exists() {
+                    continue;
+                }
+                missing.push(format!("{}:{}: `{named}`", file.strip_prefix(&root).unwrap().display(), number + 1));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
 }
