@@ -7,6 +7,11 @@
 //! - `secret`: the Kubernetes Secret a key is delivered in: its desired shape, ownership, and the
 //!   patches that update or release it.
 //! - `reconcile`: the executor: observe, ask the plan, carry out one step, record it.
+//!
+//! Words, one meaning each: the **resource** is the TwilioApiKey; a **key** is a key in Twilio
+//! (named by its SID); the **Secret** is the Kubernetes Secret a key is delivered in, and a
+//! **data key** one of its entries; the key's **secret** is the value Twilio shows once, held in
+//! a `SecretString`.
 
 pub mod plan;
 pub mod reconcile;
@@ -20,15 +25,15 @@ pub(crate) mod fixtures {
     use crate::api::{TwilioApiKey, TwilioApiKeySpec};
 
     /// A TwilioApiKey `team-a/payments` with this spec (JSON, as a user writes it).
-    pub fn key(spec_json: serde_json::Value) -> TwilioApiKey {
+    pub fn resource(spec_json: serde_json::Value) -> TwilioApiKey {
         let spec: TwilioApiKeySpec = serde_json::from_value(spec_json).unwrap();
-        let mut key = TwilioApiKey::new("payments", spec);
-        key.metadata.namespace = Some("team-a".into());
-        key
+        let mut resource = TwilioApiKey::new("payments", spec);
+        resource.metadata.namespace = Some("team-a".into());
+        resource
     }
 
     /// A Standard key of account `prod`, with every default.
     pub fn standard() -> TwilioApiKey {
-        key(serde_json::json!({"accountRef": {"name": "prod"}}))
+        resource(serde_json::json!({"accountRef": {"name": "prod"}}))
     }
 }

@@ -112,10 +112,10 @@ pub enum Step {
     UpToDate,
 }
 
-pub fn next_step(key: &TwilioApiKey, observed: &Observed) -> Step {
-    let status = key.status.clone().unwrap_or_default();
+pub fn next_step(resource: &TwilioApiKey, observed: &Observed) -> Step {
+    let status = resource.status.clone().unwrap_or_default();
     let current = status.key_sid.as_ref();
-    if key.spec.revoked {
+    if resource.spec.revoked {
         let owns_secret = matches!(observed.delivering, ObservedSecret::Owned { .. })
             || matches!(observed.target, Some(ObservedSecret::Owned { .. }));
         return if current.is_some() || !status.retiring_keys.is_empty() || owns_secret {
@@ -133,12 +133,12 @@ pub fn next_step(key: &TwilioApiKey, observed: &Observed) -> Step {
         _ if current.is_some() => return Step::Rotate(RotationCause::SecretDrift),
         _ => return Step::Create,
     };
-    if let Some(cause) = rotation_cause(key, observed) {
+    if let Some(cause) = rotation_cause(resource, observed) {
         return Step::Rotate(cause);
     }
     let restricted_policy_differs =
-        key.spec.key_type == KeyType::Restricted && status.policy.as_ref() != key.spec.policy.as_ref();
-    if status.friendly_name.as_deref() != Some(key.desired_friendly_name().as_str()) || restricted_policy_differs {
+        resource.spec.key_type == KeyType::Restricted && status.policy.as_ref() != resource.spec.policy.as_ref();
+    if status.friendly_name.as_deref() != Some(resource.desired_friendly_name().as_str()) || restricted_policy_differs {
         return Step::UpdateInPlace;
     }
     if !current_template || observed.target.is_some() {
@@ -148,34 +148,34 @@ pub fn next_step(key: &TwilioApiKey, observed: &Observed) -> Step {
 }
 
 /// Why the current key must be replaced, if it must.
-pub fn rotation_cause(key: &TwilioApiKey, observed: &Observed) -> Option<RotationCause> {
-    let status = key.status.clone().unwrap_or_default();
-    if status.key_type.is_some_and(|t| t != key.spec.key_type) {
+pub fn rotation_cause(resource: &TwilioApiKey, observed: &Observed) -> Option<RotationCause> {
+    let status = resource.status.clone().unwrap_or_default();
+    if status.key_type.is_some_and(|t| t != resource.spec.key_type) {
         return Some(RotationCause::KeyTypeChanged);
     }
     if status.account_sid.as_deref().is_some_and(|a| a != observed.account_sid)
         || status.region.as_deref().is_some_and(|r| r != observed.region)
-        || status.account_ref.as_ref().is_some_and(|r| r != &key.spec.account_ref)
+        || status.account_ref.as_ref().is_some_and(|r| r != &resource.spec.account_ref)
     {
         return Some(RotationCause::AccountChanged);
     }
-    let trigger = key.spec.rotation.as_ref().and_then(|r| r.trigger.as_ref());
+    let trigger = resource.spec.rotation.as_ref().and_then(|r| r.trigger.as_ref());
     if trigger.is_some() && trigger != status.last_rotation_trigger.as_ref() {
         return Some(RotationCause::TriggerChanged);
     }
-    let annotation = key.metadata.annotations.as_ref().and_then(|a| a.get(ROTATE_ANNOTATION));
+    let annotation = resource.metadata.annotations.as_ref().and_then(|a| a.get(ROTATE_ANNOTATION));
     if annotation.is_some() && annotation != status.last_rotate_annotation.as_ref() {
         return Some(RotationCause::RotateAnnotation);
     }
-    if next_rotation_at(key, &status).is_some_and(|due| due <= observed.now) {
+    if next_rotation_at(resource, &status).is_some_and(|due| due <= observed.now) {
         return Some(RotationCause::IntervalElapsed);
     }
     None
 }
 
 /// When the current key is due for rotation by spec.rotation.interval.
-pub fn next_rotation_at(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<Timestamp> {
-    let interval = key.spec.rotation.as_ref()?.interval.as_ref()?;
+pub fn next_rotation_at(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<Timestamp> {
+    let interval = resource.spec.rotation.as_ref()?.interval.as_ref()?;
     let interval = SignedDuration::try_from(duration::parse(interval).ok()?).ok()?;
     let created: Timestamp = status.key_created_at.as_ref()?.parse().ok()?;
     created.checked_add(interval).ok()
@@ -187,9 +187,9 @@ pub fn is_key_sid(sid: &str) -> bool {
 }
 
 /// The policy to give the key in Twilio: the spec's, for a Restricted key.
-pub fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
-    match key.spec.key_type {
-        KeyType::Restricted => key.spec.policy.as_ref().map(|p| p.allow.clone()),
+pub fn restricted_policy(resource: &TwilioApiKey) -> Option<Vec<String>> {
+    match resource.spec.key_type {
+        KeyType::Restricted => resource.spec.policy.as_ref().map(|p| p.allow.clone()),
         KeyType::Standard => None,
     }
 }
@@ -198,14 +198,14 @@ pub fn restricted_policy(key: &TwilioApiKey) -> Option<Vec<String>> {
 /// its pending name that neither its status nor `keep` holds. No other key can match: the name
 /// holds the resource's UID, and a spec cannot ask for a pending name.
 pub fn orphaned_keys<'a>(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     listed: impl IntoIterator<Item = &'a Key>,
     keep: &[String],
 ) -> Vec<String> {
-    let status = key.status.clone().unwrap_or_default();
-    let pending = key.pending_friendly_name();
+    let status = resource.status.clone().unwrap_or_default();
+    let pending = resource.pending_friendly_name();
     let recorded: HashSet<String> =
-        status::all_keys(key, &status).into_iter().map(|k| k.sid).chain(keep.iter().cloned()).collect();
+        status::all_keys(resource, &status).into_iter().map(|k| k.sid).chain(keep.iter().cloned()).collect();
     let mut orphans: Vec<String> = listed
         .into_iter()
         .filter(|k| k.friendly_name.as_deref() == Some(pending.as_str()) && !recorded.contains(&k.sid))
@@ -241,8 +241,12 @@ pub fn presence(status: &TwilioApiKeyStatus, listed_at: Timestamp, listed: &Hash
 /// their way out), and the one the status calls current when another key (`handed_over`, the
 /// one a Secret delivers but the status lacks) is handed over instead: a rotation interrupted
 /// after its Secret write left the current key delivered by no Secret.
-pub fn leaving_on_orphan(key: &TwilioApiKey, status: &TwilioApiKeyStatus, handed_over: &[String]) -> Vec<RetiringKey> {
-    let replaced = status::current_key(key, status).filter(|_| !handed_over.is_empty());
+pub fn leaving_on_orphan(
+    resource: &TwilioApiKey,
+    status: &TwilioApiKeyStatus,
+    handed_over: &[String],
+) -> Vec<RetiringKey> {
+    let replaced = status::current_key(resource, status).filter(|_| !handed_over.is_empty());
     replaced.into_iter().chain(status.retiring_keys.iter().cloned()).collect()
 }
 
@@ -258,10 +262,10 @@ pub struct DeletionGroup {
 
 /// `keys` grouped by the account resource and account SID they were created through (a key
 /// that records no account resource was created through the spec's).
-pub fn deletion_groups(key: &TwilioApiKey, keys: &[RetiringKey]) -> Vec<DeletionGroup> {
+pub fn deletion_groups(resource: &TwilioApiKey, keys: &[RetiringKey]) -> Vec<DeletionGroup> {
     let mut groups: BTreeMap<String, DeletionGroup> = BTreeMap::new();
     for retired in keys {
-        let account_ref = retired.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
+        let account_ref = retired.account_ref.clone().unwrap_or_else(|| resource.spec.account_ref.clone());
         let group = format!("{:?}/{}/{:?}", account_ref.kind, account_ref.name, retired.account_sid);
         groups
             .entry(group)
@@ -308,17 +312,17 @@ mod tests {
 
     /// A key whose SK1 is delivered as the spec asks.
     fn issued() -> TwilioApiKey {
-        let mut key = standard();
-        key.status = Some(TwilioApiKeyStatus {
+        let mut resource = standard();
+        resource.status = Some(TwilioApiKeyStatus {
             key_sid: Some("SK1".into()),
             key_type: Some(KeyType::Standard),
             account_sid: Some("AC1".into()),
-            account_ref: Some(key.spec.account_ref.clone()),
-            friendly_name: Some(key.desired_friendly_name()),
+            account_ref: Some(resource.spec.account_ref.clone()),
+            friendly_name: Some(resource.desired_friendly_name()),
             key_created_at: Some("2026-11-26T00:00:00Z".into()),
             ..Default::default()
         });
-        key
+        resource
     }
 
     #[test]
@@ -419,22 +423,22 @@ mod tests {
         Key { sid: sid.into(), friendly_name: Some(friendly_name.into()), date_created: None, policy: None }
     }
 
-    fn with_uid(mut key: TwilioApiKey, uid: &str) -> TwilioApiKey {
-        key.metadata.uid = Some(uid.into());
-        key
+    fn with_uid(mut resource: TwilioApiKey, uid: &str) -> TwilioApiKey {
+        resource.metadata.uid = Some(uid.into());
+        resource
     }
 
     #[test]
     fn only_unrecorded_keys_under_this_resources_pending_name_are_orphans() {
-        let key = with_uid(issued(), "u1");
-        let mut status = key.status.clone().unwrap();
+        let resource = with_uid(issued(), "u1");
+        let mut status = resource.status.clone().unwrap();
         status.retiring_keys.push(RetiringKey {
             sid: "SKretiring".into(),
             delete_after: String::new(),
             account_ref: None,
             account_sid: None,
         });
-        let key = TwilioApiKey { status: Some(status), ..key };
+        let resource = TwilioApiKey { status: Some(status), ..resource };
         let pending = "twilio-operator:pending:u1";
         let inventory = [
             listed("SK1", pending),                          // current: recorded
@@ -445,7 +449,7 @@ mod tests {
             listed("SKsame", "team-a/payments"),             // someone's key with the friendly name
             Key { sid: "SKnameless".into(), friendly_name: None, date_created: None, policy: None },
         ];
-        assert_eq!(orphaned_keys(&key, &inventory, &["SKkept".into()]), ["SKorphan"]);
+        assert_eq!(orphaned_keys(&resource, &inventory, &["SKkept".into()]), ["SKorphan"]);
         assert!(orphaned_keys(&with_uid(standard(), "u3"), &inventory, &[]).is_empty());
     }
 
@@ -473,8 +477,8 @@ mod tests {
 
     #[test]
     fn orphaning_hands_over_one_key_and_lets_the_others_go() {
-        let key = issued();
-        let mut status = key.status.clone().unwrap();
+        let resource = issued();
+        let mut status = resource.status.clone().unwrap();
         status.retiring_keys.push(RetiringKey {
             sid: "SK0".into(),
             delete_after: String::new(),
@@ -482,9 +486,9 @@ mod tests {
             account_sid: None,
         });
         let sids = |keys: Vec<RetiringKey>| keys.into_iter().map(|k| k.sid).collect::<Vec<_>>();
-        assert_eq!(sids(leaving_on_orphan(&key, &status, &[])), ["SK0"], "the current key is handed over");
+        assert_eq!(sids(leaving_on_orphan(&resource, &status, &[])), ["SK0"], "the current key is handed over");
         assert_eq!(
-            sids(leaving_on_orphan(&key, &status, &["SK2".into()])),
+            sids(leaving_on_orphan(&resource, &status, &["SK2".into()])),
             ["SK1", "SK0"],
             "the key a Secret delivers is handed over; the one the status calls current goes"
         );
@@ -492,7 +496,7 @@ mod tests {
 
     #[test]
     fn keys_are_deleted_per_account_they_were_created_in() {
-        let key = standard();
+        let resource = standard();
         let cluster = AccountRef { kind: crate::api::AccountKind::ClusterTwilioAccount, name: "shared".into() };
         let retiring = |sid: &str, account_ref: Option<AccountRef>, account_sid: Option<&str>| RetiringKey {
             sid: sid.into(),
@@ -502,18 +506,18 @@ mod tests {
         };
         let keys = [
             retiring("SK1", None, Some("AC1")),
-            retiring("SK2", Some(key.spec.account_ref.clone()), Some("AC1")),
-            retiring("SK3", Some(key.spec.account_ref.clone()), Some("AC0")),
+            retiring("SK2", Some(resource.spec.account_ref.clone()), Some("AC1")),
+            retiring("SK3", Some(resource.spec.account_ref.clone()), Some("AC0")),
             retiring("SK4", Some(cluster.clone()), None),
         ];
         let groups: Vec<(AccountRef, Option<String>, Vec<String>)> =
-            deletion_groups(&key, &keys).into_iter().map(|g| (g.account_ref, g.account_sid, g.sids)).collect();
+            deletion_groups(&resource, &keys).into_iter().map(|g| (g.account_ref, g.account_sid, g.sids)).collect();
         assert_eq!(
             groups,
             [
                 (cluster, None, vec!["SK4".to_string()]),
-                (key.spec.account_ref.clone(), Some("AC0".into()), vec!["SK3".into()]),
-                (key.spec.account_ref.clone(), Some("AC1".into()), vec!["SK1".into(), "SK2".into()]),
+                (resource.spec.account_ref.clone(), Some("AC0".into()), vec!["SK3".into()]),
+                (resource.spec.account_ref.clone(), Some("AC1".into()), vec!["SK1".into(), "SK2".into()]),
             ]
         );
     }
@@ -718,9 +722,9 @@ mod tests {
         }
 
         fn resource(spec: TwilioApiKeySpec, namespace: String, name: String) -> TwilioApiKey {
-            let mut key = TwilioApiKey::new(&name, spec);
-            key.metadata.namespace = Some(namespace);
-            key
+            let mut resource = TwilioApiKey::new(&name, spec);
+            resource.metadata.namespace = Some(namespace);
+            resource
         }
 
         proptest! {
@@ -735,9 +739,9 @@ mod tests {
             /// writes within what the API server accepts.
             #[test]
             fn a_valid_spec_is_within_bounds(spec in spec()) {
-                let key = resource(spec, "team-a".into(), "payments".into());
-                if validate(&key).is_ok() {
-                    if let Some(rotation) = &key.spec.rotation {
+                let resource = resource(spec, "team-a".into(), "payments".into());
+                if validate(&resource).is_ok() {
+                    if let Some(rotation) = &resource.spec.rotation {
                         let grace = duration::parse(&rotation.grace_period).unwrap();
                         prop_assert!(grace <= MAX_GRACE_PERIOD);
                         if let Some(interval) = &rotation.interval {
@@ -747,12 +751,12 @@ mod tests {
                             prop_assert!(now.checked_add(SignedDuration::try_from(interval).unwrap()).is_ok());
                         }
                     }
-                    for key in key.spec.secret.labels.keys().chain(key.spec.secret.annotations.keys()) {
+                    for key in resource.spec.secret.labels.keys().chain(resource.spec.secret.annotations.keys()) {
                         prop_assert!(!key.starts_with("twilio-operator.dev/"), "{key}");
                         prop_assert!(!key.is_empty() && key.len() <= 253 + 1 + 63, "{key}");
                     }
-                    prop_assert!(!key.spec.secret.labels.contains_key(MANAGED_BY_LABEL));
-                    prop_assert!(!key.desired_friendly_name().starts_with(PENDING_FRIENDLY_NAME_PREFIX));
+                    prop_assert!(!resource.spec.secret.labels.contains_key(MANAGED_BY_LABEL));
+                    prop_assert!(!resource.desired_friendly_name().starts_with(PENDING_FRIENDLY_NAME_PREFIX));
                 }
             }
 
@@ -767,13 +771,13 @@ mod tests {
                 region in text("us1|ie1"),
                 now in any_timestamp(),
             ) {
-                let mut key = resource(spec, "team-a".into(), "payments".into());
-                key.status = status;
-                key.metadata.annotations = rotate_annotation.map(|v| [(ROTATE_ANNOTATION.to_string(), v)].into());
+                let mut resource = resource(spec, "team-a".into(), "payments".into());
+                resource.status = status;
+                resource.metadata.annotations = rotate_annotation.map(|v| [(ROTATE_ANNOTATION.to_string(), v)].into());
                 let observed = Observed { delivering, target, account_sid, region, now };
-                let _ = next_step(&key, &observed);
-                let _ = rotation_cause(&key, &observed);
-                let _ = next_rotation_at(&key, &key.status.clone().unwrap_or_default());
+                let _ = next_step(&resource, &observed);
+                let _ = rotation_cause(&resource, &observed);
+                let _ = next_rotation_at(&resource, &resource.status.clone().unwrap_or_default());
             }
         }
     }

@@ -26,13 +26,13 @@ use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
 
 const KIND: &str = "TwilioApiKey";
 
-#[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %key.namespace().unwrap_or_default(), object = %key.name_any()))]
-pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %resource.namespace().unwrap_or_default(), object = %resource.name_any()))]
+pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = finalizer(&key_api(&ctx, &key), FINALIZER, key.clone(), |event| async {
+    let result = finalizer(&key_api(&ctx, &resource), FINALIZER, resource.clone(), |event| async {
         match event {
-            FinalizerEvent::Apply(key) => report(&ctx, &key, apply(&key, &ctx).await).await,
-            FinalizerEvent::Cleanup(key) => report(&ctx, &key, cleanup(&key, &ctx).await).await,
+            FinalizerEvent::Apply(resource) => report(&ctx, &resource, apply(&resource, &ctx).await).await,
+            FinalizerEvent::Cleanup(resource) => report(&ctx, &resource, cleanup(&resource, &ctx).await).await,
         }
     })
     .await
@@ -46,17 +46,17 @@ pub async fn reconcile(key: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Acti
     }
     let label = result.as_ref().err().map_or("ok", Error::label);
     ctx.metrics.reconciled(KIND, label, started.elapsed());
-    match (&result, key.meta().deletion_timestamp.is_some()) {
+    match (&result, resource.meta().deletion_timestamp.is_some()) {
         // Cleaned up: the finalizer is gone and so, soon, is the resource.
-        (Ok(_), true) => ctx.forget_resource(&key.uid().unwrap_or_default()),
-        (Ok(_), false) => ctx.backoff.reset(key.as_ref()),
+        (Ok(_), true) => ctx.forget_resource(&resource.uid().unwrap_or_default()),
+        (Ok(_), false) => ctx.backoff.reset(resource.as_ref()),
         (Err(_), _) => {}
     }
     result
 }
 
-pub fn error_policy(key: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next(key.as_ref());
+pub fn error_policy(resource: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next(resource.as_ref());
     tracing::warn!(%error, ?delay, "reconciliation failed; retrying");
     Action::requeue(delay)
 }
@@ -68,7 +68,7 @@ pub fn error_policy(key: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) ->
 ///
 /// Only the conditions are written, merged into the status the API server holds: the snapshot this
 /// pass started from may predate a status write the pass made before it failed.
-async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Result<Action> {
+async fn report(ctx: &Context, resource: &TwilioApiKey, result: Result<Action>) -> Result<Action> {
     let error = match result {
         Ok(action) => return Ok(action),
         Err(error) => error,
@@ -79,59 +79,60 @@ async fn report(ctx: &Context, key: &TwilioApiKey, result: Result<Action>) -> Re
         Some(reason) => Health::Stalled { reason, message: error.to_string() },
         None => Health::Progressing { reason: "Retrying", message: error.to_string() },
     };
-    let previous = key.status.clone().unwrap_or_default();
-    let conditions = conditions::conditions_for(&previous.conditions, &health, key.meta().generation, Timestamp::now());
-    if conditions != previous.conditions || previous.observed_generation != key.meta().generation {
+    let previous = resource.status.clone().unwrap_or_default();
+    let conditions =
+        conditions::conditions_for(&previous.conditions, &health, resource.meta().generation, Timestamp::now());
+    if conditions != previous.conditions || previous.observed_generation != resource.meta().generation {
         let patch = serde_json::json!({
-            "status": {"conditions": conditions, "observedGeneration": key.meta().generation}
+            "status": {"conditions": conditions, "observedGeneration": resource.meta().generation}
         });
-        let written = key_api(ctx, key)
-            .patch_status(&key.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        let written = key_api(ctx, resource)
+            .patch_status(&resource.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(Error::kube("write status"))?;
-        ctx.own_writes.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
-        let action = if key.meta().deletion_timestamp.is_some() { "Delete" } else { "Reconcile" };
-        ctx.events.warning(key, health.reason(), action, error.to_string()).await;
+        ctx.own_writes.note_status_written(&resource.uid().unwrap_or_default(), written.status.as_ref());
+        let action = if resource.meta().deletion_timestamp.is_some() { "Delete" } else { "Reconcile" };
+        ctx.events.warning(resource, health.reason(), action, error.to_string()).await;
     }
     match stall_reason {
         // A stalled resource still retires its old keys on time.
-        Some(_) if key.meta().deletion_timestamp.is_none() => Ok(next_wake(ctx, key, &previous)),
+        Some(_) if resource.meta().deletion_timestamp.is_none() => Ok(next_wake(ctx, resource, &previous)),
         _ => Err(error),
     }
 }
 
-fn key_api(ctx: &Context, key: &TwilioApiKey) -> Api<TwilioApiKey> {
-    Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default())
+fn key_api(ctx: &Context, resource: &TwilioApiKey) -> Api<TwilioApiKey> {
+    Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default())
 }
 
-fn secrets(ctx: &Context, key: &TwilioApiKey) -> Api<Secret> {
-    Api::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default())
+fn secrets(ctx: &Context, resource: &TwilioApiKey) -> Api<Secret> {
+    Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default())
 }
 
-async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
-    if key.spec.suspend {
-        validate::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
+async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
+    if resource.spec.suspend {
+        validate::validate(resource).map_err(|problem| Error::InvalidSpec { problem })?;
         return Ok(Action::await_change());
     }
     // The cache may lag behind a status this process just wrote; acting on the older one would
     // repeat a step (create, record, rename) already done.
-    let uid = key.uid().unwrap_or_default();
-    if ctx.own_writes.wrote_another_status(&uid, key.status.as_ref()) {
-        if live_status(ctx, key).await? != key.status {
+    let uid = resource.uid().unwrap_or_default();
+    if ctx.own_writes.wrote_another_status(&uid, resource.status.as_ref()) {
+        if live_status(ctx, resource).await? != resource.status {
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
         ctx.own_writes.forget_status_written(&uid);
     }
     // Old keys go when their grace period ends, whatever else holds this resource up.
-    let retired = retire_due_keys(key, ctx).await?;
-    let key = retired.as_ref().unwrap_or(key);
-    validate::validate(key).map_err(|problem| Error::InvalidSpec { problem })?;
-    let source = resolve::resolve_for_key(ctx, key).await?;
+    let retired = retire_due_keys(resource, ctx).await?;
+    let resource = retired.as_ref().unwrap_or(resource);
+    validate::validate(resource).map_err(|problem| Error::InvalidSpec { problem })?;
+    let source = resolve::resolve_for_key(ctx, resource).await?;
     let connection = resolve::connect(ctx, &source).await?;
-    let status = key.status.clone().unwrap_or_default();
-    let desired_name = key.desired_secret_name();
+    let status = resource.status.clone().unwrap_or_default();
+    let desired_name = resource.desired_secret_name();
     let delivering_name = status.secret_name.clone().unwrap_or_else(|| desired_name.clone());
-    let secrets = secrets(ctx, key);
+    let secrets = secrets(ctx, resource);
     let delivering_secret = secrets.get_opt(&delivering_name).await.map_err(Error::kube("read Secret"))?;
     let target_secret = match delivering_name == desired_name {
         true => None,
@@ -143,63 +144,65 @@ async fn apply(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     };
     let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
     let mut observed = Observed {
-        delivering: secret::observe(key, delivering_secret.as_ref(), &delivered_account),
-        target: target_secret.as_ref().map(|s| secret::observe(key, s.as_ref(), &connection.account_sid)),
+        delivering: secret::observe(resource, delivering_secret.as_ref(), &delivered_account),
+        target: target_secret.as_ref().map(|s| secret::observe(resource, s.as_ref(), &connection.account_sid)),
         account_sid: connection.account_sid.clone(),
         region: connection.region.clone(),
         now: Timestamp::now(),
     };
-    let mut step = plan::next_step(key, &observed);
+    let mut step = plan::next_step(resource, &observed);
     if let Step::Record(sid) = &step {
-        if created_by(ctx, &connection, key, sid).await? {
-            return record(key, ctx, &connection, sid, &delivering_name).await;
+        if created_by(ctx, &connection, resource, sid).await? {
+            return record(resource, ctx, &connection, sid, &delivering_name).await;
         }
         // A Secret is tenant-writable: a SID in it that this resource cannot be shown to have
         // created is ignored, and the Secret is treated as altered.
         let note = format!(
             "Secret {delivering_name} names key {sid}, which this resource did not create; the Secret is treated as altered"
         );
-        ctx.events.warning(key, "SecretClaimRejected", "RecordKey", note).await;
+        ctx.events.warning(resource, "SecretClaimRejected", "RecordKey", note).await;
         if let ObservedSecret::Owned { delivered, .. } = &mut observed.delivering {
             *delivered = None;
         }
-        step = plan::next_step(key, &observed);
+        step = plan::next_step(resource, &observed);
     }
     match step {
         Step::Conflict => Err(Error::SecretConflict { secret: desired_name, holder: SecretHolder::Existing }),
-        Step::Revoke => revoke(key, ctx, &connection).await,
+        Step::Revoke => revoke(resource, ctx, &connection).await,
         Step::StayRevoked => {
-            write_status_if_changed(ctx, key, status::revoked(key, Timestamp::now())).await?;
+            write_status_if_changed(ctx, resource, status::revoked(resource, Timestamp::now())).await?;
             Ok(Action::await_change())
         }
-        Step::Create => issue(key, ctx, &connection, None, delivering_secret.as_ref(), at_desired_name).await,
+        Step::Create => issue(resource, ctx, &connection, None, delivering_secret.as_ref(), at_desired_name).await,
         Step::Rotate(cause) => {
-            issue(key, ctx, &connection, Some(cause), delivering_secret.as_ref(), at_desired_name).await
+            issue(resource, ctx, &connection, Some(cause), delivering_secret.as_ref(), at_desired_name).await
         }
         // Handled above; a second Record means the status changed under this pass.
         Step::Record(_) => Ok(Action::requeue(Duration::from_secs(1))),
         Step::UpdateInPlace => {
-            update_in_place(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await
+            update_in_place(resource, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await
         }
-        Step::RewriteSecret => rewrite_secret(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await,
-        Step::UpToDate => settle(key, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await,
+        Step::RewriteSecret => {
+            rewrite_secret(resource, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await
+        }
+        Step::UpToDate => settle(resource, ctx, &connection, delivering_secret.as_ref(), at_desired_name).await,
     }
 }
 
 /// The status as the API server holds it now (the cache may lag behind this process's writes).
-async fn live_status(ctx: &Context, key: &TwilioApiKey) -> Result<Option<TwilioApiKeyStatus>> {
-    Ok(key_api(ctx, key).get(&key.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?.status)
+async fn live_status(ctx: &Context, resource: &TwilioApiKey) -> Result<Option<TwilioApiKeyStatus>> {
+    Ok(key_api(ctx, resource).get(&resource.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?.status)
 }
 
 /// Whether Twilio shows `sid` as a key this resource created and has not recorded yet: one that
 /// still carries the resource's pending name. Nothing else proves it: a Secret that names a SID
 /// is only a claim.
-async fn created_by(ctx: &Context, connection: &AccountConnection, key: &TwilioApiKey, sid: &str) -> Result<bool> {
+async fn created_by(ctx: &Context, connection: &AccountConnection, resource: &TwilioApiKey, sid: &str) -> Result<bool> {
     if !plan::is_key_sid(sid) {
         return Ok(false);
     }
     match ctx.twilio.fetch_key(connection, sid).await {
-        Ok(found) => Ok(found.friendly_name.as_deref() == Some(key.pending_friendly_name().as_str())),
+        Ok(found) => Ok(found.friendly_name.as_deref() == Some(resource.pending_friendly_name().as_str())),
         Err(TwilioError::NotFound { .. }) => Ok(false),
         Err(error) => Err(Error::twilio("fetch key")(error)),
     }
@@ -208,38 +211,39 @@ async fn created_by(ctx: &Context, connection: &AccountConnection, key: &TwilioA
 /// The Secret delivers a key this resource created whose status write was lost: record it, then
 /// give it its name.
 async fn record(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     sid: &str,
     secret_name: &str,
 ) -> Result<Action> {
-    let status = status::delivered(key, issued(connection, sid, key.pending_friendly_name()), Timestamp::now());
-    write_status(ctx, key, &status).await?;
+    let status =
+        status::delivered(resource, issued(connection, sid, resource.pending_friendly_name()), Timestamp::now());
+    write_status(ctx, resource, &status).await?;
     let note = format!("Recorded key {sid} found in Secret {secret_name}");
-    ctx.events.normal(key, "KeyRecorded", "RecordKey", note).await;
-    let status = finish_delivery(key, ctx, connection, status).await?;
-    Ok(next_wake(ctx, key, &status))
+    ctx.events.normal(resource, "KeyRecorded", "RecordKey", note).await;
+    let status = finish_delivery(resource, ctx, connection, status).await?;
+    Ok(next_wake(ctx, resource, &status))
 }
 
 /// What follows a recorded delivery, retried by later passes until done: the Secret left under
 /// an earlier name is deleted, and a key still carrying its pending name gets the name the spec
 /// asks for. The status is written once, if either happened.
 async fn finish_delivery(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     status: TwilioApiKeyStatus,
 ) -> Result<TwilioApiKeyStatus> {
     let mut finished = status.clone();
-    if let Some(stale) = status.stale_secret_name.as_ref().filter(|name| **name != key.desired_secret_name()) {
-        let secret = secrets(ctx, key).get_opt(stale).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| secret::is_owned(key, s)) {
-            delete_secret(ctx, key, &secret).await?;
+    if let Some(stale) = status.stale_secret_name.as_ref().filter(|name| **name != resource.desired_secret_name()) {
+        let secret = secrets(ctx, resource).get_opt(stale).await.map_err(Error::kube("read Secret"))?;
+        if let Some(secret) = secret.filter(|s| secret::is_owned(resource, s)) {
+            delete_secret(ctx, resource, &secret).await?;
         }
     }
     finished.stale_secret_name = None;
-    let friendly_name = key.desired_friendly_name();
+    let friendly_name = resource.desired_friendly_name();
     if let Some(sid) = status.key_sid.as_ref().filter(|_| status.friendly_name.as_ref() != Some(&friendly_name)) {
         ctx.twilio.update_key(connection, sid, &friendly_name, None).await.map_err(Error::twilio("name key"))?;
         finished.friendly_name = Some(friendly_name);
@@ -247,8 +251,8 @@ async fn finish_delivery(
     if finished == status {
         return Ok(status);
     }
-    let finished = status::ready(key, &finished, Timestamp::now());
-    write_status(ctx, key, &finished).await?;
+    let finished = status::ready(resource, &finished, Timestamp::now());
+    write_status(ctx, resource, &finished).await?;
     Ok(finished)
 }
 
@@ -257,17 +261,19 @@ async fn finish_delivery(
 /// once the status records it, so a key left behind by an interrupted attempt is provably this
 /// resource's and is found by [`sweep_orphans`].
 async fn issue(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     cause: Option<RotationCause>,
     delivering_secret: Option<&Secret>,
     at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
-    let uid = key.uid().unwrap_or_default();
-    sweep_orphans(key, ctx, connection, &[]).await?;
-    let request =
-        KeyRequest { friendly_name: key.pending_friendly_name(), restricted_policy: plan::restricted_policy(key) };
+    let uid = resource.uid().unwrap_or_default();
+    sweep_orphans(resource, ctx, connection, &[]).await?;
+    let request = KeyRequest {
+        friendly_name: resource.pending_friendly_name(),
+        restricted_policy: plan::restricted_policy(resource),
+    };
     let created = match ctx.twilio.create_key(connection, &request).await {
         Ok(created) => created,
         Err(error) => {
@@ -283,8 +289,8 @@ async fn issue(
         ctx.metrics.rotation(cause.label());
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
-    let desired = secret::desired(key, &connection.account_sid, &created.sid, &created.secret);
-    match write_secret(ctx, key, at_desired_name, &desired, &created.sid).await {
+    let desired = secret::desired(resource, &connection.account_sid, &created.sid, &created.secret);
+    match write_secret(ctx, resource, at_desired_name, &desired, &created.sid).await {
         Ok(()) => ctx.inventories.mark_create_unsure(&uid, false),
         Err(SecretWriteError { error, written: Written::No }) => {
             if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
@@ -300,29 +306,29 @@ async fn issue(
         }
     }
     let status = TwilioApiKeyStatus {
-        stale_secret_name: secret::stale_after_delivery(key, delivering_secret),
-        ..status::delivered(key, issued(connection, &created.sid, request.friendly_name), Timestamp::now())
+        stale_secret_name: secret::stale_after_delivery(resource, delivering_secret),
+        ..status::delivered(resource, issued(connection, &created.sid, request.friendly_name), Timestamp::now())
     };
-    write_status(ctx, key, &status).await?;
-    let secret_name = key.desired_secret_name();
+    write_status(ctx, resource, &status).await?;
+    let secret_name = resource.desired_secret_name();
     match cause {
         None => {
             let note = format!("Created key {} and wrote Secret {secret_name}", created.sid);
-            ctx.events.normal(key, "KeyCreated", "CreateKey", note).await;
+            ctx.events.normal(resource, "KeyCreated", "CreateKey", note).await;
         }
         Some(cause) => {
-            let old = key.status.as_ref().and_then(|s| s.key_sid.clone()).unwrap_or_default();
+            let old = resource.status.as_ref().and_then(|s| s.key_sid.clone()).unwrap_or_default();
             let note = format!(
                 "Rotated: {}. Key {} is in Secret {secret_name}; key {old} stays valid for the grace period",
                 cause.describe(),
                 created.sid
             );
             let type_ = if cause.is_repair() { EventType::Warning } else { EventType::Normal };
-            ctx.events.record(key, type_, "KeyRotated", "RotateKey", note).await;
+            ctx.events.record(resource, type_, "KeyRotated", "RotateKey", note).await;
         }
     }
-    let status = finish_delivery(key, ctx, connection, status).await?;
-    Ok(next_wake(ctx, key, &status))
+    let status = finish_delivery(resource, ctx, connection, status).await?;
+    Ok(next_wake(ctx, resource, &status))
 }
 
 /// Deletes keys that an interrupted earlier attempt of this resource created but never recorded:
@@ -334,15 +340,15 @@ async fn issue(
 /// The listing is the account's shared inventory: made after this process started, it holds
 /// every key an earlier process created; after an unsure create in this process it is renewed.
 async fn sweep_orphans(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     keep: &[String],
 ) -> Result<()> {
-    let uid = key.uid().unwrap_or_default();
+    let uid = resource.uid().unwrap_or_default();
     let max_age = if ctx.inventories.create_was_unsure(&uid) { Duration::ZERO } else { ctx.config.resync_interval };
     let inventory = ctx.inventories.get(&ctx.twilio, connection, max_age).await.map_err(Error::twilio("list keys"))?;
-    let orphans = plan::orphaned_keys(key, inventory.keys.values(), keep);
+    let orphans = plan::orphaned_keys(resource, inventory.keys.values(), keep);
     for sid in &orphans {
         if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
             continue; // gone already
@@ -350,7 +356,7 @@ async fn sweep_orphans(
         ctx.metrics.key_operation(KeyOperation::OrphanDeleted);
         ctx.metrics.leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
-        ctx.events.warning(key, "OrphanKeyDeleted", "DeleteKey", note).await;
+        ctx.events.warning(resource, "OrphanKeyDeleted", "DeleteKey", note).await;
     }
     if !orphans.is_empty() {
         // The listing still shows them; the next user of it must list anew.
@@ -362,76 +368,83 @@ async fn sweep_orphans(
 /// Renames the key and, for a Restricted key, replaces its policy; the secret stays valid. The
 /// key is the one the status records, never one a Secret names.
 async fn update_in_place(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     delivering_secret: Option<&Secret>,
     at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
-    let previous = key.status.clone().unwrap_or_default();
+    let previous = resource.status.clone().unwrap_or_default();
     let sid = previous.key_sid.clone().unwrap_or_default();
-    let friendly_name = key.desired_friendly_name();
-    let policy = plan::restricted_policy(key);
+    let friendly_name = resource.desired_friendly_name();
+    let policy = plan::restricted_policy(resource);
     match ctx.twilio.update_key(connection, &sid, &friendly_name, policy.as_deref()).await {
         Ok(_) => {}
         Err(TwilioError::NotFound { .. }) => {
-            return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name)
-                .await;
+            return issue(
+                resource,
+                ctx,
+                connection,
+                Some(RotationCause::KeyMissing),
+                delivering_secret,
+                at_desired_name,
+            )
+            .await;
         }
         Err(e) => return Err(Error::twilio("update key")(e)),
     }
-    let status = status::updated_in_place(key, Timestamp::now());
-    write_status(ctx, key, &status).await?;
+    let status = status::updated_in_place(resource, Timestamp::now());
+    write_status(ctx, resource, &status).await?;
     ctx.events
-        .normal(key, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})"))
+        .normal(resource, "KeyUpdated", "UpdateKey", format!("Updated key {sid} in place (name {friendly_name:?})"))
         .await;
-    Ok(next_wake(ctx, key, &status))
+    Ok(next_wake(ctx, resource, &status))
 }
 
 /// Writes the Secret under its current name, data keys, labels and annotations, carrying over the
 /// secret it delivers; no new key is needed.
 async fn rewrite_secret(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     delivering_secret: Option<&Secret>,
     at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
-    let previous = key.status.clone().unwrap_or_default();
+    let previous = resource.status.clone().unwrap_or_default();
     let (Some(sid), Some(account_sid)) = (previous.key_sid.clone(), previous.account_sid.clone()) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let Some(value) = delivering_secret.and_then(|s| secret::delivered_secret(key, s)) else {
+    let Some(value) = delivering_secret.and_then(|s| secret::delivered_secret(resource, s)) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let desired = secret::desired(key, &account_sid, &sid, &value);
-    write_secret(ctx, key, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
+    let desired = secret::desired(resource, &account_sid, &sid, &value);
+    write_secret(ctx, resource, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
     let status = TwilioApiKeyStatus {
-        secret_name: Some(key.desired_secret_name()),
-        stale_secret_name: secret::stale_after_delivery(key, delivering_secret),
-        ..status::ready(key, &previous, Timestamp::now())
+        secret_name: Some(resource.desired_secret_name()),
+        stale_secret_name: secret::stale_after_delivery(resource, delivering_secret),
+        ..status::ready(resource, &previous, Timestamp::now())
     };
-    write_status(ctx, key, &status).await?;
-    let note = format!("Wrote Secret {} for key {sid}", key.desired_secret_name());
-    ctx.events.normal(key, "SecretUpdated", "WriteSecret", note).await;
-    let status = finish_delivery(key, ctx, connection, status).await?;
-    Ok(next_wake(ctx, key, &status))
+    write_status(ctx, resource, &status).await?;
+    let note = format!("Wrote Secret {} for key {sid}", resource.desired_secret_name());
+    ctx.events.normal(resource, "SecretUpdated", "WriteSecret", note).await;
+    let status = finish_delivery(resource, ctx, connection, status).await?;
+    Ok(next_wake(ctx, resource, &status))
 }
 
 /// Deletes the retiring keys whose grace period has ended and records that; returns the resource
 /// with its new status, or None when no key was due.
-async fn retire_due_keys(key: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
-    let previous = key.status.clone().unwrap_or_default();
+async fn retire_due_keys(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
+    let previous = resource.status.clone().unwrap_or_default();
     let Some((due, status)) = status::retire_due(&previous, Timestamp::now()) else {
         return Ok(None);
     };
-    delete_keys(ctx, key, &due).await?;
-    write_status(ctx, key, &status).await?;
+    delete_keys(ctx, resource, &due).await?;
+    write_status(ctx, resource, &status).await?;
     for retired in &due {
         let note = format!("Deleted retired key {} after its grace period", retired.sid);
-        ctx.events.normal(key, "KeyDeleted", "DeleteKey", note).await;
+        ctx.events.normal(resource, "KeyDeleted", "DeleteKey", note).await;
     }
-    let mut updated = key.clone();
+    let mut updated = resource.clone();
     updated.status = Some(status);
     Ok(Some(updated))
 }
@@ -439,23 +452,24 @@ async fn retire_due_keys(key: &TwilioApiKey, ctx: &Context) -> Result<Option<Twi
 /// The key is delivered: sweep what interrupted attempts left, check (from the account's shared
 /// listing) that the key still exists in Twilio, and report Ready.
 async fn settle(
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     ctx: &Context,
     connection: &AccountConnection,
     delivering_secret: Option<&Secret>,
     at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
-    let previous = key.status.clone().unwrap_or_default();
+    let previous = resource.status.clone().unwrap_or_default();
     // A create sent by a process that died may still be carried out after its successor listed
     // the account; such a late key is swept here, from the same listing as the drift check.
-    sweep_orphans(key, ctx, connection, &[]).await?;
+    sweep_orphans(resource, ctx, connection, &[]).await?;
     if key_missing_in_twilio(ctx, connection, &previous).await? {
-        return issue(key, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name).await;
+        return issue(resource, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name)
+            .await;
     }
-    let status = status::ready(key, &previous, Timestamp::now());
-    write_status_if_changed(ctx, key, status.clone()).await?;
-    let status = finish_delivery(key, ctx, connection, status).await?;
-    Ok(next_wake(ctx, key, &status))
+    let status = status::ready(resource, &previous, Timestamp::now());
+    write_status_if_changed(ctx, resource, status.clone()).await?;
+    let status = finish_delivery(resource, ctx, connection, status).await?;
+    Ok(next_wake(ctx, resource, &status))
 }
 
 /// Whether the current key is gone from Twilio: the account's latest listing (shared by all its
@@ -487,29 +501,29 @@ async fn key_missing_in_twilio(
 
 /// `revoked: true`: every key of the resource is deleted in Twilio at once (those its status
 /// records, and any an interrupted create left under its pending name), then its Secret.
-async fn revoke(key: &TwilioApiKey, ctx: &Context, connection: &AccountConnection) -> Result<Action> {
-    let status = key.status.clone().unwrap_or_default();
-    let keys = status::all_keys(key, &status);
-    delete_keys(ctx, key, &keys).await?;
-    sweep_orphans(key, ctx, connection, &[]).await?;
-    for name in status::secret_names(key, &status) {
-        let secret = secrets(ctx, key).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| secret::is_owned(key, s)) {
-            delete_secret(ctx, key, &secret).await?;
+async fn revoke(resource: &TwilioApiKey, ctx: &Context, connection: &AccountConnection) -> Result<Action> {
+    let status = resource.status.clone().unwrap_or_default();
+    let keys = status::all_keys(resource, &status);
+    delete_keys(ctx, resource, &keys).await?;
+    sweep_orphans(resource, ctx, connection, &[]).await?;
+    for name in status::secret_names(resource, &status) {
+        let secret = secrets(ctx, resource).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
+        if let Some(secret) = secret.filter(|s| secret::is_owned(resource, s)) {
+            delete_secret(ctx, resource, &secret).await?;
         }
     }
-    write_status(ctx, key, &status::revoked(key, Timestamp::now())).await?;
+    write_status(ctx, resource, &status::revoked(resource, Timestamp::now())).await?;
     let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
     let note = format!("Revoked: deleted key(s) {} in Twilio and the Secret", sids.join(", "));
-    ctx.events.normal(key, "KeyRevoked", "RevokeKey", note).await;
+    ctx.events.normal(resource, "KeyRevoked", "RevokeKey", note).await;
     Ok(Action::await_change())
 }
 
 /// Deletes keys in Twilio, each in the account it belongs to, with the credential of the account
 /// resource it was created through (404 counts as gone).
-async fn delete_keys(ctx: &Context, key: &TwilioApiKey, keys: &[RetiringKey]) -> Result<()> {
-    let namespace = key.namespace().unwrap_or_default();
-    for group in plan::deletion_groups(key, keys) {
+async fn delete_keys(ctx: &Context, resource: &TwilioApiKey, keys: &[RetiringKey]) -> Result<()> {
+    let namespace = resource.namespace().unwrap_or_default();
+    for group in plan::deletion_groups(resource, keys) {
         // These keys are this resource's own: deleting them needs no permission to create keys in
         // the account (a ClusterTwilioAccount may no longer allow the namespace).
         let source = resolve::resolve_recorded(ctx, &namespace, &group.account_ref).await?;
@@ -531,8 +545,8 @@ fn issued<'a>(connection: &'a AccountConnection, sid: &'a str, friendly_name: St
 }
 
 /// Requeue at the next deadline in the status, or at the next resync.
-fn next_wake(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Action {
-    Action::requeue(status::next_wake(key, status, ctx.config.resync_interval, Timestamp::now()))
+fn next_wake(ctx: &Context, resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Action {
+    Action::requeue(status::next_wake(resource, status, ctx.config.resync_interval, Timestamp::now()))
 }
 
 /// On deletion: with Delete, every key of the resource is deleted in Twilio (404 counts as gone),
@@ -541,37 +555,39 @@ fn next_wake(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> 
 /// resource's), while retiring keys go as they would have. In a namespace that is being deleted
 /// nothing can be handed over, since the Secret goes with the namespace: Orphan deletes too. The
 /// finalizer is removed only after this succeeds.
-async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
+async fn cleanup(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // A cached status older than this process's last write could miss a key it just recorded.
     let live;
-    let key = if ctx.own_writes.wrote_another_status(&key.uid().unwrap_or_default(), key.status.as_ref()) {
-        live = TwilioApiKey { status: live_status(ctx, key).await?, ..key.clone() };
+    let resource = if ctx.own_writes.wrote_another_status(&resource.uid().unwrap_or_default(), resource.status.as_ref())
+    {
+        live = TwilioApiKey { status: live_status(ctx, resource).await?, ..resource.clone() };
         &live
     } else {
-        key
+        resource
     };
-    let status = key.status.clone().unwrap_or_default();
-    let namespace = key.namespace().unwrap_or_default();
-    let secrets = secrets(ctx, key);
+    let status = resource.status.clone().unwrap_or_default();
+    let namespace = resource.namespace().unwrap_or_default();
+    let secrets = secrets(ctx, resource);
     let mut owned_secrets = Vec::new();
-    for name in status::secret_names(key, &status) {
+    for name in status::secret_names(resource, &status) {
         if let Some(secret) = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?
-            && secret::is_owned(key, &secret)
+            && secret::is_owned(resource, &secret)
         {
             owned_secrets.push(secret);
         }
     }
-    let orphan = key.spec.deletion_policy == DeletionPolicy::Orphan && !namespace_terminating(ctx, &namespace).await;
+    let orphan =
+        resource.spec.deletion_policy == DeletionPolicy::Orphan && !namespace_terminating(ctx, &namespace).await;
     // Keys this resource may have left under its pending name are looked for in its account; with
     // no usable account and nothing recorded, there is nothing it can reach to delete.
-    let account_ref = status.account_ref.clone().unwrap_or_else(|| key.spec.account_ref.clone());
+    let account_ref = status.account_ref.clone().unwrap_or_else(|| resource.spec.account_ref.clone());
     let connection = match resolve::resolve_recorded(ctx, &namespace, &account_ref).await {
         Ok(source) => resolve::connect(ctx, &source).await,
         Err(error) => Err(error),
     };
     let connection = match connection {
         Ok(connection) => Some(connection),
-        Err(error) if status::all_keys(key, &status).is_empty() => {
+        Err(error) if status::all_keys(resource, &status).is_empty() => {
             tracing::warn!(%error, "cleanup cannot reach the account to look for keys an interrupted create left");
             None
         }
@@ -585,49 +601,49 @@ async fn cleanup(key: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             let account_sid = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
             for secret in &owned_secrets {
                 if let ObservedSecret::Owned { delivered: Some(sid), .. } =
-                    secret::observe(key, Some(secret), &account_sid)
+                    secret::observe(resource, Some(secret), &account_sid)
                     && status.key_sid.as_ref() != Some(&sid)
-                    && created_by(ctx, connection, key, &sid).await?
+                    && created_by(ctx, connection, resource, &sid).await?
                 {
                     ctx.twilio
-                        .update_key(connection, &sid, &key.desired_friendly_name(), None)
+                        .update_key(connection, &sid, &resource.desired_friendly_name(), None)
                         .await
                         .map_err(Error::twilio("name key"))?;
                     handed_over.push(sid);
                 }
             }
         }
-        sweep_orphans(key, ctx, connection, &handed_over).await?;
+        sweep_orphans(resource, ctx, connection, &handed_over).await?;
     }
     if orphan {
         // Only the key the Secret delivers is handed over: retiring keys were already on their
         // way out, and when a rotation was interrupted after its Secret write, the key the status
         // still calls current is delivered by no Secret either.
-        let leaving = plan::leaving_on_orphan(key, &status, &handed_over);
+        let leaving = plan::leaving_on_orphan(resource, &status, &handed_over);
         if !leaving.is_empty() {
-            delete_keys(ctx, key, &leaving).await?;
+            delete_keys(ctx, resource, &leaving).await?;
         }
         for secret in &owned_secrets {
             if status.stale_secret_name.as_ref() == Some(&secret.name_any()) {
-                delete_secret(ctx, key, secret).await?;
+                delete_secret(ctx, resource, secret).await?;
             } else {
-                release_secret(ctx, key, secret).await?;
+                release_secret(ctx, resource, secret).await?;
             }
         }
         let kept = handed_over.first().or(status.key_sid.as_ref()).map_or("(none)", String::as_str);
         let note = format!("deletionPolicy Orphan: key {kept} and its Secret are kept");
-        ctx.events.normal(key, "KeyOrphaned", "DeleteKey", note).await;
+        ctx.events.normal(resource, "KeyOrphaned", "DeleteKey", note).await;
     } else {
-        let keys = status::all_keys(key, &status);
+        let keys = status::all_keys(resource, &status);
         if !keys.is_empty() {
-            delete_keys(ctx, key, &keys).await?;
+            delete_keys(ctx, resource, &keys).await?;
             let sids: Vec<&str> = keys.iter().map(|k| k.sid.as_str()).collect();
             ctx.events
-                .normal(key, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", ")))
+                .normal(resource, "KeyDeleted", "DeleteKey", format!("Deleted key(s) {} in Twilio", sids.join(", ")))
                 .await;
         }
         for secret in &owned_secrets {
-            delete_secret(ctx, key, secret).await?;
+            delete_secret(ctx, resource, secret).await?;
         }
     }
     Ok(Action::await_change())
@@ -648,9 +664,9 @@ async fn namespace_terminating(ctx: &Context, namespace: &str) -> bool {
 
 /// Hands the Secret over: it stays, without the marks that make it this resource's. The
 /// resourceVersion makes the write fail rather than undo a change made meanwhile.
-async fn release_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Result<()> {
-    secrets(ctx, key)
-        .patch(&secret.name_any(), &PatchParams::default(), &Patch::Merge(&secret::release_patch(key, secret)))
+async fn release_secret(ctx: &Context, resource: &TwilioApiKey, secret: &Secret) -> Result<()> {
+    secrets(ctx, resource)
+        .patch(&secret.name_any(), &PatchParams::default(), &Patch::Merge(&secret::release_patch(resource, secret)))
         .await
         .map_err(Error::kube("release Secret"))?;
     Ok(())
@@ -658,15 +674,15 @@ async fn release_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> R
 
 /// Deletes the Secret as it was read: if someone replaced it since (another UID or version), the
 /// API server refuses, and the next pass looks again.
-async fn delete_secret(ctx: &Context, key: &TwilioApiKey, secret: &Secret) -> Result<()> {
+async fn delete_secret(ctx: &Context, resource: &TwilioApiKey, secret: &Secret) -> Result<()> {
     let name = secret.name_any();
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: secret.uid(), resource_version: secret.resource_version() }),
         ..DeleteParams::default()
     };
-    match secrets(ctx, key).delete(&name, &params).await {
+    match secrets(ctx, resource).delete(&name, &params).await {
         Ok(_) => {
-            ctx.own_writes.note_secret_delete(&key.namespace().unwrap_or_default(), &name);
+            ctx.own_writes.note_secret_delete(&resource.namespace().unwrap_or_default(), &name);
             Ok(())
         }
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -691,12 +707,12 @@ struct SecretWriteError {
 /// 5xx, a conflict) is judged by what the API server holds afterwards.
 async fn write_secret(
     ctx: &Context,
-    key: &TwilioApiKey,
+    resource: &TwilioApiKey,
     existing: Option<&Secret>,
     desired: &Secret,
     sid: &str,
 ) -> std::result::Result<(), SecretWriteError> {
-    let api = secrets(ctx, key);
+    let api = secrets(ctx, resource);
     let name = desired.name_any();
     let result = match existing {
         None => {
@@ -705,7 +721,7 @@ async fn write_secret(
         }
         Some(existing) => {
             let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-            api.patch(&name, &params, &Patch::Merge(secret::update_patch(key, existing, desired))).await
+            api.patch(&name, &params, &Patch::Merge(secret::update_patch(resource, existing, desired))).await
         }
     };
     let error = match result {
@@ -723,7 +739,7 @@ async fn write_secret(
     }
     let error = Error::kube("write Secret")(error);
     match api.get_opt(&name).await {
-        Ok(Some(now)) if secret::is_owned(key, &now) => {
+        Ok(Some(now)) if secret::is_owned(resource, &now) => {
             if now.annotations().get(KEY_SID_ANNOTATION).map(String::as_str) == Some(sid) {
                 return Ok(());
             }
@@ -738,9 +754,9 @@ async fn write_secret(
     }
 }
 
-async fn write_status_if_changed(ctx: &Context, key: &TwilioApiKey, status: TwilioApiKeyStatus) -> Result<()> {
-    if key.status.as_ref() != Some(&status) {
-        write_status(ctx, key, &status).await?;
+async fn write_status_if_changed(ctx: &Context, resource: &TwilioApiKey, status: TwilioApiKeyStatus) -> Result<()> {
+    if resource.status.as_ref() != Some(&status) {
+        write_status(ctx, resource, &status).await?;
     }
     Ok(())
 }
@@ -748,16 +764,16 @@ async fn write_status_if_changed(ctx: &Context, key: &TwilioApiKey, status: Twil
 /// Replaces the whole status (a JSON patch that adds `/status` replaces it): fields the new
 /// status lacks are removed, as with server-side apply, at a fraction of its cost to the API
 /// server. The operator is the only writer of status.
-async fn write_status(ctx: &Context, key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Result<()> {
+async fn write_status(ctx: &Context, resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Result<()> {
     let value = serde_json::to_value(status).map_err(Error::Encode)?;
     let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
         {"op": "add", "path": "/status", "value": value}
     ]))
     .map_err(Error::Encode)?;
-    let written = key_api(ctx, key)
-        .patch_status(&key.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+    let written = key_api(ctx, resource)
+        .patch_status(&resource.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
         .map_err(Error::kube("write status"))?;
-    ctx.own_writes.note_status_written(&key.uid().unwrap_or_default(), written.status.as_ref());
+    ctx.own_writes.note_status_written(&resource.uid().unwrap_or_default(), written.status.as_ref());
     Ok(())
 }

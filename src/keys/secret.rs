@@ -33,8 +33,8 @@ use crate::keys::plan::ObservedSecret;
 use crate::twilio::{ExposeSecret, SecretString};
 
 /// The full Secret for a key, marked as the resource's.
-pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret: &SecretString) -> Secret {
-    let template = &key.spec.secret;
+pub fn desired(resource: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret: &SecretString) -> Secret {
+    let template = &resource.spec.secret;
     let mut labels = template.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     let mut annotations = template.annotations.clone();
@@ -43,11 +43,11 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
         "annotations": template.annotations.keys().collect::<Vec<_>>(),
     });
     annotations.insert(APPLIED_METADATA_ANNOTATION.into(), applied.to_string());
-    annotations.insert(OWNER_ANNOTATION.into(), key.name_any());
-    annotations.insert(OWNER_UID_ANNOTATION.into(), key.uid().unwrap_or_default());
+    annotations.insert(OWNER_ANNOTATION.into(), resource.name_any());
+    annotations.insert(OWNER_UID_ANNOTATION.into(), resource.uid().unwrap_or_default());
     annotations.insert(KEY_SID_ANNOTATION.into(), key_sid.into());
     annotations.insert(DATA_KEYS_ANNOTATION.into(), data_keys_annotation(&template.keys));
-    annotations.insert(TEMPLATE_ANNOTATION.into(), template_fingerprint(key));
+    annotations.insert(TEMPLATE_ANNOTATION.into(), template_fingerprint(resource));
     let data: BTreeMap<String, ByteString> = [
         (template.keys.account_sid.clone(), account_sid.as_bytes().to_vec()),
         (template.keys.api_key_sid.clone(), key_sid.as_bytes().to_vec()),
@@ -58,8 +58,8 @@ pub fn desired(key: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret:
     .collect();
     Secret {
         metadata: ObjectMeta {
-            name: Some(key.desired_secret_name()),
-            namespace: key.namespace(),
+            name: Some(resource.desired_secret_name()),
+            namespace: resource.namespace(),
             labels: Some(labels),
             annotations: Some(annotations),
             ..Default::default()
@@ -76,15 +76,15 @@ fn data_keys_annotation(keys: &SecretKeys) -> String {
 
 /// A fingerprint of `spec.secret`'s keys, labels and annotations (FNV-1a over their JSON, which
 /// is stable across builds, unlike std's hasher).
-fn template_fingerprint(key: &TwilioApiKey) -> String {
-    let template = &key.spec.secret;
+fn template_fingerprint(resource: &TwilioApiKey) -> String {
+    let template = &resource.spec.secret;
     let json = serde_json::to_string(&(&template.keys, &template.labels, &template.annotations)).unwrap_or_default();
     let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{hash:016x}")
 }
 
 /// The data keys the operator wrote into this Secret (from its annotation; the spec's when absent).
-fn written_keys(key: &TwilioApiKey, secret: &Secret) -> SecretKeys {
+fn written_keys(resource: &TwilioApiKey, secret: &Secret) -> SecretKeys {
     secret
         .annotations()
         .get(DATA_KEYS_ANNOTATION)
@@ -92,31 +92,31 @@ fn written_keys(key: &TwilioApiKey, secret: &Secret) -> SecretKeys {
             let mut parts = names.splitn(3, ',').map(str::to_string);
             Some(SecretKeys { account_sid: parts.next()?, api_key_sid: parts.next()?, api_key_secret: parts.next()? })
         })
-        .unwrap_or_else(|| key.spec.secret.keys.clone())
+        .unwrap_or_else(|| resource.spec.secret.keys.clone())
 }
 
 /// The Secret to delete once the key is delivered under the desired name: the one that
 /// delivered it before, if this resource wrote it under another name (or one still waiting to be
 /// deleted from an earlier move).
-pub fn stale_after_delivery(key: &TwilioApiKey, delivering_secret: Option<&Secret>) -> Option<String> {
+pub fn stale_after_delivery(resource: &TwilioApiKey, delivering_secret: Option<&Secret>) -> Option<String> {
     delivering_secret
-        .filter(|s| s.name_any() != key.desired_secret_name() && is_owned(key, s))
+        .filter(|s| s.name_any() != resource.desired_secret_name() && is_owned(resource, s))
         .map(|s| s.name_any())
-        .or_else(|| key.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
+        .or_else(|| resource.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
 }
 
 /// Whether the Secret is marked as this resource's (a claim anyone with write access to the
 /// Secret can make; it decides only what the operator writes into or deletes of that Secret).
-pub fn is_owned(key: &TwilioApiKey, secret: &Secret) -> bool {
-    let Some(uid) = key.uid() else {
+pub fn is_owned(resource: &TwilioApiKey, secret: &Secret) -> bool {
+    let Some(uid) = resource.uid() else {
         return false;
     };
-    secret.annotations().get(OWNER_UID_ANNOTATION) == Some(&uid) || has_legacy_owner_reference(key, secret)
+    secret.annotations().get(OWNER_UID_ANNOTATION) == Some(&uid) || has_legacy_owner_reference(resource, secret)
 }
 
 /// Earlier versions made the resource the Secret's owner; the next write removes that reference.
-fn has_legacy_owner_reference(key: &TwilioApiKey, secret: &Secret) -> bool {
-    let uid = key.uid();
+fn has_legacy_owner_reference(resource: &TwilioApiKey, secret: &Secret) -> bool {
+    let uid = resource.uid();
     secret.owner_references().iter().any(|r| Some(&r.uid) == uid.as_ref())
 }
 
@@ -125,7 +125,7 @@ fn has_legacy_owner_reference(key: &TwilioApiKey, secret: &Secret) -> bool {
 /// writers' labels and annotations stay, and this resource's ownerReference (written by earlier
 /// versions) goes. The resourceVersion makes the write fail rather than overwrite a change made
 /// since `existing` was read.
-pub fn update_patch(key: &TwilioApiKey, existing: &Secret, desired: &Secret) -> serde_json::Value {
+pub fn update_patch(resource: &TwilioApiKey, existing: &Secret, desired: &Secret) -> serde_json::Value {
     use serde_json::{Map, Value};
     let desired_data = desired.data.clone().unwrap_or_default();
     let mut data = Map::new();
@@ -157,8 +157,8 @@ pub fn update_patch(key: &TwilioApiKey, existing: &Secret, desired: &Secret) -> 
     metadata.insert("resourceVersion".into(), existing.resource_version().into());
     metadata.insert("labels".into(), merge("labels", existing.labels(), desired.labels()));
     metadata.insert("annotations".into(), merge("annotations", existing.annotations(), desired.annotations()));
-    if has_legacy_owner_reference(key, existing) {
-        let uid = key.uid();
+    if has_legacy_owner_reference(resource, existing) {
+        let uid = resource.uid();
         let others: Vec<_> = existing.owner_references().iter().filter(|r| Some(&r.uid) != uid.as_ref()).collect();
         metadata.insert("ownerReferences".into(), serde_json::to_value(others).unwrap_or(Value::Null));
     }
@@ -167,8 +167,8 @@ pub fn update_patch(key: &TwilioApiKey, existing: &Secret, desired: &Secret) -> 
 
 /// A merge patch that hands the Secret over (`deletionPolicy: Orphan`): the marks that make it
 /// this resource's go, so that nothing of the operator's treats it as its own any more.
-pub fn release_patch(key: &TwilioApiKey, existing: &Secret) -> serde_json::Value {
-    let uid = key.uid();
+pub fn release_patch(resource: &TwilioApiKey, existing: &Secret) -> serde_json::Value {
+    let uid = resource.uid();
     let others: Vec<_> = existing.owner_references().iter().filter(|r| Some(&r.uid) != uid.as_ref()).collect();
     serde_json::json!({
         "metadata": {
@@ -187,14 +187,14 @@ pub fn release_patch(key: &TwilioApiKey, existing: &Secret) -> serde_json::Value
 
 /// Whether the Secret belongs to this resource, which key of `account_sid` it delivers if its
 /// data is as the operator wrote it, and whether it follows the current `spec.secret`.
-pub fn observe(key: &TwilioApiKey, secret: Option<&Secret>, account_sid: &str) -> ObservedSecret {
+pub fn observe(resource: &TwilioApiKey, secret: Option<&Secret>, account_sid: &str) -> ObservedSecret {
     let Some(secret) = secret else {
         return ObservedSecret::Missing;
     };
-    if !is_owned(key, secret) {
+    if !is_owned(resource, secret) {
         return ObservedSecret::Foreign;
     }
-    let keys = written_keys(key, secret);
+    let keys = written_keys(resource, secret);
     let data = secret.data.clone().unwrap_or_default();
     let text = |data_key: &str| data.get(data_key).and_then(|v| String::from_utf8(v.0.clone()).ok());
     let written_sid = secret.annotations().get(KEY_SID_ANNOTATION);
@@ -203,16 +203,16 @@ pub fn observe(key: &TwilioApiKey, secret: Option<&Secret>, account_sid: &str) -
             && text(&keys.account_sid).as_deref() == Some(account_sid)
             && text(&keys.api_key_secret).is_some_and(|s| !s.is_empty())
     });
-    let current_template = secret.annotations().get(TEMPLATE_ANNOTATION) == Some(&template_fingerprint(key))
-        && secret.name_any() == key.desired_secret_name()
+    let current_template = secret.annotations().get(TEMPLATE_ANNOTATION) == Some(&template_fingerprint(resource))
+        && secret.name_any() == resource.desired_secret_name()
         && secret.annotations().get(OWNER_UID_ANNOTATION).is_some()
-        && !has_legacy_owner_reference(key, secret);
+        && !has_legacy_owner_reference(resource, secret);
     ObservedSecret::Owned { delivered, current_template }
 }
 
 /// The key secret a Secret of this resource delivers, to carry it into a rewritten Secret.
-pub fn delivered_secret(key: &TwilioApiKey, secret: &Secret) -> Option<SecretString> {
-    let keys = written_keys(key, secret);
+pub fn delivered_secret(resource: &TwilioApiKey, secret: &Secret) -> Option<SecretString> {
+    let keys = written_keys(resource, secret);
     secret
         .data
         .as_ref()?
@@ -227,26 +227,26 @@ mod tests {
     use super::*;
     use crate::api::TwilioApiKeyStatus;
 
-    fn key() -> TwilioApiKey {
-        let mut key: TwilioApiKey = serde_json::from_value(serde_json::json!({
+    fn resource() -> TwilioApiKey {
+        let mut resource: TwilioApiKey = serde_json::from_value(serde_json::json!({
             "apiVersion": "twilio-operator.dev/v1alpha1",
             "kind": "TwilioApiKey",
             "metadata": {"name": "app", "namespace": "team", "uid": "u1"},
             "spec": {"accountRef": {"name": "main"}},
         }))
         .unwrap();
-        key.status = Some(TwilioApiKeyStatus::default());
-        key
+        resource.status = Some(TwilioApiKeyStatus::default());
+        resource
     }
 
-    fn delivered_by(key: &TwilioApiKey) -> Secret {
-        desired(key, "AC1", "SK1", &SecretString::from("s3cret"))
+    fn delivered_by(resource: &TwilioApiKey) -> Secret {
+        desired(resource, "AC1", "SK1", &SecretString::from("s3cret"))
     }
 
     #[test]
     fn what_a_secret_holds_is_read_back_as_written_or_as_altered() {
-        let key = key();
-        let intact = delivered_by(&key);
+        let resource = resource();
+        let intact = delivered_by(&resource);
         let mut wrong_account = intact.clone();
         wrong_account.data.as_mut().unwrap().insert("TWILIO_ACCOUNT_SID".into(), ByteString(b"AC2".to_vec()));
         let mut emptied = intact.clone();
@@ -271,34 +271,37 @@ mod tests {
             (Some(&old_template), owned(Some("SK1"), false)),
         ];
         for (secret, expected) in cases {
-            assert_eq!(observe(&key, secret, "AC1"), expected, "{:?}", secret.map(|s| s.annotations()));
+            assert_eq!(observe(&resource, secret, "AC1"), expected, "{:?}", secret.map(|s| s.annotations()));
         }
-        assert_eq!(delivered_secret(&key, &intact).map(|s| s.expose_secret().to_string()).as_deref(), Some("s3cret"));
-        assert!(delivered_secret(&key, &emptied).is_none());
+        assert_eq!(
+            delivered_secret(&resource, &intact).map(|s| s.expose_secret().to_string()).as_deref(),
+            Some("s3cret")
+        );
+        assert!(delivered_secret(&resource, &emptied).is_none());
     }
 
     #[test]
     fn a_secret_under_an_earlier_name_is_stale_once_the_key_moved() {
-        let key = key();
-        let mut elsewhere = delivered_by(&key);
+        let resource = resource();
+        let mut elsewhere = delivered_by(&resource);
         elsewhere.metadata.name = Some("old-name".into());
         let mut foreign = elsewhere.clone();
         foreign.annotations_mut().insert(OWNER_UID_ANNOTATION.into(), "u2".into());
-        assert_eq!(stale_after_delivery(&key, Some(&elsewhere)).as_deref(), Some("old-name"));
-        assert_eq!(stale_after_delivery(&key, Some(&delivered_by(&key))), None, "same name: nothing moved");
-        assert_eq!(stale_after_delivery(&key, Some(&foreign)), None, "someone else's Secret is never stale");
-        assert_eq!(stale_after_delivery(&key, None), None);
-        let mut waiting = key.clone();
+        assert_eq!(stale_after_delivery(&resource, Some(&elsewhere)).as_deref(), Some("old-name"));
+        assert_eq!(stale_after_delivery(&resource, Some(&delivered_by(&resource))), None, "same name: nothing moved");
+        assert_eq!(stale_after_delivery(&resource, Some(&foreign)), None, "someone else's Secret is never stale");
+        assert_eq!(stale_after_delivery(&resource, None), None);
+        let mut waiting = resource.clone();
         waiting.status.as_mut().unwrap().stale_secret_name = Some("older".into());
         assert_eq!(stale_after_delivery(&waiting, None).as_deref(), Some("older"), "an earlier move still pending");
     }
 
     #[test]
     fn releasing_removes_only_the_operators_marks() {
-        let key = key();
-        let mut secret = delivered_by(&key);
+        let resource = resource();
+        let mut secret = delivered_by(&resource);
         secret.metadata.resource_version = Some("9".into());
-        let patch = release_patch(&key, &secret);
+        let patch = release_patch(&resource, &secret);
         assert_eq!(patch["metadata"]["resourceVersion"], "9", "a change made meanwhile makes it fail");
         assert!(patch["metadata"]["annotations"][OWNER_UID_ANNOTATION].is_null());
         assert!(patch["metadata"]["labels"][MANAGED_BY_LABEL].is_null());

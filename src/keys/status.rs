@@ -24,81 +24,81 @@ pub struct Issued<'a> {
 }
 
 /// The status once `issued` is delivered: the key it replaces, if any, starts its grace period.
-pub fn delivered(key: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) -> TwilioApiKeyStatus {
-    let previous = key.status.clone().unwrap_or_default();
+pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) -> TwilioApiKeyStatus {
+    let previous = resource.status.clone().unwrap_or_default();
     let mut retiring = previous.retiring_keys.clone();
     if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != issued.sid) {
         retiring.push(RetiringKey {
             sid: old.clone(),
             // Validation bounds the grace period; past jiff's range the key would never retire.
-            delete_after: now.checked_add(grace_period(key)).unwrap_or(Timestamp::MAX).to_string(),
+            delete_after: now.checked_add(grace_period(resource)).unwrap_or(Timestamp::MAX).to_string(),
             account_ref: previous.account_ref.clone(),
             account_sid: previous.account_sid.clone(),
         });
     }
     let status = TwilioApiKeyStatus {
         key_sid: Some(issued.sid.to_string()),
-        key_type: Some(key.spec.key_type),
+        key_type: Some(resource.spec.key_type),
         account_sid: Some(issued.account_sid.to_string()),
-        account_ref: Some(key.spec.account_ref.clone()),
+        account_ref: Some(resource.spec.account_ref.clone()),
         region: Some(issued.region.to_string()),
         friendly_name: Some(issued.friendly_name),
-        policy: restricted_policy_spec(key),
-        secret_name: Some(key.desired_secret_name()),
+        policy: restricted_policy_spec(resource),
+        secret_name: Some(resource.desired_secret_name()),
         key_created_at: Some(now.to_string()),
-        last_rotation_trigger: key.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
-        last_rotate_annotation: key.annotations().get(ROTATE_ANNOTATION).cloned(),
+        last_rotation_trigger: resource.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
+        last_rotate_annotation: resource.annotations().get(ROTATE_ANNOTATION).cloned(),
         retiring_keys: retiring,
         ..previous
     };
-    ready(key, &status, now)
+    ready(resource, &status, now)
 }
 
 /// The status after the key was renamed (and, for a Restricted key, its policy replaced).
-pub fn updated_in_place(key: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
-    let previous = key.status.clone().unwrap_or_default();
+pub fn updated_in_place(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
+    let previous = resource.status.clone().unwrap_or_default();
     let status = TwilioApiKeyStatus {
-        friendly_name: Some(key.desired_friendly_name()),
-        policy: restricted_policy_spec(key),
+        friendly_name: Some(resource.desired_friendly_name()),
+        policy: restricted_policy_spec(resource),
         ..previous
     };
-    ready(key, &status, now)
+    ready(resource, &status, now)
 }
 
 /// The spec's policy when it applies (Restricted keys only).
-fn restricted_policy_spec(key: &TwilioApiKey) -> Option<crate::api::KeyPolicy> {
-    key.spec.policy.clone().filter(|_| key.spec.key_type == KeyType::Restricted)
+fn restricted_policy_spec(resource: &TwilioApiKey) -> Option<crate::api::KeyPolicy> {
+    resource.spec.policy.clone().filter(|_| resource.spec.key_type == KeyType::Restricted)
 }
 
 /// `status` with Ready conditions (or Reconciling while the key still waits for its name in
 /// Twilio), the current generation and the next interval rotation.
-pub fn ready(key: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestamp) -> TwilioApiKeyStatus {
+pub fn ready(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestamp) -> TwilioApiKeyStatus {
     let sid = status.key_sid.clone().unwrap_or_default();
-    let secret_name = key.desired_secret_name();
-    let health = if status.friendly_name.as_deref() == Some(key.desired_friendly_name().as_str()) {
+    let secret_name = resource.desired_secret_name();
+    let health = if status.friendly_name.as_deref() == Some(resource.desired_friendly_name().as_str()) {
         Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") }
     } else {
         let message = format!("Key {sid} delivered in Secret {secret_name}; its name in Twilio is being set");
         Health::Progressing { reason: "NamingKey", message }
     };
     TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&status.conditions, &health, key.meta().generation, now),
-        next_rotation_at: plan::next_rotation_at(key, status).map(|t| t.to_string()),
+        observed_generation: resource.meta().generation,
+        conditions: conditions::conditions_for(&status.conditions, &health, resource.meta().generation, now),
+        next_rotation_at: plan::next_rotation_at(resource, status).map(|t| t.to_string()),
         ..status.clone()
     }
 }
 
 /// The status of a revoked resource: no key, no Secret, Ready False with reason Revoked.
-pub fn revoked(key: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
-    let previous = key.status.clone().unwrap_or_default();
+pub fn revoked(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
+    let previous = resource.status.clone().unwrap_or_default();
     let health = Health::Inactive {
         reason: "Revoked",
         message: "spec.revoked is true: the resource has no key in Twilio and no Secret".into(),
     };
     TwilioApiKeyStatus {
-        observed_generation: key.meta().generation,
-        conditions: conditions::conditions_for(&previous.conditions, &health, key.meta().generation, now),
+        observed_generation: resource.meta().generation,
+        conditions: conditions::conditions_for(&previous.conditions, &health, resource.meta().generation, now),
         ..Default::default()
     }
 }
@@ -118,23 +118,23 @@ pub fn retire_due(status: &TwilioApiKeyStatus, now: Timestamp) -> Option<(Vec<Re
 }
 
 /// The current key and every retiring one, each with the account it was created through.
-pub fn all_keys(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<RetiringKey> {
-    current_key(key, status).into_iter().chain(status.retiring_keys.iter().cloned()).collect()
+pub fn all_keys(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<RetiringKey> {
+    current_key(resource, status).into_iter().chain(status.retiring_keys.iter().cloned()).collect()
 }
 
 /// The current key, with the account it was created through.
-pub fn current_key(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<RetiringKey> {
+pub fn current_key(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<RetiringKey> {
     status.key_sid.as_ref().map(|sid| RetiringKey {
         sid: sid.clone(),
         delete_after: String::new(),
-        account_ref: status.account_ref.clone().or_else(|| Some(key.spec.account_ref.clone())),
+        account_ref: status.account_ref.clone().or_else(|| Some(resource.spec.account_ref.clone())),
         account_sid: status.account_sid.clone(),
     })
 }
 
 /// Every Secret name this resource may have written to.
-pub fn secret_names(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<String> {
-    let mut names = vec![key.desired_secret_name()];
+pub fn secret_names(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<String> {
+    let mut names = vec![resource.desired_secret_name()];
     for name in [&status.secret_name, &status.stale_secret_name].into_iter().flatten() {
         if !names.contains(name) {
             names.push(name.clone());
@@ -144,8 +144,8 @@ pub fn secret_names(key: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec<Stri
 }
 
 /// How long a replaced key stays valid.
-pub fn grace_period(key: &TwilioApiKey) -> SignedDuration {
-    let grace = key
+pub fn grace_period(resource: &TwilioApiKey) -> SignedDuration {
+    let grace = resource
         .spec
         .rotation
         .as_ref()
@@ -157,13 +157,13 @@ pub fn grace_period(key: &TwilioApiKey) -> SignedDuration {
 /// When to look at the resource again: at the next resync, or earlier when a retired key's grace
 /// period ends or the key is due for interval rotation (a little after, so that it is due).
 /// Deadlines live in the status, so they survive restarts.
-pub fn next_wake(key: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: Duration, now: Timestamp) -> Duration {
+pub fn next_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: Duration, now: Timestamp) -> Duration {
     let until = |deadline: Timestamp| Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
     let deadlines = status
         .retiring_keys
         .iter()
         .filter_map(|r| r.delete_after.parse::<Timestamp>().ok())
-        .chain(plan::next_rotation_at(key, status));
+        .chain(plan::next_rotation_at(resource, status));
     deadlines.map(until).chain([resync]).min().unwrap_or(resync) + Duration::from_millis(100)
 }
 
@@ -178,16 +178,16 @@ mod tests {
         NOW.parse().unwrap()
     }
 
-    fn key(spec: serde_json::Value, status: Option<TwilioApiKeyStatus>) -> TwilioApiKey {
-        let mut key: TwilioApiKey = serde_json::from_value(serde_json::json!({
+    fn resource(spec: serde_json::Value, status: Option<TwilioApiKeyStatus>) -> TwilioApiKey {
+        let mut resource: TwilioApiKey = serde_json::from_value(serde_json::json!({
             "apiVersion": "twilio-operator.dev/v1alpha1",
             "kind": "TwilioApiKey",
             "metadata": {"name": "app", "namespace": "team", "uid": "u1", "generation": 3},
             "spec": spec,
         }))
         .unwrap();
-        key.status = status;
-        key
+        resource.status = status;
+        resource
     }
 
     fn spec() -> serde_json::Value {
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_first_delivery_records_the_key_and_waits_for_its_name() {
-        let status = delivered(&key(spec(), None), issued("SK1", "twilio-operator:pending:u1"), now());
+        let status = delivered(&resource(spec(), None), issued("SK1", "twilio-operator:pending:u1"), now());
         assert_eq!(status.key_sid.as_deref(), Some("SK1"));
         assert_eq!(status.account_sid.as_deref(), Some("AC1"));
         assert_eq!(status.secret_name.as_deref(), Some("app"));
@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(status.observed_generation, Some(3));
         assert!(status.retiring_keys.is_empty());
         assert_eq!(reason(&status), ("False", "NamingKey"));
-        let named = delivered(&key(spec(), None), issued("SK1", "team/app"), now());
+        let named = delivered(&resource(spec(), None), issued("SK1", "team/app"), now());
         assert_eq!(reason(&named), ("True", "KeyReady"));
     }
 
@@ -236,14 +236,14 @@ mod tests {
         let with_grace = serde_json::json!({"accountRef": {"name": "main"}, "rotation": {"gracePeriod": "1h"}});
         let cases = [(spec(), "2026-01-01T00:10:00Z"), (with_grace, "2026-01-01T01:00:00Z")];
         for (spec, deadline) in cases {
-            let status = delivered(&key(spec, Some(previous.clone())), issued("SK1", "team/app"), now());
+            let status = delivered(&resource(spec, Some(previous.clone())), issued("SK1", "team/app"), now());
             let sids: Vec<(&str, &str)> =
                 status.retiring_keys.iter().map(|r| (r.sid.as_str(), r.delete_after.as_str())).collect();
             assert_eq!(sids, [("SKold", "2026-01-01T00:05:00Z"), ("SK0", deadline)]);
             assert_eq!(status.retiring_keys[1].account_sid.as_deref(), Some("AC0"), "the old key's account");
         }
         // Delivering the same key again (a recorded delivery) retires nothing.
-        let again = delivered(&key(spec(), Some(previous.clone())), issued("SK0", "team/app"), now());
+        let again = delivered(&resource(spec(), Some(previous.clone())), issued("SK0", "team/app"), now());
         assert_eq!(again.retiring_keys.len(), 1);
     }
 
@@ -282,14 +282,14 @@ mod tests {
             (interval, created("2025-12-31T23:58:00Z"), resync + ms(100)),
         ];
         for (spec, status, expected) in cases {
-            assert_eq!(next_wake(&key(spec, None), &status, resync, now()), expected, "{status:?}");
+            assert_eq!(next_wake(&resource(spec, None), &status, resync, now()), expected, "{status:?}");
         }
     }
 
     #[test]
     fn revocation_clears_everything_but_the_conditions() {
         let status = TwilioApiKeyStatus { key_sid: Some("SK1".into()), ..Default::default() };
-        let revoked = revoked(&key(spec(), Some(status)), now());
+        let revoked = revoked(&resource(spec(), Some(status)), now());
         assert_eq!(revoked.key_sid, None);
         assert_eq!(reason(&revoked), ("False", "Revoked"));
     }
@@ -305,17 +305,17 @@ mod tests {
             stale_secret_name: Some("app".into()),
             ..Default::default()
         };
-        let key = key(spec(), Some(status.clone()));
-        let keys = all_keys(&key, &status);
+        let resource = resource(spec(), Some(status.clone()));
+        let keys = all_keys(&resource, &status);
         assert_eq!(keys.iter().map(|k| k.sid.as_str()).collect::<Vec<_>>(), ["SK1", "SK0"]);
         assert_eq!(keys[0].account_ref.as_ref(), Some(&other), "the account it was created through");
-        assert_eq!(secret_names(&key, &status), ["app", "old"]);
+        assert_eq!(secret_names(&resource, &status), ["app", "old"]);
         let unrecorded = TwilioApiKeyStatus::default();
-        assert_eq!(current_key(&key, &unrecorded), None);
+        assert_eq!(current_key(&resource, &unrecorded), None);
         assert_eq!(
-            current_key(&key, &TwilioApiKeyStatus { key_sid: Some("SK2".into()), ..unrecorded })
+            current_key(&resource, &TwilioApiKeyStatus { key_sid: Some("SK2".into()), ..unrecorded })
                 .and_then(|k| k.account_ref),
-            Some(key.spec.account_ref.clone())
+            Some(resource.spec.account_ref.clone())
         );
     }
 }

@@ -31,9 +31,9 @@ pub const MAX_TRIGGER_LEN: usize = 253;
 /// Checks what the CRD schema cannot (or what an old API server does not enforce), naming the
 /// field at fault. Any spec a tenant can write yields Ok or Err here, never a panic, and an Ok
 /// spec keeps every later step (time arithmetic, the Secret write) within bounds.
-pub fn validate(key: &TwilioApiKey) -> Result<(), String> {
-    let spec = &key.spec;
-    let friendly_name = key.desired_friendly_name();
+pub fn validate(resource: &TwilioApiKey) -> Result<(), String> {
+    let spec = &resource.spec;
+    let friendly_name = resource.desired_friendly_name();
     if friendly_name.chars().count() > 64 {
         return Err(format!(
             "spec.friendlyName {:?} is {} characters; Twilio allows at most 64 (set spec.friendlyName when <namespace>/<name> is longer)",
@@ -251,7 +251,7 @@ fn dns_subdomain(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::api::{AccountRef, KeyPolicy};
-    use crate::keys::fixtures::{key, standard};
+    use crate::keys::fixtures::{resource, standard};
 
     #[test]
     fn defaults_match_the_contract() {
@@ -296,12 +296,12 @@ mod tests {
 
     #[test]
     fn bad_durations_name_their_field() {
-        let k = key(serde_json::json!({"accountRef": {"name": "prod"}, "rotation": {"gracePeriod": "soon"}}));
+        let k = resource(serde_json::json!({"accountRef": {"name": "prod"}, "rotation": {"gracePeriod": "soon"}}));
         assert!(validate(&k).unwrap_err().contains("spec.rotation.gracePeriod"));
     }
 
     fn rotation(rotation: serde_json::Value) -> Result<(), String> {
-        validate(&key(serde_json::json!({"accountRef": {"name": "prod"}, "rotation": rotation})))
+        validate(&resource(serde_json::json!({"accountRef": {"name": "prod"}, "rotation": rotation})))
     }
 
     #[test]

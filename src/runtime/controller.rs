@@ -96,12 +96,12 @@ fn account_controller<A: accounts::AccountResource>(
     let controller = key_scopes.into_iter().fold(controller, |controller, keys| {
         let store = store.clone();
         let changes = watcher(keys, watch_config()).default_backoff().touched_objects();
-        controller.watches_stream(changes, move |key: KeyMeta| {
+        controller.watches_stream(changes, move |resource: KeyMeta| {
             store
                 .state()
                 .iter()
                 .filter(|account| account.meta().deletion_timestamp.is_some())
-                .filter(|account| account.namespace().is_none() || account.namespace() == key.namespace())
+                .filter(|account| account.namespace().is_none() || account.namespace() == resource.namespace())
                 .map(|account| ObjectRef::from_obj(account.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -141,7 +141,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let changes = watcher(keys, watch_config())
         .default_backoff()
         // The cache holds every key; managedFields (a third of each object) are never read.
-        .modify(|key: &mut TwilioApiKey| key.managed_fields_mut().clear())
+        .modify(|resource: &mut TwilioApiKey| resource.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());
@@ -208,12 +208,12 @@ where
 /// What a change to a key must alter to wake it: its spec (generation), its deletion, its
 /// finalizers or the rotate annotation. The operator's own status writes do not wake it, so a
 /// stalled key is not retried just because its status was written.
-fn intent_hash(key: &TwilioApiKey) -> Option<u64> {
+fn intent_hash(resource: &TwilioApiKey) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
-    key.meta().generation.hash(&mut hasher);
-    key.meta().deletion_timestamp.is_some().hash(&mut hasher);
-    key.finalizers().hash(&mut hasher);
-    key.annotations().get(ROTATE_ANNOTATION).hash(&mut hasher);
+    resource.meta().generation.hash(&mut hasher);
+    resource.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    resource.finalizers().hash(&mut hasher);
+    resource.annotations().get(ROTATE_ANNOTATION).hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -237,9 +237,9 @@ fn keys_using(
     store
         .state()
         .iter()
-        .filter(|key| key.spec.account_ref.kind == kind && key.spec.account_ref.name == name)
-        .filter(|key| namespace.is_none() || key.namespace() == namespace)
-        .map(|key| ObjectRef::from_obj(key.as_ref()))
+        .filter(|resource| resource.spec.account_ref.kind == kind && resource.spec.account_ref.name == name)
+        .filter(|resource| namespace.is_none() || resource.namespace() == namespace)
+        .map(|resource| ObjectRef::from_obj(resource.as_ref()))
         .collect()
 }
 

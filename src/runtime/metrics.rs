@@ -221,8 +221,8 @@ impl KeyOperation {
 fn key_gauges(stores: &[Store<TwilioApiKey>], now: Timestamp) -> (i64, i64) {
     let mut count = 0;
     let mut oldest: Option<Timestamp> = None;
-    for key in stores.iter().flat_map(Store::state) {
-        let Some(status) = key.status.as_ref().filter(|s| s.key_sid.is_some()) else { continue };
+    for resource in stores.iter().flat_map(Store::state) {
+        let Some(status) = resource.status.as_ref().filter(|s| s.key_sid.is_some()) else { continue };
         count += 1;
         if let Some(created) = status.key_created_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
             oldest = Some(oldest.map_or(created, |o| o.min(created)));

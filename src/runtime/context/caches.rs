@@ -51,16 +51,16 @@ impl Caches {
         let mut users: Vec<String> = scopes
             .values()
             .flat_map(|caches| caches.keys.state())
-            .filter(|key| namespace.is_none() || key.namespace().as_deref() == namespace)
-            .filter(|key| {
+            .filter(|resource| namespace.is_none() || resource.namespace().as_deref() == namespace)
+            .filter(|resource| {
                 let names = |r: &AccountRef| r.kind == kind && r.name == name;
-                names(&key.spec.account_ref)
-                    || key.status.as_ref().is_some_and(|status| {
+                names(&resource.spec.account_ref)
+                    || resource.status.as_ref().is_some_and(|status| {
                         status.account_ref.as_ref().is_some_and(names)
                             || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
                     })
             })
-            .map(|key| format!("{}/{}", key.namespace().unwrap_or_default(), key.name_any()))
+            .map(|resource| format!("{}/{}", resource.namespace().unwrap_or_default(), resource.name_any()))
             .collect();
         users.sort();
         users.dedup();
