@@ -11,6 +11,15 @@ if ! python3 -c 'import helm_sdkpy, cffi, yaml' 2> /dev/null; then
   echo "== installing helm-sdkpy (Helm v4), cffi and PyYAML from PyPI"
   python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' cffi pyyaml
 fi
+# promtool (Debian's prometheus package) for the alert rules' unit tests.
+if ! command -v promtool > /dev/null; then
+  echo "== installing promtool (Debian's prometheus package)"
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+  else
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+  fi
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets

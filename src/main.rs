@@ -46,6 +46,10 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// Also export per-TwilioApiKey series (namespace and name labels): one series per resource,
+    /// so off by default.
+    #[arg(long, env = "METRICS_PER_RESOURCE")]
+    metrics_per_resource: bool,
     /// How many resources of each kind are reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -94,7 +98,7 @@ fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(args.metrics_per_resource));
     let client = kube_client(metrics.clone()).await?;
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?
         .with_metrics(metrics.clone());

@@ -62,6 +62,8 @@ fn the_chart_lints_clean_in_every_mode() {
             "networkPolicy.enabled=true",
             "--set",
             "dashboards.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
         ],
     ] {
         let chart = chart();
@@ -71,6 +73,22 @@ fn the_chart_lints_clean_in_every_mode() {
         assert!(out.contains("0 chart(s) failed"), "{out}");
         assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "lint is clean with {set:?}:\n{out}");
     }
+}
+
+#[test]
+fn the_prometheus_rule_carries_the_tested_rules() {
+    let chart = chart();
+    let rendered = helm(&["template", chart.to_str().unwrap(), "--set", "prometheusRule.enabled=true"]);
+    let rule = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<serde_yaml::Value>(doc).ok())
+        .find(|doc| doc["kind"] == "PrometheusRule")
+        .unwrap_or_else(|| panic!("no PrometheusRule rendered:\n{rendered}"));
+    let file = std::fs::read_to_string(chart.join("files/prometheus-rules.yaml")).unwrap();
+    let rules: serde_yaml::Value = serde_yaml::from_str(&file).unwrap();
+    assert_eq!(rule["spec"], rules, "the PrometheusRule's spec is files/prometheus-rules.yaml, unchanged");
+    let off = helm(&["template", chart.to_str().unwrap()]);
+    assert!(!off.contains("kind: PrometheusRule"), "off by default");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! caches are fed by the same watch that wakes keys on account changes, so a key woken by an
 //! account change finds the change here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use kube::ResourceExt;
@@ -10,6 +10,7 @@ use kube::runtime::reflector::Store;
 
 use crate::accounts::AccountResource;
 use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
+use crate::runtime::metrics::Resources;
 
 /// The caches a keys controller keeps for one watched scope.
 #[derive(Clone)]
@@ -37,10 +38,27 @@ impl Caches {
         scopes.get(namespace).or_else(|| scopes.get("")).cloned()
     }
 
-    /// Every scope's cache of keys.
-    pub fn key_stores(&self) -> Vec<Store<TwilioApiKey>> {
+    /// What every scope's caches hold now, each resource once (every scope caches all
+    /// ClusterTwilioAccounts), for the metrics.
+    pub fn resources(&self) -> Resources {
         let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-        scopes.values().map(|caches| caches.keys.clone()).collect()
+        let mut resources = Resources::default();
+        let mut seen = HashSet::new();
+        for caches in scopes.values() {
+            resources.keys.extend(caches.keys.state());
+            let accounts = caches.accounts.state().into_iter().map(|a| ("TwilioAccount", a.uid(), a.status.clone()));
+            let cluster_accounts = caches
+                .cluster_accounts
+                .state()
+                .into_iter()
+                .map(|a| ("ClusterTwilioAccount", a.uid(), a.status.clone()));
+            for (kind, uid, status) in accounts.chain(cluster_accounts) {
+                if seen.insert(uid) {
+                    resources.accounts.push((kind, status.map(|s| s.conditions).unwrap_or_default()));
+                }
+            }
+        }
+        resources
     }
 
     /// The TwilioApiKeys (namespace/name) that name the account in their spec or record a key of

@@ -70,6 +70,6 @@ impl Context {
 
     /// The metrics in Prometheus' text format, the gauges about keys read from the caches now.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(&self.caches.key_stores())
+        self.metrics.render(&self.caches.resources())
     }
 }
