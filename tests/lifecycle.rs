@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use fake_twilio::FakeKeyType;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
-use twilio_operator::api::TwilioAccount;
+use twilio_operator::api::{ClusterTwilioAccount, TwilioAccount};
 
 #[tokio::test]
 async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs() {
@@ -165,4 +167,35 @@ async fn invalid_spec_is_stalled_with_the_field_named_and_no_twilio_call() {
     let ready = key.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
     assert!(ready.message.contains("spec.policy"), "{}", ready.message);
     assert_eq!(env.fake.request_counts().keys().filter(|k| k.starts_with("create_key")).count(), 0);
+}
+
+/// Events about a ClusterTwilioAccount (cluster-scoped) land in `default`, regarding the account,
+/// where `kubectl events` and `kubectl describe` find them.
+#[tokio::test]
+async fn events_about_cluster_accounts_land() {
+    let env = TestEnv::with_operator("ctaevents").await;
+    let name = env.create_cluster_account(json!({"namespaces": [env.namespace]})).await;
+    let accounts: Api<ClusterTwilioAccount> = Api::all(env.client.clone());
+    let uid = accounts.get(&name).await.unwrap().metadata.uid.unwrap();
+    // A refused credential stalls the account, with a Warning Event.
+    let refused = json!({"stringData": {"TWILIO_AUTH_TOKEN": "not-the-token"}});
+    env.secrets().patch("twilio-credentials", &PatchParams::default(), &Patch::Merge(&refused)).await.unwrap();
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    let event = wait_until("a TwilioAuthFailed Event about the ClusterTwilioAccount", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid.as_str())
+                && e.reason.as_deref() == Some("TwilioAuthFailed")
+        })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.regarding.unwrap().kind.as_deref(), Some("ClusterTwilioAccount"));
+    let log = env.operator.as_ref().unwrap().output();
+    assert!(!log.contains("could not record Event"), "an Event was refused:\n{log}");
+    accounts.delete(&name, &DeleteParams::default()).await.unwrap();
+    wait_until("the ClusterTwilioAccount gone", || async {
+        accounts.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
 }

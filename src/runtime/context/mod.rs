@@ -21,7 +21,7 @@ use kube::Client;
 
 pub use backoff::Backoff;
 pub use caches::{Caches, ScopeCaches};
-pub use events::Events;
+pub use events::{EventType, Events};
 pub use inventory::{Inventories, Inventory};
 pub use own_writes::OwnWrites;
 
