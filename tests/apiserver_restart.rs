@@ -5,7 +5,7 @@ use twilio_operator_testkit as support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{TestEnv, control_plane, wait_up_to};
+use support::{TestEnv, control_plane, gone, ready_sid, wait_up_to};
 
 #[tokio::test]
 async fn an_api_server_restart_mid_run_converges_with_nothing_lost() {
@@ -14,7 +14,7 @@ async fn an_api_server_restart_mid_run_converges_with_nothing_lost() {
     let before = env.wait_ready("before").await.status.unwrap().key_sid.unwrap();
     env.create_key("racing", json!({})).await;
 
-    control_plane().restart_apiserver(Duration::from_secs(5));
+    control_plane().restart_apiserver(Duration::from_secs(5)).expect("restart the API server");
 
     env.create_key("after", json!({})).await;
     env.delete_key("before").await;
@@ -24,21 +24,12 @@ async fn an_api_server_restart_mid_run_converges_with_nothing_lost() {
     let keys = env.keys();
     let ready_sid = |name: &'static str| {
         let keys = keys.clone();
-        async move {
-            let key = keys.get(name).await.ok()?;
-            let status = key.status?;
-            let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            if ready { status.key_sid } else { None }
-        }
+        async move { ready_sid(&keys.get(name).await.ok()?).map(str::to_owned) }
     };
     let limit = Duration::from_secs(600);
     let racing = wait_up_to(limit, "racing Ready", || ready_sid("racing")).await;
     let after = wait_up_to(limit, "after Ready", || ready_sid("after")).await;
-    wait_up_to(limit, "before gone", || {
-        let keys = keys.clone();
-        async move { matches!(keys.get_opt("before").await, Ok(None)).then_some(()) }
-    })
-    .await;
+    wait_up_to(limit, "before gone", || gone(&keys, "before")).await;
     assert!(env.fake.key(&before).is_none());
     let mut in_twilio: Vec<String> = env.fake.keys().into_iter().map(|k| k.sid).collect();
     let mut wanted = vec![racing.clone(), after.clone()];

@@ -13,11 +13,6 @@ use serde_json::json;
 use support::{TestEnv, wait_until};
 use twilio_operator::api::ClusterTwilioAccount;
 
-/// Applies a JSON merge patch to a key's spec (as `kubectl patch --type merge` would).
-async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
-    env.keys().patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await.expect("patch spec");
-}
-
 async fn current_sid(env: &TestEnv, name: &str) -> String {
     env.keys().get(name).await.unwrap().status.unwrap().key_sid.unwrap()
 }
@@ -42,7 +37,7 @@ async fn friendly_name_and_policy_change_in_place_without_a_new_secret() {
     let sid = current_sid(&env, &env.wait_ready("k").await.name_any()).await;
     let before = env.delivered_pair("k").await;
 
-    patch_spec(&env, "k", json!({"friendlyName": "renamed", "policy": {"allow": ["/twilio/messaging/messages/read"]}}))
+    env.patch_spec("k", json!({"friendlyName": "renamed", "policy": {"allow": ["/twilio/messaging/messages/read"]}}))
         .await;
     wait_until("the key renamed and re-scoped in Twilio", || async {
         let key = env.fake.key(&sid)?;
@@ -65,7 +60,7 @@ async fn a_key_type_change_rotates_with_both_keys_valid_during_the_grace_period(
     let old = current_sid(&env, "k").await;
     let old_pair = env.delivered_pair("k").await;
 
-    patch_spec(&env, "k", json!({"keyType": "Restricted", "policy": {"allow": ["/twilio/voice/calls/read"]}})).await;
+    env.patch_spec("k", json!({"keyType": "Restricted", "policy": {"allow": ["/twilio/voice/calls/read"]}})).await;
     let key = env.wait_new_key("k", &old).await;
     let status = key.status.unwrap();
     let new = status.key_sid.clone().unwrap();
@@ -99,7 +94,7 @@ async fn an_account_change_rotates_into_the_new_account() {
     env.wait_ready("k").await;
     let old = current_sid(&env, "k").await;
 
-    patch_spec(&env, "k", json!({"accountRef": {"name": "second"}})).await;
+    env.patch_spec("k", json!({"accountRef": {"name": "second"}})).await;
     let key = env.wait_new_key("k", &old).await;
     let new = key.status.unwrap().key_sid.unwrap();
     assert_eq!(env.fake.key(&new).unwrap().account_sid, second_account);
@@ -116,7 +111,7 @@ async fn a_trigger_change_and_the_rotate_annotation_each_rotate_once() {
     env.wait_ready("k").await;
     let first = current_sid(&env, "k").await;
 
-    patch_spec(&env, "k", json!({"rotation": {"trigger": "v2"}})).await;
+    env.patch_spec("k", json!({"rotation": {"trigger": "v2"}})).await;
     let second = env.wait_new_key("k", &first).await.status.unwrap();
     assert_eq!(second.last_rotation_trigger.as_deref(), Some("v2"));
     let second = second.key_sid.unwrap();
@@ -162,13 +157,13 @@ async fn secret_name_keys_and_labels_rewrite_the_secret_without_a_new_key() {
     let sid = current_sid(&env, "k").await;
     let (_, _, value) = env.delivered_pair("k").await;
 
-    patch_spec(&env, "k", json!({"secret": {"name": "moved"}})).await;
-    let secrets = env.secrets();
-    wait_until("the old Secret to go", || async { matches!(secrets.get_opt("k").await, Ok(None)).then_some(()) }).await;
+    env.patch_spec("k", json!({"secret": {"name": "moved"}})).await;
+    env.wait_secret_gone("k").await;
     assert_eq!(env.delivered_pair("moved").await.2, value, "the same secret moved");
     assert_eq!(env.wait_ready("k").await.status.unwrap().secret_name.as_deref(), Some("moved"));
 
-    patch_spec(&env, "k", json!({"secret": {"keys": {"apiKeySecret": "SECRET"}, "labels": {"tier": "gold"}}})).await;
+    env.patch_spec("k", json!({"secret": {"keys": {"apiKeySecret": "SECRET"}, "labels": {"tier": "gold"}}})).await;
+    let secrets = env.secrets();
     let secret: Secret = wait_until("the Secret rewritten with new data keys and labels", || async {
         let s = secrets.get("moved").await.ok()?;
         let data = s.data.clone()?;
@@ -187,11 +182,11 @@ async fn revoking_deletes_every_key_and_the_secret_and_unrevoking_issues_a_new_o
     env.create_key("k", json!({"rotation": {"gracePeriod": "1h"}})).await;
     env.wait_ready("k").await;
     let first = current_sid(&env, "k").await;
-    patch_spec(&env, "k", json!({"rotation": {"trigger": "rotate-once"}})).await;
+    env.patch_spec("k", json!({"rotation": {"trigger": "rotate-once"}})).await;
     let second = env.wait_new_key("k", &first).await.status.unwrap().key_sid.unwrap();
     assert!(env.fake.key(&first).is_some(), "the first key is retiring for an hour");
 
-    patch_spec(&env, "k", json!({"revoked": true})).await;
+    env.patch_spec("k", json!({"revoked": true})).await;
     let key = env.wait_for_condition("k", "False", "Revoked").await;
     assert!(env.fake.key(&first).is_none() && env.fake.key(&second).is_none(), "all keys deleted at once, no grace");
     assert!(env.secrets().get_opt("k").await.unwrap().is_none(), "Secret deleted");
@@ -199,7 +194,7 @@ async fn revoking_deletes_every_key_and_the_secret_and_unrevoking_issues_a_new_o
     assert!(status.key_sid.is_none() && status.retiring_keys.is_empty());
     env.wait_for_event("k", "KeyRevoked").await;
 
-    patch_spec(&env, "k", json!({"revoked": false})).await;
+    env.patch_spec("k", json!({"revoked": false})).await;
     let third = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
     assert!(third != first && third != second);
     assert_delivers(&env, "k", &third).await;
@@ -211,13 +206,13 @@ async fn suspend_stops_all_twilio_calls_but_deletion_still_cleans_up() {
     env.create_key("k", json!({})).await;
     env.wait_ready("k").await;
     let sid = current_sid(&env, "k").await;
-    patch_spec(&env, "k", json!({"suspend": true})).await;
+    env.patch_spec("k", json!({"suspend": true})).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Account verification (a list) is the account's own business; the key makes no calls.
     let key_calls =
         || env.fake.request_counts().into_iter().filter(|(op, _)| !op.starts_with("list_keys")).collect::<Vec<_>>();
     let calls_before = key_calls();
-    patch_spec(&env, "k", json!({"friendlyName": "while suspended"})).await;
+    env.patch_spec("k", json!({"friendlyName": "while suspended"})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(key_calls(), calls_before, "no Twilio calls for the key while suspended");
     assert_ne!(env.fake.key(&sid).unwrap().friendly_name, "while suspended");
@@ -342,9 +337,8 @@ async fn changing_the_accounts_account_sid_rotates_its_keys() {
     env.wait_ready("k").await;
     let old = current_sid(&env, "k").await;
 
-    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     let moved = json!({"spec": {"accountSid": second_account}});
-    accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
+    env.accounts().patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
     let new = env.wait_new_key("k", &old).await.status.unwrap();
     assert_eq!(new.account_sid.as_deref(), Some(second_account));
     assert_eq!(env.fake.key(new.key_sid.as_ref().unwrap()).unwrap().account_sid, second_account);
@@ -379,9 +373,8 @@ async fn changing_the_accounts_region_rotates_its_keys() {
     let old = key.status.unwrap().key_sid.unwrap();
 
     // Keys and credentials are per Region. (The fake serves every Region at one URL.)
-    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
     let moved = json!({"spec": {"region": "ie1"}});
-    accounts.patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
+    env.accounts().patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await.unwrap();
     let new = env.wait_new_key("k", &old).await.status.unwrap();
     assert_eq!(new.region.as_deref(), Some("ie1"));
     assert_delivers(&env, "k", new.key_sid.as_ref().unwrap()).await;

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use support::{Operator, TestEnv, control_plane, repo_root, wait_until};
+use support::{Operator, TestEnv, control_plane, create_namespace, repo_root, wait_until};
 
 fn chart() -> PathBuf {
     repo_root().join("charts/twilio-operator")
@@ -125,11 +125,7 @@ fn kubeconfig_with_token(token: &str, path: &Path) {
 /// Installs the chart as `release` into `namespace` and returns a kubeconfig holding a token of
 /// the chart's ServiceAccount.
 async fn install(env: &TestEnv, release: &str, namespace: &str, set: &[&str]) -> PathBuf {
-    let namespaces: Api<Namespace> = Api::all(env.client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
-        .await
-        .expect("create the release namespace");
+    create_namespace(&env.client, namespace).await.expect("create the release namespace");
     let kubeconfig = control_plane().kubeconfig.to_str().unwrap().to_string();
     let chart = chart();
     let mut args = vec!["install", chart.to_str().unwrap(), release, "--namespace", namespace];
@@ -205,7 +201,7 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
         &[("KUBECONFIG", &kubeconfig_env), ("POD_NAMESPACE", &release_ns), ("POD_NAME", "chart-ns")],
     );
     create_rotate_delete(&env).await;
-    assert!(operator.terminate().success(), "a clean shutdown");
+    assert!(operator.terminate().expect("terminate the operator").success(), "a clean shutdown");
     assert_no_forbidden(&operator);
 
     let other = TestEnv::new("chart-other").await;

@@ -8,10 +8,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fake_twilio::Faults;
-use kube::api::{Patch, PatchParams};
 use rand::Rng;
 use serde_json::json;
-use support::{TestEnv, wait_until};
+use support::{TestEnv, is_ready, wait_until};
 
 const KILLS: usize = 50;
 
@@ -43,8 +42,7 @@ async fn sigkilled_at_random_instants_the_operator_leaks_no_key_and_loses_no_sec
                 created += 1;
             }
             1 if !live.is_empty() => {
-                let trigger = json!({"spec": {"rotation": {"trigger": format!("kill-{kill}")}}});
-                env.keys().patch(&live[pick], &PatchParams::default(), &Patch::Merge(&trigger)).await.unwrap();
+                env.patch_spec(&live[pick], json!({"rotation": {"trigger": format!("kill-{kill}")}})).await;
                 rotated += 1;
             }
             2 if live.len() > 4 => {
@@ -69,8 +67,7 @@ async fn sigkilled_at_random_instants_the_operator_leaks_no_key_and_loses_no_sec
         let key = wait_until(&format!("{name} Ready with no retiring keys"), || async {
             let key = keys.get(name).await.ok()?;
             let status = key.status.as_ref()?;
-            let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            (ready && status.retiring_keys.is_empty()).then_some(key)
+            (is_ready(&status.conditions) && status.retiring_keys.is_empty()).then_some(key)
         })
         .await;
         let sid = key.status.unwrap().key_sid.unwrap();

@@ -6,7 +6,6 @@ use twilio_operator_testkit as support;
 
 use std::collections::BTreeSet;
 
-use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use support::kube_proxy::{FaultMode, KubeProxy};
 use support::{TestEnv, control_plane, wait_until};
@@ -57,14 +56,8 @@ async fn a_failure_after_a_rotations_status_write_does_not_undo_it() {
     // Rotate and move the Secret in one change; deleting the old Secret fails once.
     let old_secret = format!("/api/v1/namespaces/{}/secrets/k", env.namespace);
     proxy.inject("DELETE", &old_secret, FaultMode::FailBeforeSending, 1);
-    let change = json!({"spec": {"secret": {"name": "moved"}, "rotation": {"gracePeriod": "2s", "trigger": "t1"}}});
-    env.keys().patch("k", &PatchParams::default(), &Patch::Merge(&change)).await.unwrap();
-
-    let secrets = env.secrets();
-    wait_until("the old Secret to be deleted after all", || async {
-        matches!(secrets.get_opt("k").await, Ok(None)).then_some(())
-    })
-    .await;
+    env.patch_spec("k", json!({"secret": {"name": "moved"}, "rotation": {"gracePeriod": "2s", "trigger": "t1"}})).await;
+    env.wait_secret_gone("k").await;
     let key = env.wait_ready("k").await;
     let status = key.status.unwrap();
     assert_eq!(proxy.faults_served(), 1, "the old Secret's deletion failed once");

@@ -41,7 +41,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     assert!(second.output().contains("created Twilio key"), "the new leader reconciles");
     assert_eq!(env.fake.keys().len(), 2, "one key per resource across the handover");
 
-    let status = second.terminate();
+    let status = second.terminate().expect("terminate op-b");
     assert!(status.success(), "a clean shutdown exits 0: {status:?}");
     assert_eq!(holder(&env).await, None, "a clean shutdown releases the lease");
 }

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::{ACCOUNT_SID, TestEnv, wait_until};
-use twilio_operator::api::{ClusterTwilioAccount, TwilioAccount};
+use twilio_operator::api::ClusterTwilioAccount;
 
 #[tokio::test]
 async fn standard_and_restricted_keys_are_created_and_delivered_as_valid_pairs() {
@@ -80,11 +80,7 @@ async fn deleting_a_key_removes_it_from_twilio_and_its_secret_from_the_cluster()
     env.delete_key("doomed").await;
     env.wait_gone("doomed").await;
     assert!(env.fake.key(&sid).is_none(), "the key is deleted in Twilio before the finalizer goes");
-    let secrets = env.secrets();
-    wait_until("Secret doomed to be deleted", || async {
-        matches!(secrets.get_opt("doomed").await, Ok(None)).then_some(())
-    })
-    .await;
+    env.wait_secret_gone("doomed").await;
     env.wait_for_event("doomed", "KeyDeleted").await;
 }
 
@@ -119,13 +115,7 @@ async fn refused_credentials_stall_with_twilio_auth_failed_and_no_retry_storm() 
     assert!(stalled.message.contains("401"), "the message says what Twilio answered: {}", stalled.message);
     env.wait_for_event("refused", "TwilioAuthFailed").await;
 
-    let accounts: kube::Api<TwilioAccount> = kube::Api::namespaced(env.client.clone(), &env.namespace);
-    wait_until("TwilioAccount wrong to report TwilioAuthFailed", || async {
-        let account = accounts.get("wrong").await.ok()?;
-        let ready = account.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-        (ready.status == "False" && ready.reason == "TwilioAuthFailed").then_some(())
-    })
-    .await;
+    env.wait_for_account_condition("wrong", "False", "TwilioAuthFailed").await;
 
     // A refused credential is not retried until something changes or the resync interval (30s
     // here) passes: over the next seconds Twilio sees no further request from the operator.
@@ -141,13 +131,7 @@ async fn refused_credentials_stall_with_twilio_auth_failed_and_no_retry_storm() 
 #[tokio::test]
 async fn accounts_report_verified_credentials_and_main_keys_work_too() {
     let env = TestEnv::with_operator("accounts").await;
-    let accounts: kube::Api<TwilioAccount> = kube::Api::namespaced(env.client.clone(), &env.namespace);
-    wait_until("TwilioAccount main to be Ready", || async {
-        let account = accounts.get("main").await.ok()?;
-        let ready = account.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-        (ready.status == "True" && ready.reason == "CredentialsVerified").then_some(())
-    })
-    .await;
+    env.wait_for_account_condition("main", "True", "CredentialsVerified").await;
 
     let (main_sid, main_secret) = env.fake.add_main_key(ACCOUNT_SID);
     env.create_secret("main-key", &[("TWILIO_API_KEY", &main_sid), ("TWILIO_API_SECRET", &main_secret)]).await;

@@ -9,22 +9,6 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use support::{TestEnv, free_port, wait_until};
 
-/// The samples of a Prometheus text exposition: "name{labels}" -> value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-async fn scrape(port: u16) -> BTreeMap<String, f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
-    samples(&text)
-}
-
 fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
     *samples.get(series).unwrap_or_else(|| panic!("no series {series} in {samples:#?}"))
 }
@@ -49,7 +33,7 @@ async fn metrics_count_a_lifecycle_and_logs_name_each_reconciliation() {
 
     // b's key is gone from Twilio once its deletion finished; a holds its new and retiring keys.
     wait_until("b's key deleted in Twilio", || async { (env.fake.keys().len() == 2).then_some(()) }).await;
-    let metrics = scrape(port).await;
+    let metrics = env.operator.as_ref().unwrap().metrics().await.expect("scrape /metrics");
     println!("{metrics:#?}");
     assert_eq!(value(&metrics, r#"twilio_operator_key_operations_total{operation="created"}"#), 3.0);
     assert_eq!(value(&metrics, r#"twilio_operator_twilio_requests_total{operation="create_key",status="201"}"#), 3.0);

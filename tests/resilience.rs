@@ -28,8 +28,7 @@ async fn a_full_lifecycle_at_trace_level_shows_no_secret_in_logs_events_or_statu
     }
     // A rotation (a second secret), a refused credential (an error path), then deletion.
     let first = env.keys().get("std").await.unwrap().status.unwrap().key_sid.unwrap();
-    let rotate = json!({"spec": {"rotation": {"trigger": "again"}}});
-    env.keys().patch("std", &PatchParams::default(), &Patch::Merge(&rotate)).await.unwrap();
+    env.patch_spec("std", json!({"rotation": {"trigger": "again"}})).await;
     wait_until("std to rotate", || async {
         let sid = env.keys().get("std").await.ok()?.status?.key_sid?;
         (sid != first).then_some(())
@@ -117,8 +116,7 @@ async fn kube_state(env: &TestEnv) -> BTreeMap<String, String> {
     for secret in env.secrets().list(&ListParams::default()).await.unwrap() {
         state.insert(format!("secret/{}", secret.name_any()), secret.resource_version().unwrap());
     }
-    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
-    for account in accounts.list(&ListParams::default()).await.unwrap() {
+    for account in env.accounts().list(&ListParams::default()).await.unwrap() {
         state.insert(format!("account/{}", account.name_any()), account.resource_version().unwrap());
     }
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);

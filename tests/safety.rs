@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
-use support::{ACCOUNT_SID, TestEnv, wait_until};
-use twilio_operator::api::{ClusterTwilioAccount, TwilioAccount};
+use support::{ACCOUNT_SID, TestEnv, gone, is_ready, wait_until};
+use twilio_operator::api::ClusterTwilioAccount;
 
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -27,11 +27,6 @@ async fn forge_secret(env: &TestEnv, secret: &str, sid: &str) {
         "data": {"TWILIO_API_KEY": b64(sid)},
     });
     env.secrets().patch(secret, &PatchParams::default(), &Patch::Merge(&forged)).await.expect("edit the Secret");
-}
-
-async fn patch_spec(env: &TestEnv, name: &str, spec: serde_json::Value) {
-    let patch = json!({"spec": spec});
-    env.keys().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch spec");
 }
 
 #[tokio::test]
@@ -49,9 +44,9 @@ async fn a_forged_secret_cannot_steer_rename_revoke_or_delete_onto_another_key()
 
     // Forge again, then rename, revoke and delete: none of it may reach the victim's key.
     forge_secret(&env, "tenant", &victim_sid).await;
-    patch_spec(&env, "tenant", json!({"friendlyName": "renamed by tenant"})).await;
+    env.patch_spec("tenant", json!({"friendlyName": "renamed by tenant"})).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    patch_spec(&env, "tenant", json!({"revoked": true})).await;
+    env.patch_spec("tenant", json!({"revoked": true})).await;
     env.wait_for_condition("tenant", "False", "Revoked").await;
     env.delete_key("tenant").await;
     env.wait_gone("tenant").await;
@@ -124,10 +119,7 @@ async fn deleting_a_namespace_deletes_every_key_and_finishes() {
 
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
     namespaces.delete(&env.namespace, &DeleteParams::default()).await.expect("delete the namespace");
-    wait_until("the namespace to be gone", || async {
-        matches!(namespaces.get_opt(&env.namespace).await, Ok(None)).then_some(())
-    })
-    .await;
+    wait_until("the namespace to be gone", || gone(&namespaces, &env.namespace)).await;
     assert!(env.fake.keys().is_empty(), "every key of the namespace is deleted in Twilio: {:?}", env.fake.keys());
 }
 
@@ -183,7 +175,7 @@ async fn revoke_and_delete_reach_a_key_recorded_only_in_the_secret() {
         forge_secret(&env, name, &sid).await;
         unrecorded.push(sid);
     }
-    patch_spec(&env, "revoked", json!({"revoked": true})).await;
+    env.patch_spec("revoked", json!({"revoked": true})).await;
     env.delete_key("deleted").await;
     env.start_operator(&[]);
     env.wait_for_condition("revoked", "False", "Revoked").await;
@@ -202,7 +194,7 @@ async fn a_stalled_resource_still_deletes_retired_keys_on_time() {
     env.request_rotation("k", "1").await;
     env.wait_new_key("k", &old).await;
     // Stalled before the grace period ends: the Secret is to move onto a name someone else holds.
-    patch_spec(&env, "k", json!({"secret": {"name": "taken"}})).await;
+    env.patch_spec("k", json!({"secret": {"name": "taken"}})).await;
     let stalled = env.wait_for_condition("k", "False", "SecretConflict").await;
     assert_eq!(stalled.status.unwrap().retiring_keys.len(), 1, "stalled inside the grace period");
     wait_until("the retired key to be deleted while the resource is stalled", || async {
@@ -235,7 +227,7 @@ async fn an_account_deleted_before_its_keys_stays_until_they_are_deleted_in_twil
     let env = TestEnv::with_operator("accountfirst").await;
     env.create_key("k", json!({})).await;
     let sid = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
-    let accounts: Api<TwilioAccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let accounts = env.accounts();
     accounts.delete("main", &DeleteParams::default()).await.expect("delete the account");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(accounts.get_opt("main").await.unwrap().is_some(), "the account stays while a key needs it");
@@ -251,10 +243,7 @@ async fn an_account_deleted_before_its_keys_stays_until_they_are_deleted_in_twil
     env.delete_key("k").await;
     env.wait_gone("k").await;
     assert!(env.fake.key(&sid).is_none(), "the key is deleted in Twilio with the account's credential");
-    wait_until("the account to go once no key needs it", || async {
-        matches!(accounts.get_opt("main").await, Ok(None)).then_some(())
-    })
-    .await;
+    wait_until("the account to go once no key needs it", || gone(&accounts, "main")).await;
     let credentials = env.secrets().get("twilio-credentials").await.expect("the credentials Secret itself stays");
     assert!(credentials.finalizers().is_empty(), "and is let go: {:?}", credentials.finalizers());
 }
@@ -274,10 +263,7 @@ async fn a_cluster_account_that_stops_allowing_the_namespace_still_deletes_the_k
     env.wait_gone("k").await;
     assert!(env.fake.key(&sid).is_none(), "the key the account issued is deleted in Twilio");
     cluster_accounts.delete(&account_name, &DeleteParams::default()).await.unwrap();
-    wait_until("the ClusterTwilioAccount to go", || async {
-        matches!(cluster_accounts.get_opt(&account_name).await, Ok(None)).then_some(())
-    })
-    .await;
+    wait_until("the ClusterTwilioAccount to go", || gone(&cluster_accounts, &account_name)).await;
 }
 
 #[tokio::test]
@@ -330,7 +316,7 @@ async fn an_account_whose_listings_are_slow_holds_up_no_other_account() {
     // A generous ceiling, far below the other account's 25 s listing.
     support::wait_up_to(Duration::from_secs(15), "the other account's key to be Ready", || async {
         let key = env.keys().get("fast").await.ok()?;
-        key.status?.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+        is_ready(&key.status?.conditions).then_some(())
     })
     .await;
     env.wait_ready("slow").await;

@@ -3,15 +3,15 @@
 //! must fit the spec's operations, parameters and schemas. Error shapes, secret-once, pagination
 //! and fault injection are checked against what KEYS-API.md documents.
 
+use twilio_operator_testkit as support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fake_twilio::{FakeAccount, FakeTwilio, Faults, RecordedRequest};
+use fake_twilio::{FakeTwilio, Faults, RecordedRequest};
 use regex::Regex;
 use serde_json::{Value, json};
-use twilio_operator::twilio::{
-    AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, SecretString, TwilioClient, TwilioError,
-};
+use twilio_operator::twilio::{AccountConnection, Endpoint, KeyRequest, RetryPolicy, TwilioClient, TwilioError};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "conformance-token";
@@ -23,23 +23,13 @@ fn spec(name: &str) -> Value {
 }
 
 async fn fake() -> FakeTwilio {
-    let fake = FakeTwilio::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![FakeAccount { sid: ACCOUNT.into(), auth_token: TOKEN.into() }],
-    )
-    .await
-    .unwrap();
+    let fake = support::start_fake_twilio(ACCOUNT, TOKEN).await.unwrap();
     fake.record_requests(true);
     fake
 }
 
 fn connection(fake: &FakeTwilio, password: &str) -> AccountConnection {
-    AccountConnection {
-        account_sid: ACCOUNT.into(),
-        region: "us1".into(),
-        base_url: fake.url(),
-        credentials: Credentials { username: ACCOUNT.into(), password: SecretString::from(password) },
-    }
+    support::fake_connection(fake, ACCOUNT, password)
 }
 
 fn client() -> TwilioClient {

@@ -3,34 +3,24 @@
 //! must never send the account's credential anywhere but its base URL, and must stop with a clear
 //! error instead of paging forever. Also checks the fake's listing-related test hooks.
 
+use twilio_operator_testkit as support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fake_twilio::{FakeAccount, FakeTwilio, ListingFault};
-use twilio_operator::twilio::{
-    AccountConnection, Credentials, Endpoint, MAX_LIST_PAGES, RetryPolicy, SecretString, TwilioClient, TwilioError,
-};
+use fake_twilio::{FakeTwilio, ListingFault};
+use twilio_operator::twilio::{AccountConnection, Endpoint, MAX_LIST_PAGES, RetryPolicy, TwilioClient, TwilioError};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "paging-token-do-not-leak";
 
 async fn fake() -> FakeTwilio {
-    FakeTwilio::start(
-        "127.0.0.1:0".parse().unwrap(),
-        vec![FakeAccount { sid: ACCOUNT.into(), auth_token: TOKEN.into() }],
-    )
-    .await
-    .expect("start fake Twilio")
+    support::start_fake_twilio(ACCOUNT, TOKEN).await.expect("start fake Twilio")
 }
 
 fn connection(fake: &FakeTwilio) -> AccountConnection {
-    AccountConnection {
-        account_sid: ACCOUNT.into(),
-        region: "us1".into(),
-        base_url: fake.url(),
-        credentials: Credentials { username: ACCOUNT.into(), password: SecretString::from(TOKEN) },
-    }
+    support::fake_connection(fake, ACCOUNT, TOKEN)
 }
 
 fn client(endpoint: Endpoint, page_size: u32) -> TwilioClient {

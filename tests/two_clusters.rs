@@ -7,39 +7,21 @@ use twilio_operator_testkit as support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::json;
-use support::{ACCOUNT_SID, AUTH_TOKEN, Operator, TestEnv, client_for, start_control_plane, wait_until};
-use twilio_operator::api::{TwilioAccount, TwilioApiKey};
+use support::{
+    ACCOUNT_SID, AUTH_TOKEN, Operator, TestEnv, create_key, ready_sid, setup_namespace, start_control_plane, wait_until,
+};
+use twilio_operator::api::TwilioApiKey;
 
 const KEYS: [&str; 2] = ["payments", "notifications"];
 
 /// The manifests of the second cluster: the same namespace, credentials, account and keys.
 async fn apply_manifests(client: &Client, namespace: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap();
-    namespaces.create(&PostParams::default(), &ns).await.expect("create namespace");
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "twilio-credentials"}, "stringData": {"TWILIO_AUTH_TOKEN": AUTH_TOKEN},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await.unwrap();
-    let account: TwilioAccount = serde_json::from_value(json!({
-        "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioAccount",
-        "metadata": {"name": "main"},
-        "spec": {"accountSid": ACCOUNT_SID, "credentialsSecretRef": {"name": "twilio-credentials"}},
-    }))
-    .unwrap();
-    Api::<TwilioAccount>::namespaced(client.clone(), namespace).create(&PostParams::default(), &account).await.unwrap();
+    setup_namespace(client, namespace, ACCOUNT_SID, AUTH_TOKEN).await.expect("set up the namespace");
     for name in KEYS {
-        let key: TwilioApiKey = serde_json::from_value(json!({
-            "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioApiKey",
-            "metadata": {"name": name}, "spec": {"accountRef": {"name": "main"}},
-        }))
-        .unwrap();
-        Api::<TwilioApiKey>::namespaced(client.clone(), namespace).create(&PostParams::default(), &key).await.unwrap();
+        create_key(client, namespace, name, json!({})).await.expect("create TwilioApiKey");
     }
 }
 
@@ -49,9 +31,7 @@ async fn ready_sids(client: &Client, namespace: &str) -> BTreeSet<String> {
     wait_until(&format!("every key of {namespace} Ready"), || async {
         let mut sids = BTreeSet::new();
         for name in KEYS {
-            let status = keys.get(name).await.ok()?.status?;
-            status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())?;
-            sids.insert(status.key_sid?);
+            sids.insert(ready_sid(&keys.get(name).await.ok()?)?.to_owned());
         }
         Some(sids)
     })
@@ -68,7 +48,7 @@ async fn two_clusters_with_the_same_manifests_never_delete_each_others_keys() {
     }
 
     let second = start_control_plane(&format!("{}-second", std::process::id())).expect("second control plane");
-    let second_client = client_for(&second).await;
+    let second_client = second.client().await.expect("a client of the second control plane");
     apply_manifests(&second_client, &env.namespace).await;
     let kubeconfig = second.kubeconfig.to_string_lossy().to_string();
     let _second_operator = Operator::spawn(

@@ -8,30 +8,25 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use fake_twilio::{FakeAccount, FakeTwilio};
+use fake_twilio::FakeTwilio;
 use twilio_operator::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
-use twilio_operator::twilio::{
-    AccountConnection, Credentials, Endpoint, KeyRequest, RetryPolicy, SecretString, TwilioClient,
-};
-
-const ACCOUNT_SID: &str = "AC00000000000000000000000000000b0b";
-const AUTH_TOKEN: &str = "bench-auth-token";
+use twilio_operator::twilio::{AccountConnection, Endpoint, KeyRequest, RetryPolicy, TwilioClient};
+use twilio_operator_testkit::{self as kit, ACCOUNT_SID, AUTH_TOKEN, ControlPlane, Operator};
 
 /// Measures the operator at N keys against the floor; see the README's Performance section.
 #[derive(Parser)]
@@ -48,7 +43,7 @@ struct Args {
     /// Length of the idle window after all keys are Ready.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
-    /// The operator binary (default: twilio-operator beside this binary).
+    /// The operator binary (default: $TWILIO_OPERATOR_BIN, else twilio-operator beside this binary).
     #[arg(long)]
     operator: Option<PathBuf>,
     /// Skip the floor run (ratio_to_floor is then null).
@@ -65,37 +60,41 @@ async fn main() -> anyhow::Result<()> {
     if args.keys == 0 {
         bail!("--keys must be at least 1");
     }
-    let root = twilio_operator_testkit::repo_root();
-    let dir = root.join("target").join("bench").join(std::process::id().to_string());
-    let plane = ControlPlane::up(&root, &dir)?;
-    let result = run(&args, &plane).await;
-    plane.down(args.keep);
+    let dir = kit::repo_root().join("target").join("bench").join(std::process::id().to_string());
+    eprintln!("bench: starting a control plane in {}", dir.display());
+    let plane = ControlPlane::start(&dir)?;
+    let result = run(&args, &plane, &dir).await;
+    if let Err(error) = plane.stop(args.keep) {
+        eprintln!("bench: stopping the control plane: {error:#}");
+    }
     let report = result?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 
-async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<serde_json::Value> {
+async fn run(args: &Args, plane: &ControlPlane, dir: &Path) -> anyhow::Result<serde_json::Value> {
     let client = plane.client().await?;
-    let fake = FakeTwilio::start(
-        "127.0.0.1:0".parse()?,
-        vec![FakeAccount { sid: ACCOUNT_SID.into(), auth_token: AUTH_TOKEN.into() }],
-    )
-    .await?;
+    let fake = kit::start_fake_twilio(ACCOUNT_SID, AUTH_TOKEN).await?;
     let n = args.keys;
 
     // The operator's run.
     let namespace = "bench";
-    setup_namespace(&client, namespace, true).await?;
-    let operator_bin = match &args.operator {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?.with_file_name("twilio-operator"),
-    };
-    let mut operator = Operator::start(&operator_bin, plane, &fake.url(), args.concurrency)?;
-    operator.wait_ready().await?;
-    wait_account_ready(&client, namespace).await?;
+    kit::setup_namespace(&client, namespace, ACCOUNT_SID, AUTH_TOKEN).await?;
+    let binary = args.operator.clone().unwrap_or_else(kit::operator_binary);
+    let metrics_addr = format!("127.0.0.1:{}", kit::free_port());
+    let concurrency = args.concurrency.to_string();
+    let mut operator = Operator::launch(
+        &binary,
+        &plane.kubeconfig,
+        &fake.url(),
+        &["--concurrency", &concurrency, "--metrics-addr", &metrics_addr],
+        &[("RUST_LOG", &kit::log_filter("warn"))],
+        &dir.join("operator.log"),
+    )?;
+    operator.wait_ready(Duration::from_secs(30)).await?;
+    kit::wait_account_ready(&client, namespace, "main", Duration::from_secs(60)).await?;
     let twilio_before = total(&fake.request_counts());
-    let kube_before = operator.kube_requests().await?;
+    let kube_before = kube_requests(&operator).await?;
     eprintln!("bench: applying {n} TwilioApiKeys with the operator running (concurrency {})", args.concurrency);
     let run = measure(&client, namespace, n, args.apply_concurrency, None).await?;
     // Events and the last status writes may land just after the last key turned Ready.
@@ -118,24 +117,26 @@ async fn run(args: &Args, plane: &ControlPlane) -> anyhow::Result<serde_json::Va
     eprintln!("bench: operator requests to the API server during the run, by verb: {by_verb:?}");
     eprintln!("bench: idle window of {}s", args.idle_seconds);
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
-    let kube_idle = operator.kube_requests().await?;
+    let kube_idle = kube_requests(&operator).await?;
     let idle_writes = writes(&kube_idle) - writes(&kube_after);
     let idle_twilio_calls = total(&fake.request_counts()) - twilio_after;
-    let usage = operator.usage()?;
+    let usage = usage(operator.id())?;
     eprintln!(
         "bench: idle: {idle_writes} API writes, {idle_twilio_calls} Twilio calls; operator peak RSS {:.1} MiB, CPU {:.2}s",
         usage.peak_rss_mib, usage.cpu_seconds
     );
-    operator.stop();
+    if let Err(error) = operator.terminate() {
+        eprintln!("bench: stopping the operator: {error:#}");
+    }
 
     // The floor: the same keys, only the unavoidable calls, no controller.
     let floor = if args.skip_floor {
         None
     } else {
         let namespace = "floor";
-        setup_namespace(&client, namespace, false).await?;
+        kit::create_namespace(&client, namespace).await?;
         eprintln!("bench: floor run: {n} keys, {} workers", args.concurrency);
-        let worker = FloorWorker::new(client.clone(), &fake.url())?;
+        let worker = FloorWorker::new(client.clone(), &fake)?;
         let floor = measure(&client, namespace, n, args.apply_concurrency, Some((worker, args.concurrency))).await?;
         eprintln!(
             "bench: floor: all {n} Ready in {:.2}s; p50 {:.0} ms, p99 {:.0} ms",
@@ -200,10 +201,7 @@ async fn measure(
         let mut tx = Some(all_ready_tx);
         tokio::spawn(watcher(api, watcher::Config::default()).applied_objects().try_for_each(
             move |key: TwilioApiKey| {
-                let is_ready = key.status.as_ref().is_some_and(|s| {
-                    s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") && s.key_sid.is_some()
-                });
-                if is_ready {
+                if kit::ready_sid(&key).is_some() {
                     ready.insert(key.name_any());
                     if ready.len() == n
                         && let Some(tx) = tx.take()
@@ -231,22 +229,16 @@ async fn measure(
             .await
         })
     });
-    let keys: Api<TwilioApiKey> = Api::namespaced(client.clone(), namespace);
     let applied: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let started = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
-            let (keys, applied, work_tx) = (keys.clone(), applied.clone(), work_tx.clone());
+            let (applied, work_tx) = (applied.clone(), work_tx.clone());
             async move {
                 let name = format!("key-{i:05}");
-                let key: TwilioApiKey = serde_json::from_value(json!({
-                    "apiVersion": "twilio-operator.dev/v1alpha1",
-                    "kind": "TwilioApiKey",
-                    "metadata": {"name": name},
-                    "spec": {"accountRef": {"name": "main"}},
-                }))?;
-                let created =
-                    keys.create(&PostParams::default(), &key).await.with_context(|| format!("create {name}"))?;
+                let created = kit::create_key(client, namespace, &name, json!({}))
+                    .await
+                    .with_context(|| format!("create {name}"))?;
                 applied.lock().unwrap().insert(name, Instant::now());
                 let _ = work_tx.send(created);
                 anyhow::Ok(())
@@ -304,14 +296,9 @@ struct FloorWorker {
 }
 
 impl FloorWorker {
-    fn new(client: Client, twilio_url: &str) -> anyhow::Result<Self> {
-        let twilio = TwilioClient::new(Endpoint::from_flag(Some(twilio_url)), RetryPolicy::default())?;
-        let account = AccountConnection {
-            account_sid: ACCOUNT_SID.into(),
-            region: "us1".into(),
-            base_url: twilio_url.trim_end_matches('/').into(),
-            credentials: Credentials { username: ACCOUNT_SID.into(), password: SecretString::from(AUTH_TOKEN) },
-        };
+    fn new(client: Client, fake: &FakeTwilio) -> anyhow::Result<Self> {
+        let twilio = TwilioClient::new(Endpoint::from_flag(Some(&fake.url())), RetryPolicy::default())?;
+        let account = kit::fake_connection(fake, ACCOUNT_SID, AUTH_TOKEN);
         let reporter = Reporter { controller: "bench-floor".into(), instance: None };
         Ok(Self { recorder: Recorder::new(client.clone(), reporter), client, twilio, account })
     }
@@ -347,47 +334,12 @@ impl FloorWorker {
     }
 }
 
-async fn setup_namespace(client: &Client, namespace: &str, with_account: bool) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}}))?)
-        .await?;
-    if !with_account {
-        return Ok(());
-    }
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "twilio-credentials"},
-        "stringData": {"TWILIO_AUTH_TOKEN": AUTH_TOKEN},
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), namespace).create(&PostParams::default(), &secret).await?;
-    let account: twilio_operator::api::TwilioAccount = serde_json::from_value(json!({
-        "apiVersion": "twilio-operator.dev/v1alpha1",
-        "kind": "TwilioAccount",
-        "metadata": {"name": "main"},
-        "spec": {"accountSid": ACCOUNT_SID, "credentialsSecretRef": {"name": "twilio-credentials"}},
-    }))?;
-    Api::namespaced(client.clone(), namespace).create(&PostParams::default(), &account).await?;
-    Ok(())
-}
-
-async fn wait_account_ready(client: &Client, namespace: &str) -> anyhow::Result<()> {
-    let api: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(client.clone(), namespace);
-    for _ in 0..600 {
-        let account = api.get("main").await?;
-        if account.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the TwilioAccount did not turn Ready within 60s")
-}
-
 /// Waits until the operator's request counters stop moving for two seconds, and returns them.
 async fn settle(operator: &Operator) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut last = operator.kube_requests().await?;
+    let mut last = kube_requests(operator).await?;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = operator.kube_requests().await?;
+        let now = kube_requests(operator).await?;
         if writes(&now) == writes(&last) {
             return Ok(now);
         }
@@ -407,58 +359,16 @@ fn reads(counts: &BTreeMap<String, u64>) -> u64 {
     counts.get("get").copied().unwrap_or(0)
 }
 
-struct ControlPlane {
-    root: PathBuf,
-    dir: PathBuf,
-}
-
-impl ControlPlane {
-    fn up(root: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let _ = std::fs::remove_dir_all(dir);
-        let mut crds: Vec<PathBuf> =
-            std::fs::read_dir(root.join("crds"))?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-        crds.sort();
-        eprintln!("bench: starting a control plane in {}", dir.display());
-        let status = Command::new(root.join("hack/control-plane.sh"))
-            .arg("up")
-            .arg(dir)
-            .args(&crds)
-            .env("WATCH_PID", std::process::id().to_string())
-            .stdout(Stdio::null())
-            .status()
-            .context("run hack/control-plane.sh")?;
-        if !status.success() {
-            bail!("hack/control-plane.sh up failed; logs are in {}", dir.display());
-        }
-        Ok(Self { root: root.to_path_buf(), dir: dir.to_path_buf() })
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("kubeconfig")
-    }
-
-    async fn client(&self) -> anyhow::Result<Client> {
-        let kubeconfig = Kubeconfig::read_from(self.kubeconfig())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        Ok(Client::try_from(config)?)
-    }
-
-    fn down(&self, keep: bool) {
-        let _ = Command::new(self.root.join("hack/control-plane.sh"))
-            .arg("down")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .status();
-        if !keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// The operator binary, run as in a cluster but on this machine.
-struct Operator {
-    child: Child,
-    metrics: String,
+/// The operator's own count of requests to the API server, by verb.
+async fn kube_requests(operator: &Operator) -> anyhow::Result<BTreeMap<String, u64>> {
+    let samples = operator.metrics().await?;
+    Ok(samples
+        .iter()
+        .filter_map(|(series, value)| {
+            let labels = series.strip_prefix("twilio_operator_kube_requests_total{")?;
+            Some((labels.split('"').nth(1).unwrap_or_default().to_string(), *value as u64))
+        })
+        .collect())
 }
 
 struct Usage {
@@ -466,82 +376,26 @@ struct Usage {
     cpu_seconds: f64,
 }
 
-impl Operator {
-    fn start(binary: &Path, plane: &ControlPlane, twilio_url: &str, concurrency: u16) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = std::fs::File::create(plane.dir.join("operator.log"))?;
-        let child = Command::new(binary)
-            .args(["run", "--twilio-api-url", twilio_url, "--concurrency", &concurrency.to_string()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("KUBECONFIG", plane.kubeconfig())
-            .env("RUST_LOG", std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        Ok(Self { child, metrics: format!("http://127.0.0.1:{port}") })
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("the operator exited: {status}");
-            }
-            if http.get(format!("{}/readyz", self.metrics)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("the operator was not ready within 30s")
-    }
-
-    /// The operator's own count of requests to the API server, by verb.
-    async fn kube_requests(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        let text = reqwest::get(format!("{}/metrics", self.metrics)).await?.text().await?;
-        let mut counts = BTreeMap::new();
-        for line in text.lines().filter(|l| l.starts_with("twilio_operator_kube_requests_total{")) {
-            let verb = line.split('"').nth(1).unwrap_or_default().to_string();
-            let value: f64 = line.rsplit(' ').next().unwrap_or_default().parse().unwrap_or_default();
-            counts.insert(verb, value as u64);
-        }
-        Ok(counts)
-    }
-
-    /// Peak resident memory (VmHWM) and CPU time so far, from /proc.
-    fn usage(&self) -> anyhow::Result<Usage> {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let hwm_kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmHWM in /proc/<pid>/status")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default()
-            + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
-        let per_second = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .unwrap_or(100.0);
-        Ok(Usage { peak_rss_mib: hwm_kib / 1024.0, cpu_seconds: ticks / per_second })
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Peak resident memory (VmHWM) and CPU time so far of process `pid`, from /proc.
+fn usage(pid: u32) -> anyhow::Result<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let hwm_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmHWM in /proc/<pid>/status")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default()
+        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or_default();
+    let per_second = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    Ok(Usage { peak_rss_mib: hwm_kib / 1024.0, cpu_seconds: ticks / per_second })
 }
