@@ -560,20 +560,14 @@ mod tests {
     #[test]
     fn repairs_are_warnings_and_asked_rotations_are_not() {
         use RotationCause::*;
-        let repairs: Vec<RotationCause> = [
-            KeyTypeChanged,
-            AccountChanged,
-            TriggerChanged,
-            RotateAnnotation,
-            IntervalElapsed,
-            SecretDrift,
-            KeyMissing,
-        ]
-        .into_iter()
-        .filter(|c| c.is_repair())
-        .collect();
-        assert_eq!(repairs, [SecretDrift, KeyMissing]);
+        for (cause, repair) in [(SecretDrift, true), (KeyMissing, true), (KeyTypeChanged, false)] {
+            assert_eq!(cause.is_repair(), repair, "{cause:?}");
+        }
+        for asked in [AccountChanged, TriggerChanged, RotateAnnotation, IntervalElapsed] {
+            assert!(!asked.is_repair(), "{asked:?}");
+        }
     }
+
 
     #[test]
     fn the_policy_sent_to_twilio_is_the_specs_for_restricted_keys_only() {
