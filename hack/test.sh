@@ -11,6 +11,7 @@ if ! python3 -c 'import helm_sdkpy, cffi, yaml' 2> /dev/null; then
   echo "== installing helm-sdkpy (Helm v4), cffi and PyYAML from PyPI"
   python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' cffi pyyaml
 fi
+<<<<<<< HEAD
 # promtool (Debian's prometheus package) for the alert rules' unit tests.
 if ! command -v promtool > /dev/null; then
   echo "== installing promtool (Debian's prometheus package)"
@@ -18,6 +19,15 @@ if ! command -v promtool > /dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
   else
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+=======
+# Lua 5.1 (the Lua of Argo CD's gopher-lua) for the Argo CD health check tests (tests/argocd_health.rs).
+if ! command -v lua5.1 > /dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "== installing lua5.1 from Debian"
+    apt-get install -y -qq lua5.1 > /dev/null || { apt-get update -qq && apt-get install -y -qq lua5.1 > /dev/null; }
+  else
+    echo "== lua5.1 is missing: install it (apt-get install lua5.1); without it the Argo CD tests skip, or fail if CI is set"
+>>>>>>> lua
   fi
 fi
 cargo fmt --all -- --check

@@ -162,6 +162,41 @@ impl Error {
         }
     }
 
+    /// The longest a failed reconciliation waits before it is retried. While the API server cannot
+    /// be reached, a few seconds: its return must resume the work at once (the controller's
+    /// concurrency bounds the retries). Otherwise backoff grows to 5 minutes, sparing Twilio and
+    /// the API server a resource that keeps failing.
+    pub fn retry_cap(&self) -> std::time::Duration {
+        if self.is_api_server_unreachable() {
+            std::time::Duration::from_secs(4)
+        } else {
+            std::time::Duration::from_secs(300)
+        }
+    }
+
+    /// Whether the Kubernetes API server did not answer (connection refused or dropped, or it
+    /// said it is unavailable).
+    fn is_api_server_unreachable(&self) -> bool {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+                kube::Error::Api(status) => matches!(status.code, 502..=504),
+                _ => false,
+            },
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.is_api_server_unreachable()
+                }
+                kube::runtime::finalizer::Error::AddFinalizer(source)
+                | kube::runtime::finalizer::Error::RemoveFinalizer(source) => {
+                    matches!(source, kube::Error::Service(_) | kube::Error::HyperError(_))
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The Stalled reason for errors that need a change by a human, None for transient ones.
     pub fn stall_reason(&self) -> Option<&'static str> {
         self.class().stall_reason

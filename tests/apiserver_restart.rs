@@ -1,8 +1,12 @@
-//! The API server goes away and comes back (its own test binary, so its own control plane).
+//! The API server goes away and comes back (its own test binary, so its own control plane), and
+//! how long the operator takes to work again is measured and printed: from the moment the API
+//! server serves again (its /readyz answers ok) until a key created then is Ready, one created
+//! before the outage is Ready and one deleted then is gone. Only a generous ceiling is asserted;
+//! the figure itself is for people (the machine is shared and noisy).
 
 use twilio_operator_testkit as support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{TestEnv, control_plane, gone, ready_sid, wait_up_to};
@@ -15,21 +19,25 @@ async fn an_api_server_restart_mid_run_converges_with_nothing_lost() {
     env.create_key("racing", json!({})).await;
 
     control_plane().restart_apiserver(Duration::from_secs(5)).expect("restart the API server");
+    let serving = Instant::now();
 
     env.create_key("after", json!({})).await;
     env.delete_key("before").await;
-    // Recovery is slow on the 1.20 API server: after its restart, watches are refused with 410
-    // for a while and the operator's relists keep meeting it; it converges within a few watch
-    // renewals (see the closing note of the change that added this test).
     let keys = env.keys();
     let ready_sid = |name: &'static str| {
         let keys = keys.clone();
         async move { ready_sid(&keys.get(name).await.ok()?).map(str::to_owned) }
     };
-    let limit = Duration::from_secs(600);
+    let limit = Duration::from_secs(300);
     let racing = wait_up_to(limit, "racing Ready", || ready_sid("racing")).await;
     let after = wait_up_to(limit, "after Ready", || ready_sid("after")).await;
     wait_up_to(limit, "before gone", || gone(&keys, "before")).await;
+    let recovered = serving.elapsed();
+    println!(
+        "api server restart: the operator recovered {:.1} s after the API server served again",
+        recovered.as_secs_f64()
+    );
+    eprintln!("RECOVERY_SECONDS={:.1}", recovered.as_secs_f64());
     assert!(env.fake.key(&before).is_none());
     let mut in_twilio: Vec<String> = env.fake.keys().into_iter().map(|k| k.sid).collect();
     let mut wanted = vec![racing.clone(), after.clone()];

@@ -568,7 +568,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn the_policy_sent_to_twilio_is_the_specs_for_restricted_keys_only() {
         let mut k = standard();

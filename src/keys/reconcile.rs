@@ -56,7 +56,7 @@ pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result
 }
 
 pub fn error_policy(resource: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next(resource.as_ref());
+    let delay = ctx.backoff.next(resource.as_ref(), error.retry_cap());
     tracing::warn!(%error, ?delay, "reconciliation failed; retrying");
     Action::requeue(delay)
 }

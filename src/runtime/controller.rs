@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::future::join_all;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -12,6 +13,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{PredicateConfig, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
@@ -64,7 +66,7 @@ fn account_controller<A: accounts::AccountResource>(
     // verification call, refused or not); the resync interval and credentials changes wake them.
     let (store, writer) = reflector::store();
     let changes = watcher(accounts, watch_config())
-        .default_backoff()
+        .backoff(watch_backoff())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(account_intent_hash, PredicateConfig::default());
@@ -74,7 +76,7 @@ fn account_controller<A: accounts::AccountResource>(
         let filter_ctx = ctx.clone();
         // The operator's own finalizer write on a credentials Secret is not new credentials.
         let changes = watcher(secrets, watch_config())
-            .default_backoff()
+            .backoff(watch_backoff())
             .touched_objects()
             .try_filter(move |secret| std::future::ready(!filter_ctx.own_writes.is_own_credentials_write(secret)));
         controller.watches_stream(changes, move |secret: SecretMeta| {
@@ -95,7 +97,7 @@ fn account_controller<A: accounts::AccountResource>(
     // waits for its keys (and only such accounts).
     let controller = key_scopes.into_iter().fold(controller, |controller, keys| {
         let store = store.clone();
-        let changes = watcher(keys, watch_config()).default_backoff().touched_objects();
+        let changes = watcher(keys, watch_config()).backoff(watch_backoff()).touched_objects();
         controller.watches_stream(changes, move |resource: KeyMeta| {
             store
                 .state()
@@ -119,6 +121,41 @@ fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)
 }
 
+/// How long a failed watch waits before it tries again: 250 ms, doubling to at most 2 s, reset
+/// by the first event that arrives. kube's default grows to 30 s and resets only after two quiet
+/// minutes, so after an API server restart (connections refused for seconds, then every watch's
+/// resourceVersion expired once) the watches came back 30 s to minutes late. A retry every 2 s
+/// per watch while the API server is away costs it nothing worth saving.
+fn watch_backoff() -> WatchBackoff {
+    WatchBackoff { next: WatchBackoff::FIRST }
+}
+
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    /// The next delay, with up to a fifth more of jitter so that the watches do not retry in step.
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        Some(delay + delay.mul_f64(rand::random_range(0.0..0.2)))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 const WATCH_TIMEOUT_SECS: u32 = 20;
 
 fn scoped<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
@@ -139,7 +176,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let managed = watch_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let (store, writer) = reflector::store();
     let changes = watcher(keys, watch_config())
-        .default_backoff()
+        .backoff(watch_backoff())
         // The cache holds every key; managedFields (a third of each object) are never read.
         .modify(|resource: &mut TwilioApiKey| resource.managed_fields_mut().clear())
         .reflect(writer)
@@ -151,7 +188,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     // included) bumps its resourceVersion and wakes its resource, which then reads it.
     let filter_ctx = ctx.clone();
     let owned_secrets = watcher(secrets, managed)
-        .default_backoff()
+        .backoff(watch_backoff())
         .touched_objects()
         .try_filter(move |secret| std::future::ready(!filter_ctx.own_writes.is_own_secret_event(secret)));
     let (account_store, account_writer) = reflector::store();
@@ -199,7 +236,7 @@ where
         Some(hasher.finish())
     };
     watcher(api, watch_config())
-        .default_backoff()
+        .backoff(watch_backoff())
         .reflect(cache)
         .touched_objects()
         .predicate_filter(spec_and_readiness, PredicateConfig::default())
@@ -248,7 +285,7 @@ fn account_error_policy<A: accounts::AccountResource>(
     error: &crate::error::Error,
     ctx: Arc<Context>,
 ) -> kube::runtime::controller::Action {
-    let delay = ctx.backoff.next(account.as_ref());
+    let delay = ctx.backoff.next(account.as_ref(), error.retry_cap());
     tracing::warn!(%error, ?delay, kind = A::KIND, "account reconciliation failed; retrying");
     kube::runtime::controller::Action::requeue(delay)
 }
@@ -261,5 +298,22 @@ where
     match result {
         Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
         Err(error) => tracing::debug!(%error, "reconcile attempt ended with an error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_retries_double_to_two_seconds_and_start_over_after_success() {
+        let mut backoff = watch_backoff();
+        let delays: Vec<Duration> = backoff.by_ref().take(6).collect();
+        let floors = [250, 500, 1000, 2000, 2000, 2000].map(Duration::from_millis);
+        for (delay, floor) in delays.iter().zip(floors) {
+            assert!(*delay >= floor && *delay <= floor.mul_f64(1.2), "{delays:?}");
+        }
+        backoff.reset();
+        assert!(backoff.next().unwrap() < Duration::from_millis(301));
     }
 }
