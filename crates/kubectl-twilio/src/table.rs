@@ -1,0 +1,48 @@
+//! Aligned text: `Label:  value` lines and columns, as `kubectl describe` prints them.
+
+/// Width of the labels of [`field`] lines, colon included.
+const LABEL_WIDTH: usize = 18;
+
+/// Appends `  Label:          value`.
+pub fn field(out: &mut String, label: &str, value: &str) {
+    out.push_str(&format!("  {:<LABEL_WIDTH$}{value}\n", format!("{label}:")));
+}
+
+/// Rows as columns two spaces apart (the last column unpadded), each line indented.
+pub fn table(rows: &[Vec<String>], indent: usize) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = " ".repeat(indent);
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_and_fields_line_up() {
+        let rows = vec![
+            vec!["TYPE".to_string(), "STATUS".into(), "MESSAGE".into()],
+            vec!["Ready".into(), "True".into(), "ok".into()],
+        ];
+        assert_eq!(table(&rows, 2), "  TYPE   STATUS  MESSAGE\n  Ready  True    ok\n");
+        let mut out = String::new();
+        field(&mut out, "SID", "SK1");
+        assert_eq!(out, "  SID:              SK1\n");
+    }
+}
