@@ -163,33 +163,35 @@ impl Error {
     }
 
     /// The longest a failed reconciliation waits before it is retried. While the API server cannot
-    /// be reached, a few seconds: its return must resume the work at once (the controller's
+    /// be reached, or the controller's cache is behind it, a few seconds: the API server's
+    /// return, or the cache catching up, must resume the work at once (the controller's
     /// concurrency bounds the retries). Otherwise backoff grows to 5 minutes, sparing Twilio and
     /// the API server a resource that keeps failing.
     pub fn retry_cap(&self) -> std::time::Duration {
-        if self.is_api_server_unreachable() {
-            std::time::Duration::from_secs(4)
-        } else {
-            std::time::Duration::from_secs(300)
-        }
+        if self.resumes_soon() { std::time::Duration::from_secs(4) } else { std::time::Duration::from_secs(300) }
     }
 
-    /// Whether the Kubernetes API server did not answer (connection refused or dropped, or it
-    /// said it is unavailable).
-    fn is_api_server_unreachable(&self) -> bool {
-        match self {
-            Error::Kube { source, .. } => match source {
+    /// Whether the error ends by itself within seconds: the API server did not answer
+    /// (connection refused or dropped, or it said it is unavailable), or it refused a write made
+    /// from a cached object that is older than what it holds (a conflict, or a finalizer patch
+    /// whose test of the current finalizers fails), which the next watch event corrects.
+    fn resumes_soon(&self) -> bool {
+        fn transient(source: &kube::Error) -> bool {
+            match source {
                 kube::Error::Service(_) | kube::Error::HyperError(_) => true,
-                kube::Error::Api(status) => matches!(status.code, 502..=504),
+                kube::Error::Api(status) => matches!(status.code, 409 | 502..=504),
                 _ => false,
-            },
+            }
+        }
+        match self {
+            Error::Kube { source, .. } => transient(source),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
-                    e.is_api_server_unreachable()
+                    e.resumes_soon()
                 }
                 kube::runtime::finalizer::Error::AddFinalizer(source)
                 | kube::runtime::finalizer::Error::RemoveFinalizer(source) => {
-                    matches!(source, kube::Error::Service(_) | kube::Error::HyperError(_))
+                    transient(source) || matches!(source, kube::Error::Api(status) if status.code == 422)
                 }
                 _ => false,
             },

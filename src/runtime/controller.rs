@@ -70,7 +70,8 @@ fn account_controller<A: accounts::AccountResource>(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(account_intent_hash, PredicateConfig::default());
-    let controller = Controller::for_stream(changes, store.clone()).with_config(config);
+    let controller =
+        Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(watch_backoff());
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
         let filter_ctx = ctx.clone();
@@ -123,9 +124,11 @@ fn watch_config() -> watcher::Config {
 
 /// How long a failed watch waits before it tries again: 250 ms, doubling to at most 2 s, reset
 /// by the first event that arrives. kube's default grows to 30 s and resets only after two quiet
-/// minutes, so after an API server restart (connections refused for seconds, then every watch's
-/// resourceVersion expired once) the watches came back 30 s to minutes late. A retry every 2 s
-/// per watch while the API server is away costs it nothing worth saving.
+/// minutes, and a controller applies it a second time to all its watches merged (an error of any
+/// one pauses them all): after an API server restart (connections refused for seconds, then each
+/// watch's resourceVersion expired once, at its own moment) the controllers came back minutes
+/// late. Both the watches and the controllers use this one. A retry every 2 s per watch while the
+/// API server is away costs it nothing worth saving.
 fn watch_backoff() -> WatchBackoff {
     WatchBackoff { next: WatchBackoff::FIRST }
 }
@@ -182,7 +185,8 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());
-    let controller = Controller::for_stream(changes, store.clone()).with_config(config);
+    let controller =
+        Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(watch_backoff());
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data
     // included) bumps its resourceVersion and wakes its resource, which then reads it.
