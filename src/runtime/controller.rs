@@ -70,8 +70,7 @@ fn account_controller<A: accounts::AccountResource>(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(account_intent_hash, PredicateConfig::default());
-    let controller =
-        Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(watch_backoff());
+    let controller = Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(TriggerBackoff);
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
         let filter_ctx = ctx.clone();
@@ -122,13 +121,11 @@ fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)
 }
 
-/// How long a failed watch waits before it tries again: 250 ms, doubling to at most 2 s, reset
+/// How long a failed watch waits before it tries again: 250 ms, doubling to at most 1 s, reset
 /// by the first event that arrives. kube's default grows to 30 s and resets only after two quiet
-/// minutes, and a controller applies it a second time to all its watches merged (an error of any
-/// one pauses them all): after an API server restart (connections refused for seconds, then each
-/// watch's resourceVersion expired once, at its own moment) the controllers came back minutes
-/// late. Both the watches and the controllers use this one. A retry every 2 s per watch while the
-/// API server is away costs it nothing worth saving.
+/// minutes: after an API server restart (connections refused for seconds, then each watch's
+/// resourceVersion expired once, at its own moment) the watches came back late. A retry every
+/// second per watch while the API server is away costs it nothing worth saving.
 fn watch_backoff() -> WatchBackoff {
     WatchBackoff { next: WatchBackoff::FIRST }
 }
@@ -139,7 +136,7 @@ struct WatchBackoff {
 
 impl WatchBackoff {
     const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(1);
 }
 
 impl Iterator for WatchBackoff {
@@ -157,6 +154,24 @@ impl Backoff for WatchBackoff {
     fn reset(&mut self) {
         self.next = Self::FIRST;
     }
+}
+
+/// The pause of a controller's merged watches after an error of any of them: none to speak of.
+/// Each watch already waits by itself ([`watch_backoff`]); kube's default pauses them all (up to
+/// 30 s, growing with each error), and after an API server restart, where every watch meets one
+/// error at its own moment, those pauses added up to minutes before the controller saw a change.
+struct TriggerBackoff;
+
+impl Iterator for TriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::from_millis(10))
+    }
+}
+
+impl Backoff for TriggerBackoff {
+    fn reset(&mut self) {}
 }
 
 const WATCH_TIMEOUT_SECS: u32 = 20;
@@ -185,8 +200,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default());
-    let controller =
-        Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(watch_backoff());
+    let controller = Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(TriggerBackoff);
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data
     // included) bumps its resourceVersion and wakes its resource, which then reads it.
@@ -310,10 +324,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn watch_retries_double_to_two_seconds_and_start_over_after_success() {
+    fn watch_retries_double_to_a_second_and_start_over_after_success() {
         let mut backoff = watch_backoff();
         let delays: Vec<Duration> = backoff.by_ref().take(6).collect();
-        let floors = [250, 500, 1000, 2000, 2000, 2000].map(Duration::from_millis);
+        let floors = [250, 500, 1000, 1000, 1000, 1000].map(Duration::from_millis);
         for (delay, floor) in delays.iter().zip(floors) {
             assert!(*delay >= floor && *delay <= floor.mul_f64(1.2), "{delays:?}");
         }
