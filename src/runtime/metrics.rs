@@ -336,7 +336,10 @@ impl ResourceGauges {
         let mut oldest: Option<Timestamp> = None;
         let mut soonest: Option<Timestamp> = None;
         for resource in &resources.keys {
-            let status = resource.status.clone().unwrap_or_default();
+            let Some(status) = resource.status.as_ref() else {
+                count_conditions(&mut gauges.conditions, "TwilioApiKey", &[]);
+                continue;
+            };
             count_conditions(&mut gauges.conditions, "TwilioApiKey", &status.conditions);
             if status.key_sid.is_some() {
                 gauges.managed_keys += 1;
