@@ -10,7 +10,7 @@ use std::time::Duration;
 use fake_twilio::Faults;
 use rand::Rng;
 use serde_json::json;
-use support::{TestEnv, is_ready, wait_until};
+use support::{TestEnv, is_ready, poll_until, wait_until};
 
 const KILLS: usize = 50;
 
@@ -64,10 +64,13 @@ async fn sigkilled_at_random_instants_the_operator_leaks_no_key_and_loses_no_sec
     }
     let mut recorded = BTreeSet::new();
     for name in &live {
-        let key = wait_until(&format!("{name} Ready with no retiring keys"), || async {
+        // Settled means Ready for the latest spec: a rotation asked for just before the last kill
+        // may not have started yet, and Ready for the previous generation names the key it retires.
+        let key = wait_until(&format!("{name} Ready for its latest spec with no retiring keys"), || async {
             let key = keys.get(name).await.ok()?;
             let status = key.status.as_ref()?;
-            (is_ready(&status.conditions) && status.retiring_keys.is_empty()).then_some(key)
+            let current = status.observed_generation == key.metadata.generation;
+            (current && is_ready(&status.conditions) && status.retiring_keys.is_empty()).then_some(key)
         })
         .await;
         let sid = key.status.unwrap().key_sid.unwrap();
@@ -78,11 +81,23 @@ async fn sigkilled_at_random_instants_the_operator_leaks_no_key_and_loses_no_sec
     }
     // A create sent just before a kill may be carried out after the last restart's listing; the
     // periodic sweep (one listing per resync interval) finds it. Settled means that happened.
-    let settled = wait_until("Twilio to hold exactly the recorded keys", || async {
+    let settling = poll_until(Duration::from_secs(120), "Twilio to hold exactly the recorded keys", || async {
         let in_twilio: BTreeSet<String> = env.fake.keys().into_iter().map(|k| k.sid).collect();
-        (in_twilio == recorded).then_some(in_twilio)
+        Ok((in_twilio == recorded).then_some(in_twilio))
     })
     .await;
+    let settled = settling.unwrap_or_else(|error| {
+        let unrecorded: Vec<String> = env
+            .fake
+            .keys()
+            .into_iter()
+            .filter(|k| !recorded.contains(&k.sid))
+            .map(|k| format!("{} {:?} created {}", k.sid, k.friendly_name, k.date_created))
+            .collect();
+        let missing: Vec<&String> =
+            recorded.iter().filter(|sid| env.fake.key(sid.as_str()).is_none()).collect();
+        panic!("{error}: in Twilio but recorded by no resource: {unrecorded:?}; recorded but not in Twilio: {missing:?}")
+    });
     let in_twilio: BTreeSet<String> = env.fake.keys().into_iter().map(|k| k.sid).collect();
     let counts = env.fake.request_counts();
     let orphans_deleted = env.event_count("OrphanKeyDeleted").await;
