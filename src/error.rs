@@ -185,6 +185,9 @@ impl Error {
         }
         match self {
             Error::Kube { source, .. } => transient(source),
+            // Not an error that ends by itself, but the wait for the account's last key is a
+            // poll of the keys cache (the account controller does not watch keys).
+            Error::AccountInUse { .. } => true,
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.resumes_soon()

@@ -264,6 +264,23 @@ async fn a_key_deleted_in_twilio_is_reissued_by_the_periodic_drift_check() {
 }
 
 #[tokio::test]
+async fn a_key_renamed_in_twilio_gets_its_name_back_from_the_drift_check() {
+    let mut env = TestEnv::new("namedrift").await;
+    env.start_operator(&["--resync-interval", "2s"]);
+    env.create_key("k", json!({"friendlyName": "payments"})).await;
+    env.wait_ready("k").await;
+    let sid = current_sid(&env, "k").await;
+    assert_eq!(env.fake.friendly_name(&sid).as_deref(), Some("payments"), "renamed from its pending name");
+    assert!(env.fake.rename_key(&sid, "renamed in the console"));
+    wait_until("the key's name to be set back", || async {
+        (env.fake.friendly_name(&sid).as_deref() == Some("payments")).then_some(())
+    })
+    .await;
+    assert_eq!(current_sid(&env, "k").await, sid, "renamed in place: the key and its secret stay");
+    assert_delivers(&env, "k", &sid).await;
+}
+
+#[tokio::test]
 async fn a_secret_owned_by_someone_else_is_never_touched() {
     let env = TestEnv::with_operator("conflict").await;
     env.create_secret("taken", &[("TWILIO_API_SECRET", "someone else's")]).await;

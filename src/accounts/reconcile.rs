@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
-use super::resolve::connect;
+use super::resolve::connect_afresh;
 use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER};
 use crate::api::conditions::{self, Health};
 use crate::api::{FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
@@ -97,7 +97,7 @@ async fn verify<A: AccountResource>(
     found: &std::sync::Mutex<&'static str>,
 ) -> Result<Action> {
     let source = account.source();
-    let outcome = match connect(ctx, &source).await {
+    let outcome = match connect_afresh(ctx, &source).await {
         // Listing the account's keys proves the credential may manage them, and the listing
         // is the one its keys' drift checks and orphan sweeps use until the next resync: one
         // call per account and interval serves both.

@@ -15,17 +15,35 @@ use crate::error::{AccountName, Error, ObjectName, Result};
 use crate::runtime::context::{Context, ScopeCaches};
 use crate::twilio::{AccountConnection, Credentials, SecretString};
 
-/// Reads the operator's credential for an account from its Secret: the auth token if present,
-/// otherwise a Main key.
+/// The operator's credential for an account, from its Secret as last read (see
+/// [`crate::runtime::context::CredentialsCache`]): the auth token if present, otherwise a Main key.
 pub async fn connect(ctx: &Context, source: &AccountSource) -> Result<AccountConnection> {
+    match ctx.credentials.get(&source.secret_namespace, &source.secret_name) {
+        Some(data) => connection(ctx, source, &data),
+        None => connect_afresh(ctx, source).await,
+    }
+}
+
+/// Like [`connect`], reading the Secret now (the account controller verifies what it reads).
+pub async fn connect_afresh(ctx: &Context, source: &AccountSource) -> Result<AccountConnection> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &source.secret_namespace);
     let location = ObjectName { namespace: source.secret_namespace.clone(), name: source.secret_name.clone() };
-    let secret = secrets
-        .get_opt(&source.secret_name)
-        .await
-        .map_err(Error::kube("read credentials Secret"))?
-        .ok_or_else(|| Error::CredentialsSecretMissing { secret: location.clone() })?;
+    let read = secrets.get_opt(&source.secret_name).await.map_err(Error::kube("read credentials Secret"));
+    let Some(secret) = read? else {
+        ctx.credentials.forget(&source.secret_namespace, &source.secret_name);
+        return Err(Error::CredentialsSecretMissing { secret: location });
+    };
     let data = secret.data.unwrap_or_default();
+    ctx.credentials.put(&source.secret_namespace, &source.secret_name, data.clone());
+    connection(ctx, source, &data)
+}
+
+fn connection(
+    ctx: &Context,
+    source: &AccountSource,
+    data: &BTreeMap<String, k8s_openapi::ByteString>,
+) -> Result<AccountConnection> {
+    let location = ObjectName { namespace: source.secret_namespace.clone(), name: source.secret_name.clone() };
     let value = |key: &str| {
         data.get(key)
             .and_then(|v| String::from_utf8(v.0.clone()).ok())

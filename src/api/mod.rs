@@ -300,7 +300,8 @@ pub struct TwilioApiKeyStatus {
     /// The Twilio Region of the current key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// The current key's name in Twilio, as last applied.
+    /// The current key's name in Twilio, as the operator names it: a key is created under a pending
+    /// name and renamed right after it is recorded here; a name changed in Twilio is set back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub friendly_name: Option<String>,
     /// The current key's policy in Twilio, as last applied (Restricted keys).

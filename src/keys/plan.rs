@@ -223,18 +223,28 @@ pub enum Presence {
     /// Not listed. A listing can miss a key (pages that shift while it is read): fetch the key
     /// to confirm before treating it as deleted.
     Unlisted(String),
+    /// Listed under another name than the status records: the pass that recorded it was
+    /// interrupted before renaming it, or someone renamed it in Twilio. Renaming it again is
+    /// harmless if the listing merely predates the rename.
+    Misnamed(String),
 }
 
-/// Whether the listing made at `listed_at` shows the current key of `status`.
+/// Whether the listing made at `listed_at` shows the current key of `status`, under its name.
 pub fn presence(status: &TwilioApiKeyStatus, listed_at: Timestamp, listed: &HashMap<String, Key>) -> Presence {
     let (Some(sid), Some(created)) = (&status.key_sid, &status.key_created_at) else {
         return Presence::Assumed;
     };
     let created = created.parse::<Timestamp>().unwrap_or(listed_at);
-    if created >= listed_at || listed.contains_key(sid) {
+    if created >= listed_at {
         return Presence::Assumed;
     }
-    Presence::Unlisted(sid.clone())
+    match listed.get(sid) {
+        None => Presence::Unlisted(sid.clone()),
+        Some(key) if status.friendly_name.is_some() && key.friendly_name != status.friendly_name => {
+            Presence::Misnamed(sid.clone())
+        }
+        Some(_) => Presence::Assumed,
+    }
 }
 
 /// With `deletionPolicy: Orphan`, the keys that go all the same: the retiring ones (already on
@@ -454,12 +464,16 @@ mod tests {
     }
 
     #[test]
-    fn a_key_missing_from_a_listing_is_confirmed_before_it_counts_as_gone() {
+    fn a_listing_shows_the_key_gone_unconfirmed_or_misnamed() {
         let listed_at: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
         let status = issued().status.unwrap();
         let in_listing: HashMap<String, Key> = [("SK1".to_string(), listed("SK1", "team-a/payments"))].into();
+        let renamed: HashMap<String, Key> = [("SK1".to_string(), listed("SK1", "renamed by hand"))].into();
+        assert_eq!(status.friendly_name.as_deref(), Some("team-a/payments"));
         let cases = [
             (status.clone(), in_listing, Presence::Assumed),
+            (status.clone(), renamed.clone(), Presence::Misnamed("SK1".into())),
+            (TwilioApiKeyStatus { friendly_name: None, ..status.clone() }, renamed, Presence::Assumed),
             (status.clone(), HashMap::new(), Presence::Unlisted("SK1".into())),
             // Created after the listing was made: the listing cannot know it.
             (

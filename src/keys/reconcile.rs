@@ -29,14 +29,18 @@ const KIND: &str = "TwilioApiKey";
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %resource.namespace().unwrap_or_default(), object = %resource.name_any()))]
 pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = finalizer(&key_api(&ctx, &resource), FINALIZER, resource.clone(), |event| async {
-        match event {
-            FinalizerEvent::Apply(resource) => report(&ctx, &resource, apply(&resource, &ctx).await).await,
-            FinalizerEvent::Cleanup(resource) => report(&ctx, &resource, cleanup(&resource, &ctx).await).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = match current(&ctx, resource.clone()).await {
+        Ok(Some(current)) => finalizer(&key_api(&ctx, &current), FINALIZER, current.clone(), |event| async {
+            match event {
+                FinalizerEvent::Apply(resource) => report(&ctx, &resource, apply(&resource, &ctx).await).await,
+                FinalizerEvent::Cleanup(resource) => report(&ctx, &resource, cleanup(&resource, &ctx).await).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e))),
+        Ok(None) => Ok(Action::await_change()),
+        Err(error) => Err(error),
+    };
     // Errors of apply and cleanup were counted by `report`; adding or removing the finalizer
     // fails before or after them.
     if let Err(Error::Finalizer(inner)) = &result
@@ -53,6 +57,47 @@ pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result
         (Err(_), _) => {}
     }
     result
+}
+
+/// The resource to work on, or None if it is gone.
+///
+/// Being deleted, it is read from the API server: the cache can still show a resource whose
+/// cleanup an earlier pass finished (its finalizer removed), and cleaning up again from that
+/// snapshot would act on a status and Secrets that are history (a key just handed over could
+/// look like one to delete).
+///
+/// Lacking the finalizer, it gets it (before anything exists that it must clean up), and the pass
+/// goes on with the resource as the API server returned it. kube's finalizer helper would end the
+/// pass there and wait for the watch to bring the change back: one more round trip and a second
+/// turn in the queue for every new resource. The echo is not a change (see OwnWrites).
+async fn current(ctx: &Context, resource: Arc<TwilioApiKey>) -> Result<Option<Arc<TwilioApiKey>>> {
+    if resource.meta().deletion_timestamp.is_some() {
+        let live =
+            key_api(ctx, &resource).get_opt(&resource.name_any()).await.map_err(Error::kube("read TwilioApiKey"))?;
+        return Ok(live.filter(|live| live.uid() == resource.uid()).map(Arc::new));
+    }
+    if resource.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Some(resource));
+    }
+    // As kube's helper does: the test makes the patch fail, rather than add the finalizer twice,
+    // if the finalizers changed since the resource was read.
+    let operations = match resource.finalizers() {
+        [] => serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        present => serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": present},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    let patch: json_patch::Patch = serde_json::from_value(operations).map_err(Error::Encode)?;
+    let patched = key_api(ctx, &resource)
+        .patch(&resource.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(FinalizerError::AddFinalizer(e))))?;
+    ctx.own_writes.note_key_write(&patched);
+    Ok(Some(Arc::new(patched)))
 }
 
 pub fn error_policy(resource: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -305,28 +350,38 @@ async fn issue(
             return Err(error);
         }
     }
+    // The status records the key under the name the spec asks for, and Twilio renames it right
+    // after: once recorded, the pending name has served its purpose. Should the rename not happen
+    // (a crash, an error), the drift check in `settle` finds the key misnamed and renames it.
+    let friendly_name = resource.desired_friendly_name();
     let status = TwilioApiKeyStatus {
         stale_secret_name: secret::stale_after_delivery(resource, delivering_secret),
-        ..status::delivered(resource, issued(connection, &created.sid, request.friendly_name), Timestamp::now())
+        ..status::delivered(resource, issued(connection, &created.sid, friendly_name.clone()), Timestamp::now())
     };
     write_status(ctx, resource, &status).await?;
     let secret_name = resource.desired_secret_name();
-    match cause {
-        None => {
-            let note = format!("Created key {} and wrote Secret {secret_name}", created.sid);
-            ctx.events.normal(resource, "KeyCreated", "CreateKey", note).await;
+    let event = async {
+        match cause {
+            None => {
+                let note = format!("Created key {} and wrote Secret {secret_name}", created.sid);
+                ctx.events.normal(resource, "KeyCreated", "CreateKey", note).await;
+            }
+            Some(cause) => {
+                let old = resource.status.as_ref().and_then(|s| s.key_sid.clone()).unwrap_or_default();
+                let note = format!(
+                    "Rotated: {}. Key {} is in Secret {secret_name}; key {old} stays valid for the grace period",
+                    cause.describe(),
+                    created.sid
+                );
+                let type_ = if cause.is_repair() { EventType::Warning } else { EventType::Normal };
+                ctx.events.record(resource, type_, "KeyRotated", "RotateKey", note).await;
+            }
         }
-        Some(cause) => {
-            let old = resource.status.as_ref().and_then(|s| s.key_sid.clone()).unwrap_or_default();
-            let note = format!(
-                "Rotated: {}. Key {} is in Secret {secret_name}; key {old} stays valid for the grace period",
-                cause.describe(),
-                created.sid
-            );
-            let type_ = if cause.is_repair() { EventType::Warning } else { EventType::Normal };
-            ctx.events.record(resource, type_, "KeyRotated", "RotateKey", note).await;
-        }
-    }
+    };
+    // The Event is written while the key gets its name: neither waits for the other.
+    let rename = ctx.twilio.update_key(connection, &created.sid, &friendly_name, None);
+    let ((), renamed) = tokio::join!(event, rename);
+    renamed.map_err(Error::twilio("name key"))?;
     let status = finish_delivery(resource, ctx, connection, status).await?;
     Ok(next_wake(ctx, resource, &status))
 }
@@ -462,9 +517,17 @@ async fn settle(
     // A create sent by a process that died may still be carried out after its successor listed
     // the account; such a late key is swept here, from the same listing as the drift check.
     sweep_orphans(resource, ctx, connection, &[]).await?;
-    if key_missing_in_twilio(ctx, connection, &previous).await? {
-        return issue(resource, ctx, connection, Some(RotationCause::KeyMissing), delivering_secret, at_desired_name)
-            .await;
+    match check_in_twilio(ctx, connection, &previous).await? {
+        InTwilio::Missing => {
+            let cause = Some(RotationCause::KeyMissing);
+            return issue(resource, ctx, connection, cause, delivering_secret, at_desired_name).await;
+        }
+        InTwilio::Misnamed(sid) => {
+            let name = previous.friendly_name.clone().unwrap_or_else(|| resource.desired_friendly_name());
+            ctx.twilio.update_key(connection, &sid, &name, None).await.map_err(Error::twilio("name key"))?;
+            tracing::info!(key_sid = %sid, "renamed the key in Twilio to the name the status records");
+        }
+        InTwilio::AsRecorded => {}
     }
     let status = status::ready(resource, &previous, Timestamp::now());
     write_status_if_changed(ctx, resource, status.clone()).await?;
@@ -472,29 +535,41 @@ async fn settle(
     Ok(next_wake(ctx, resource, &status))
 }
 
-/// Whether the current key is gone from Twilio: the account's latest listing (shared by all its
-/// keys, at most one per resync interval) lacks it, and fetching it answers 404. A listing can
-/// miss a key (pages that shift while it is read); reissuing a live key on that alone would
-/// rotate for nothing. A key newer than the listing is not judged.
-async fn key_missing_in_twilio(
+/// What Twilio holds of the current key.
+enum InTwilio {
+    AsRecorded,
+    Missing,
+    /// Under another name than the status records.
+    Misnamed(String),
+}
+
+/// Whether the current key is gone from Twilio or carries another name, from the account's
+/// latest listing (shared by all its keys, at most one per resync interval). A key the listing
+/// lacks counts as gone only once fetching it answers 404: a listing can miss a key (pages that
+/// shift while it is read), and reissuing a live key on that alone would rotate for nothing. A key
+/// newer than the listing is not judged.
+async fn check_in_twilio(
     ctx: &Context,
     connection: &AccountConnection,
     status: &TwilioApiKeyStatus,
-) -> Result<bool> {
+) -> Result<InTwilio> {
     if status.key_sid.is_none() {
-        return Ok(false);
+        return Ok(InTwilio::AsRecorded);
     }
     let inventory = ctx
         .inventories
         .get(&ctx.twilio, connection, ctx.config.resync_interval)
         .await
         .map_err(Error::twilio("list keys"))?;
-    let plan::Presence::Unlisted(sid) = plan::presence(status, inventory.listed_at, &inventory.keys) else {
-        return Ok(false);
+    let sid = match plan::presence(status, inventory.listed_at, &inventory.keys) {
+        plan::Presence::Assumed => return Ok(InTwilio::AsRecorded),
+        plan::Presence::Misnamed(sid) => return Ok(InTwilio::Misnamed(sid)),
+        plan::Presence::Unlisted(sid) => sid,
     };
     match ctx.twilio.fetch_key(connection, &sid).await {
-        Ok(_) => Ok(false),
-        Err(TwilioError::NotFound { .. }) => Ok(true),
+        Ok(key) if key.friendly_name != status.friendly_name => Ok(InTwilio::Misnamed(sid)),
+        Ok(_) => Ok(InTwilio::AsRecorded),
+        Err(TwilioError::NotFound { .. }) => Ok(InTwilio::Missing),
         Err(error) => Err(Error::twilio("fetch key")(error)),
     }
 }
@@ -554,17 +629,9 @@ fn next_wake(ctx: &Context, resource: &TwilioApiKey, status: &TwilioApiKeyStatus
 /// delivers and the Secret stay, handed over (the Secret loses the marks that make it this
 /// resource's), while retiring keys go as they would have. In a namespace that is being deleted
 /// nothing can be handed over, since the Secret goes with the namespace: Orphan deletes too. The
-/// finalizer is removed only after this succeeds.
+/// finalizer is removed only after this succeeds. `resource` was just read from the API server
+/// (see [`current`]): its status holds every key this process recorded.
 async fn cleanup(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
-    // A cached status older than this process's last write could miss a key it just recorded.
-    let live;
-    let resource = if ctx.own_writes.wrote_another_status(&resource.uid().unwrap_or_default(), resource.status.as_ref())
-    {
-        live = TwilioApiKey { status: live_status(ctx, resource).await?, ..resource.clone() };
-        &live
-    } else {
-        resource
-    };
     let status = resource.status.clone().unwrap_or_default();
     let namespace = resource.namespace().unwrap_or_default();
     let secrets = secrets(ctx, resource);

@@ -19,7 +19,8 @@ pub struct Issued<'a> {
     pub sid: &'a str,
     pub account_sid: &'a str,
     pub region: &'a str,
-    /// The key's friendly name in Twilio now (its pending name until the status records it).
+    /// The name the status records: the spec's for a key Twilio renames right after this
+    /// status is written, the pending name for one found in its Secret (renamed later in the pass).
     pub friendly_name: String,
 }
 

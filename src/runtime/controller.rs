@@ -28,8 +28,6 @@ use crate::runtime::context::{Context, ScopeCaches};
 
 /// Secrets seen metadata-only: enough to know which changed, without holding their data.
 type SecretMeta = PartialObjectMeta<Secret>;
-/// Keys seen metadata-only, by the account controllers: enough to know that one changed.
-type KeyMeta = PartialObjectMeta<TwilioApiKey>;
 
 /// Runs every controller until a shutdown signal arrives. `namespaces` empty means all.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, ready: Arc<AtomicBool>) {
@@ -38,28 +36,26 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, r
     let config = ControllerConfig::default().concurrency(concurrency);
     let mut tasks = Vec::new();
     let all_secrets: Vec<Api<SecretMeta>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
-    let all_keys: Vec<Api<KeyMeta>> = scopes.iter().map(|scope| scoped(&ctx, scope.as_deref())).collect();
     for scope in &scopes {
         tasks.push(keys_controller(ctx.clone(), scope.clone(), config.clone()).boxed());
         let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
         let secrets: Api<SecretMeta> = scoped(&ctx, scope.as_deref());
-        let keys: Api<KeyMeta> = scoped(&ctx, scope.as_deref());
-        tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], vec![keys], config.clone()));
+        tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], config.clone()));
     }
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
-    tasks.push(account_controller(ctx.clone(), cluster_accounts, all_secrets, all_keys, config));
+    tasks.push(account_controller(ctx.clone(), cluster_accounts, all_secrets, config));
     ready.store(true, Ordering::SeqCst);
     join_all(tasks).await;
 }
 
 /// The controller of one account kind. A change to a credentials Secret (watched metadata-only)
-/// re-verifies the accounts that use it; a change to a key wakes the accounts it uses that are
-/// being deleted (their deletion waits for the last key).
+/// re-verifies the accounts that use it. An account being deleted waits for its last key by
+/// polling the keys cache (see `Error::AccountInUse`): watching every key for that rare wait cost
+/// each key write two more watch events.
 fn account_controller<A: accounts::AccountResource>(
     ctx: Arc<Context>,
     accounts: Api<A>,
     secret_scopes: Vec<Api<SecretMeta>>,
-    key_scopes: Vec<Api<KeyMeta>>,
     config: ControllerConfig,
 ) -> futures::future::BoxFuture<'static, ()> {
     // Like keys, accounts are not woken by their own status writes (each would repeat the
@@ -73,14 +69,18 @@ fn account_controller<A: accounts::AccountResource>(
     let controller = Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(TriggerBackoff);
     let controller = secret_scopes.into_iter().fold(controller, |controller, secrets| {
         let store = store.clone();
-        let filter_ctx = ctx.clone();
-        // The operator's own finalizer write on a credentials Secret is not new credentials.
-        let changes = watcher(secrets, watch_config())
+        let (filter_ctx, map_ctx) = (ctx.clone(), ctx.clone());
+        // The operator's own finalizer write on a credentials Secret is not new credentials, and
+        // the Secrets it delivers are not credentials (the API server leaves them out of the watch).
+        let unmanaged = watch_config().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY_VALUE}"));
+        let changes = watcher(secrets, unmanaged)
             .backoff(watch_backoff())
             .touched_objects()
             .try_filter(move |secret| std::future::ready(!filter_ctx.own_writes.is_own_credentials_write(secret)));
         controller.watches_stream(changes, move |secret: SecretMeta| {
             let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+            // Keys read it anew too, not only the accounts woken here.
+            map_ctx.credentials.forget(&namespace, &name);
             store
                 .state()
                 .iter()
@@ -88,22 +88,6 @@ fn account_controller<A: accounts::AccountResource>(
                     let source = account.source();
                     source.secret_namespace == namespace && source.secret_name == name
                 })
-                .map(|account| ObjectRef::from_obj(account.as_ref()))
-                .collect::<Vec<_>>()
-        })
-    });
-    // Keys are watched metadata-only: which account a key uses is read from the keys cache when
-    // the account runs, so any change of a key in its scope is enough to wake an account that
-    // waits for its keys (and only such accounts).
-    let controller = key_scopes.into_iter().fold(controller, |controller, keys| {
-        let store = store.clone();
-        let changes = watcher(keys, watch_config()).backoff(watch_backoff()).touched_objects();
-        controller.watches_stream(changes, move |resource: KeyMeta| {
-            store
-                .state()
-                .iter()
-                .filter(|account| account.meta().deletion_timestamp.is_some())
-                .filter(|account| account.namespace().is_none() || account.namespace() == resource.namespace())
                 .map(|account| ObjectRef::from_obj(account.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -199,7 +183,12 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .modify(|resource: &mut TwilioApiKey| resource.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(intent_hash, PredicateConfig::default());
+        .predicate_filter(intent_hash, PredicateConfig::default())
+        // After the predicate, which so remembers the finalizer this process added.
+        .try_filter({
+            let ctx = ctx.clone();
+            move |resource| std::future::ready(!ctx.own_writes.is_own_key_event(resource))
+        });
     let controller = Controller::for_stream(changes, store.clone()).with_config(config).trigger_backoff(TriggerBackoff);
     let by_account = store.clone();
     // Only the Secrets this operator writes, metadata-only: any change to one (its data

@@ -229,6 +229,14 @@ impl FakeTwilio {
         self.shared.lock().keys.remove(sid).is_some()
     }
 
+    /// Renames a key out of band, as someone using the Twilio Console would.
+    pub fn rename_key(&self, sid: &str, friendly_name: &str) -> bool {
+        let mut store = self.shared.lock();
+        let Some(key) = store.keys.get_mut(sid) else { return false };
+        key.friendly_name = friendly_name.to_string();
+        true
+    }
+
     /// Requests served by "operation status", e.g. "create_key 201" -> 3.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.shared.lock().counts.clone()

@@ -6,10 +6,12 @@
 //! - [`Inventories`]: what this process knows of each account's keys in Twilio;
 //! - [`OwnWrites`]: echoes of this process's own writes, which are not changes to react to;
 //! - [`Caches`]: the keys controllers' caches of keys and accounts;
+//! - [`CredentialsCache`]: the credentials Secrets' data, as last read;
 //! - [`Backoff`]: per-object retry delays after transient failures.
 
 mod backoff;
 mod caches;
+mod credentials;
 mod events;
 mod inventory;
 mod own_writes;
@@ -21,6 +23,7 @@ use kube::Client;
 
 pub use backoff::Backoff;
 pub use caches::{Caches, ScopeCaches};
+pub use credentials::CredentialsCache;
 pub use events::{EventType, Events};
 pub use inventory::{Inventories, Inventory};
 pub use own_writes::OwnWrites;
@@ -43,6 +46,7 @@ pub struct Context {
     pub inventories: Inventories,
     pub own_writes: OwnWrites,
     pub caches: Caches,
+    pub credentials: CredentialsCache,
     pub backoff: Backoff,
 }
 
@@ -57,6 +61,7 @@ impl Context {
             inventories: Inventories::default(),
             own_writes: OwnWrites::default(),
             caches: Caches::default(),
+            credentials: CredentialsCache::default(),
             backoff: Backoff::default(),
         }
     }
@@ -64,6 +69,7 @@ impl Context {
     /// The resource `uid` is gone: nothing about it needs remembering.
     pub fn forget_resource(&self, uid: &str) {
         self.own_writes.forget_status_written(uid);
+        self.own_writes.forget_key_write(uid);
         self.inventories.mark_create_unsure(uid, false);
         self.backoff.forget(uid);
     }

@@ -23,6 +23,9 @@ pub struct OwnWrites {
     /// Per resource UID, a fingerprint of the status this process last wrote (as the API server
     /// returned it).
     statuses: Mutex<HashMap<String, u64>>,
+    /// Per resource UID, the resourceVersion its finalizer got from this process: the pass that
+    /// added it went on with the resource, so the echo has nothing new.
+    key_writes: Mutex<HashMap<String, String>>,
 }
 
 fn object_key(obj: &impl Resource) -> String {
@@ -80,6 +83,32 @@ impl OwnWrites {
         writes.get(&object_key(secret)).is_some_and(|version| secret.resource_version().as_ref() == Some(version))
     }
 
+    /// Remembers that this process wrote the resource (its finalizer), as the API server returned it.
+    pub fn note_key_write(&self, resource: &impl Resource) {
+        if let (Some(uid), Some(version)) = (resource.meta().uid.clone(), resource.resource_version()) {
+            self.key_writes.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version);
+        }
+    }
+
+    /// Whether the resource, as a watch delivers it, is exactly what this process last wrote to it
+    /// (not its status). The record is used up by its echo.
+    pub fn is_own_key_event(&self, resource: &impl Resource) -> bool {
+        let Some(uid) = resource.meta().uid.as_ref() else { return false };
+        let mut writes = self.key_writes.lock().unwrap_or_else(|p| p.into_inner());
+        match writes.get(uid) {
+            Some(version) if resource.resource_version().as_ref() == Some(version) => {
+                writes.remove(uid);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets the write to resource `uid` whose echo never came (the resource is gone).
+    pub fn forget_key_write(&self, uid: &str) {
+        self.key_writes.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+
     /// Remembers the status just written for `uid`.
     pub fn note_status_written(&self, uid: &str, status: Option<&TwilioApiKeyStatus>) {
         let fingerprint = status_fingerprint(status);
@@ -134,6 +163,25 @@ mod tests {
         assert!(own.is_own_credentials_write(&secret("7")));
         assert!(own.is_own_credentials_write(&secret("7")), "not used up: several controllers see it");
         assert!(!own.is_own_credentials_write(&secret("8")));
+    }
+
+    #[test]
+    fn a_write_to_a_resource_is_recognised_once_and_only_at_its_version() {
+        let own = OwnWrites::default();
+        let mut written = secret("9");
+        written.metadata.uid = Some("u1".into());
+        own.note_key_write(&written);
+        let mut later = written.clone();
+        later.metadata.resource_version = Some("10".into());
+        assert!(!own.is_own_key_event(&later), "another version is someone else's");
+        let mut other = written.clone();
+        other.metadata.uid = Some("u2".into());
+        assert!(!own.is_own_key_event(&other), "per resource");
+        assert!(own.is_own_key_event(&written));
+        assert!(!own.is_own_key_event(&written), "the record is used up by its echo");
+        own.note_key_write(&written);
+        own.forget_key_write("u1");
+        assert!(!own.is_own_key_event(&written));
     }
 
     #[test]
