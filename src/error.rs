@@ -46,6 +46,30 @@ pub enum SecretHolder {
     CreatedMeanwhile,
 }
 
+/// Why an existing Secret's key is not adopted (`spec.secret.adopt`). None of these names the
+/// secret itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptionRefusal {
+    #[error("it belongs to TwilioApiKey {0}")]
+    OwnedByAnother(String),
+    #[error("it holds no key SID under {sid_key} and secret under {secret_key} (spec.secret.keys)")]
+    NoPair { sid_key: String, secret_key: String },
+    #[error("its {sid_key} is not a key SID ('SK' and 32 hexadecimal digits)")]
+    NotAKeySid { sid_key: String },
+    #[error("it names account {found}, not this resource's account {expected}")]
+    OtherAccount { found: String, expected: String },
+    #[error("key {sid} does not exist in account {account}")]
+    NotInAccount { sid: String, account: String },
+    #[error("key {sid} is the key of TwilioApiKey {holder}")]
+    RecordedElsewhere { sid: String, holder: String },
+    #[error("key {sid} is being created for another TwilioApiKey")]
+    PendingForAnother { sid: String },
+    #[error(
+        "its secret does not authenticate key {sid} to Twilio in account {account} (a Restricted key can prove itself only if its policy allows /twilio/messaging/messages/read)"
+    )]
+    NotProven { sid: String, account: String },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API call failed ({action}): {source}")]
@@ -87,6 +111,9 @@ pub enum Error {
         }
     )]
     SecretConflict { secret: String, holder: SecretHolder },
+    /// `spec.secret.adopt` found a Secret whose key cannot be adopted; nothing was changed.
+    #[error("Secret {secret} is not adopted: {reason}")]
+    AdoptionRefused { secret: String, reason: AdoptionRefusal },
     /// An account being deleted still has keys that need it; its deletion waits.
     #[error(
         "deletion waits for {} TwilioApiKey(s) that use this account to be deleted: {}{}",
@@ -150,6 +177,7 @@ impl Error {
             }
             Error::SecretConflict { .. } => stall("secret_conflict", "SecretConflict"),
             Error::SecretRejected { .. } => stall("secret_rejected", "SecretRejected"),
+            Error::AdoptionRefused { .. } => stall("adoption_refused", "AdoptionRefused"),
             // Waiting for keys to go is progress, not a stall.
             Error::AccountInUse { .. } => retry("account_in_use"),
             Error::Encode(_) => retry("encode"),
@@ -294,6 +322,15 @@ mod tests {
                 "the API server refused Secret app: bad label",
                 "secret_rejected",
                 Some("SecretRejected"),
+            ),
+            (
+                Error::AdoptionRefused {
+                    secret: "app".into(),
+                    reason: AdoptionRefusal::NotProven { sid: "SK1".into(), account: "AC1".into() },
+                },
+                "Secret app is not adopted: its secret does not authenticate key SK1 to Twilio in account AC1 (a Restricted key can prove itself only if its policy allows /twilio/messaging/messages/read)",
+                "adoption_refused",
+                Some("AdoptionRefused"),
             ),
             (
                 Error::InvalidSpec { problem: "spec.policy is required".into() },

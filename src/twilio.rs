@@ -34,6 +34,14 @@ impl Endpoint {
         }
     }
 
+    /// Base URL of the core (v2010) API for an account's region and edge.
+    pub fn api_base(&self, region: Option<&str>, edge: Option<&str>) -> String {
+        match self {
+            Endpoint::Override(url) => url.clone(),
+            Endpoint::Twilio => format!("https://{}", regional_host("api", region, edge)),
+        }
+    }
+
     /// Base URL of the IAM API for an account's region and edge.
     pub fn iam_base(&self, region: Option<&str>, edge: Option<&str>) -> String {
         match self {
@@ -325,7 +333,33 @@ impl TwilioClient {
         decode(&body)
     }
 
-    /// Deletes a key. A key that is already gone counts as deleted.
+    /// Whether a key's SID and secret authenticate to Twilio in account `account_sid`: one read of
+    /// the account's messages (a page of one, sent before 2000, so empty), made with that very
+    /// pair at `api_base`. A Standard key may make it, and a Restricted key whose policy allows
+    /// reading messages. 401 and 403 answer no; other failures are errors (retried, or not
+    /// decided). The pair is used for this one call and kept nowhere.
+    pub async fn authenticates(
+        &self,
+        api_base: &str,
+        account_sid: &str,
+        sid: &str,
+        secret: &SecretString,
+    ) -> Result<bool, TwilioError> {
+        let pair = AccountConnection {
+            account_sid: account_sid.to_string(),
+            region: String::new(),
+            base_url: api_base.to_string(),
+            credentials: Credentials { username: sid.to_string(), password: secret.clone() },
+        };
+        let url =
+            format!("{api_base}/2010-04-01/Accounts/{account_sid}/Messages.json?PageSize=1&DateSent%3C=2000-01-01");
+        match self.send(&pair, Method::GET, &url, None, Idempotency::Idempotent).await {
+            Ok(_) => Ok(true),
+            Err(TwilioError::AuthFailed { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a key: true if this call deleted it, false if it was already gone (404).
     pub async fn delete_key(&self, account: &AccountConnection, sid: &str) -> Result<bool, TwilioError> {
         let url = format!("{}/v1/Keys/{sid}", account.base_url);
@@ -534,6 +568,9 @@ fn transport_message(e: &reqwest::Error) -> String {
 
 fn operation_label(method: &Method, url: &str) -> &'static str {
     let path = url.split('?').next().unwrap_or(url);
+    if path.ends_with("/Messages.json") {
+        return "prove_key";
+    }
     let addresses_one_key = !path.ends_with("/Keys");
     match (method.as_str(), addresses_one_key) {
         ("POST", false) => "create_key",

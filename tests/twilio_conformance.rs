@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use fake_twilio::{FakeTwilio, Faults, RecordedRequest};
 use regex::Regex;
 use serde_json::{Value, json};
-use twilio_operator::twilio::{AccountConnection, Endpoint, KeyRequest, RetryPolicy, TwilioClient, TwilioError};
+use twilio_operator::twilio::{
+    AccountConnection, Endpoint, KeyRequest, RetryPolicy, SecretString, TwilioClient, TwilioError,
+};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "conformance-token";
@@ -331,6 +333,50 @@ async fn the_fake_serves_v2010_keys_as_specified() {
     let account = http.get(format!("{base}.json")).basic_auth(&sids[1], Some("wrong")).send().await.unwrap();
     assert_eq!(account.status(), 401);
     assert_conforms("twilio_api_v2010.json", &fake.recorded_requests(), "/2010-04-01/");
+}
+
+/// The proof of possession for adoption: one read of the account's messages made with the key's
+/// own pair, answered as the v2010 spec says, and telling a working pair from any other.
+#[tokio::test]
+async fn the_proof_of_possession_is_a_v2010_read_that_only_a_working_pair_passes() {
+    let fake = fake().await;
+    let conn = connection(&fake, TOKEN);
+    let twilio = client();
+    let base = fake.url();
+    let standard = twilio
+        .create_key(&conn, &KeyRequest { friendly_name: "standard".into(), restricted_policy: None })
+        .await
+        .unwrap();
+    let reader = vec!["/twilio/messaging/messages/read".to_string()];
+    let sender = vec!["/twilio/messaging/messages/create".to_string()];
+    let may_read = twilio
+        .create_key(&conn, &KeyRequest { friendly_name: "reader".into(), restricted_policy: Some(reader) })
+        .await
+        .unwrap();
+    let may_not_read = twilio
+        .create_key(&conn, &KeyRequest { friendly_name: "sender".into(), restricted_policy: Some(sender) })
+        .await
+        .unwrap();
+    fake.add_account("AC99999999999999999999999999999999", "other");
+    let proves = |sid: String, secret: SecretString, account: &'static str| {
+        let (twilio, base) = (&twilio, base.clone());
+        async move { twilio.authenticates(&base, account, &sid, &secret).await.unwrap() }
+    };
+    assert!(proves(standard.sid.clone(), standard.secret.clone(), ACCOUNT).await, "a Standard key");
+    assert!(proves(may_read.sid.clone(), may_read.secret.clone(), ACCOUNT).await, "a Restricted key that may read");
+    assert!(!proves(may_not_read.sid.clone(), may_not_read.secret.clone(), ACCOUNT).await, "one that may not");
+    assert!(!proves(standard.sid.clone(), SecretString::from("wrong"), ACCOUNT).await, "a wrong secret");
+    assert!(
+        !proves(standard.sid.clone(), standard.secret.clone(), "AC99999999999999999999999999999999").await,
+        "another account"
+    );
+    let reads: Vec<RecordedRequest> =
+        fake.recorded_requests().into_iter().filter(|r| r.path.ends_with("/Messages.json")).collect();
+    assert_eq!(reads.len(), 5);
+    let conformance = Conformance { spec: spec("twilio_api_v2010.json") };
+    let problems: Vec<String> = reads.iter().flat_map(|r| conformance.check(r)).collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(reads.iter().all(|r| r.method == "GET" && r.form.is_empty()), "a read, nothing written");
 }
 
 #[tokio::test]

@@ -191,6 +191,14 @@ pub struct SecretTemplate {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
+    /// true: an existing Secret of this name that no other resource owns, holding a key SID and
+    /// secret (under `keys`) that authenticate to Twilio in this resource's account, is adopted
+    /// instead of conflicting: the key is then managed as if this resource had created it
+    /// (renamed, re-scoped, rotated and deleted). The proof is a call to Twilio made with that
+    /// very pair; nothing is adopted on what the Secret claims alone. Only a resource that has no
+    /// key yet adopts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// Data keys of the delivered Secret.

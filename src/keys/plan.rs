@@ -93,6 +93,9 @@ impl RotationCause {
 pub enum Step {
     /// A Secret of the desired name belongs to someone else: never overwrite it.
     Conflict,
+    /// A Secret of the desired name belongs to no resource of this cluster, `spec.secret.adopt`
+    /// is set and the resource has no key yet: adopt the key it holds, once proven.
+    Adopt,
     /// revoked: delete every key of the resource and its Secret.
     Revoke,
     /// revoked, and nothing is left to delete.
@@ -125,7 +128,8 @@ pub fn next_step(resource: &TwilioApiKey, observed: &Observed) -> Step {
         };
     }
     if observed.target.as_ref().unwrap_or(&observed.delivering) == &ObservedSecret::Foreign {
-        return Step::Conflict;
+        let may_adopt = resource.spec.secret.adopt && current.is_none() && status.retiring_keys.is_empty();
+        return if may_adopt { Step::Adopt } else { Step::Conflict };
     }
     let current_template = match &observed.delivering {
         ObservedSecret::Owned { delivered: Some(sid), current_template } if Some(sid) == current => *current_template,
@@ -349,6 +353,33 @@ mod tests {
         assert_eq!(next_step(&issued, &observed(ObservedSecret::Missing)), Step::Rotate(RotationCause::SecretDrift));
         assert_eq!(next_step(&issued, &observed(altered)), Step::Rotate(RotationCause::SecretDrift));
         assert_eq!(next_step(&issued, &observed(ObservedSecret::Foreign)), Step::Conflict);
+    }
+
+    #[test]
+    fn only_a_resource_without_keys_that_asks_for_it_adopts_a_foreign_secret() {
+        let adopting = |mut resource: TwilioApiKey| {
+            resource.spec.secret.adopt = true;
+            resource
+        };
+        assert_eq!(next_step(&adopting(standard()), &observed(ObservedSecret::Foreign)), Step::Adopt);
+        assert_eq!(next_step(&standard(), &observed(ObservedSecret::Foreign)), Step::Conflict, "not asked");
+        assert_eq!(
+            next_step(&adopting(issued()), &observed(ObservedSecret::Foreign)),
+            Step::Conflict,
+            "a resource with a key never swaps it for a Secret's"
+        );
+        let mut retiring = adopting(standard());
+        retiring.status = Some(TwilioApiKeyStatus {
+            retiring_keys: vec![RetiringKey {
+                sid: "SK0".into(),
+                delete_after: "2026-11-26T00:00:00Z".into(),
+                account_ref: None,
+                account_sid: None,
+            }],
+            ..Default::default()
+        });
+        assert_eq!(next_step(&retiring, &observed(ObservedSecret::Foreign)), Step::Conflict);
+        assert_eq!(next_step(&adopting(standard()), &observed(ObservedSecret::Missing)), Step::Create);
     }
 
     #[test]
@@ -645,7 +676,7 @@ mod tests {
                 labels in prop::collection::btree_map(metadata_key(), text("[A-Za-z0-9_.-]{0,70}"), 0..70),
                 annotations in prop::collection::btree_map(metadata_key(), any::<String>(), 0..5),
                 rotation in prop::option::of((prop::option::of(duration_text()), duration_text(), prop::option::of(text(".{0,260}")))),
-                flags in (any::<bool>(), any::<bool>(), any::<bool>()),
+                flags in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
             ) -> TwilioApiKeySpec {
                 TwilioApiKeySpec {
                     account_ref: AccountRef {
@@ -660,6 +691,7 @@ mod tests {
                         keys: SecretKeys { account_sid: keys.0, api_key_sid: keys.1, api_key_secret: keys.2 },
                         labels,
                         annotations,
+                        adopt: flags.3,
                     },
                     rotation: rotation.map(|(interval, grace_period, trigger)| RotationSpec { interval, grace_period, trigger }),
                     revoked: flags.0,

@@ -15,9 +15,10 @@ use kube::{Api, Resource, ResourceExt};
 use crate::accounts::resolve;
 use crate::api::conditions::{self, Health};
 use crate::api::{
-    DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus,
+    DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, PENDING_FRIENDLY_NAME_PREFIX, RetiringKey,
+    TwilioApiKey, TwilioApiKeyStatus,
 };
-use crate::error::{Error, Result, SecretHolder};
+use crate::error::{AdoptionRefusal, Error, Result, SecretHolder};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
 use crate::keys::{secret, status, validate};
 use crate::runtime::context::Context;
@@ -195,10 +196,23 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         region: connection.region.clone(),
         now: Timestamp::now(),
     };
+    let api_base = ctx.twilio.endpoint().api_base(source.region.as_deref(), source.edge.as_deref());
     let mut step = plan::next_step(resource, &observed);
     if let Step::Record(sid) = &step {
         if created_by(ctx, &connection, resource, sid).await? {
             return record(resource, ctx, &connection, sid, &delivering_name).await;
+        }
+        // An adoption that marked the Secret as this resource's and stopped before the status
+        // recorded the key: proven again, it is recorded. Only while the resource has no key: a
+        // Secret never swaps the key a resource has for another.
+        if resource.spec.secret.adopt
+            && status.key_sid.is_none()
+            && let Some(found) = delivering_secret.as_ref()
+            && let Ok(claim) = secret::adoption_claim(resource, found, &connection.account_sid)
+            && claim.sid == *sid
+        {
+            let key = prove_adoption(resource, ctx, &connection, &api_base, &delivering_name, &claim).await?;
+            return record_adopted(resource, ctx, &connection, &key, &delivering_name).await;
         }
         // A Secret is tenant-writable: a SID in it that this resource cannot be shown to have
         // created is ignored, and the Secret is treated as altered.
@@ -213,6 +227,11 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     }
     match step {
         Step::Conflict => Err(Error::SecretConflict { secret: desired_name, holder: SecretHolder::Existing }),
+        Step::Adopt => match at_desired_name {
+            Some(existing) => adopt(resource, ctx, &connection, &api_base, existing).await,
+            // Gone since it was read: the next pass creates a key.
+            None => Ok(Action::requeue(Duration::from_secs(1))),
+        },
         Step::Revoke => revoke(resource, ctx, &connection).await,
         Step::StayRevoked => {
             write_status_if_changed(ctx, resource, status::revoked(resource, Timestamp::now())).await?;
@@ -269,6 +288,89 @@ async fn record(
     ctx.events.normal(resource, "KeyRecorded", "RecordKey", note).await;
     let status = finish_delivery(resource, ctx, connection, status).await?;
     Ok(next_wake(ctx, resource, &status))
+}
+
+/// `spec.secret.adopt`: the key in a Secret of the desired name that belongs to no resource here
+/// is taken over once proven ([`prove_adoption`]). The Secret is marked as this resource's first,
+/// its other data entries kept; a pass that stops after that finds it as this resource's Secret
+/// delivering a key the status lacks, proves it again and records it. Then the status records the
+/// key as Twilio holds it, and the next passes rename, re-scope or rotate it as the spec asks.
+async fn adopt(
+    resource: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    api_base: &str,
+    existing: &Secret,
+) -> Result<Action> {
+    let name = existing.name_any();
+    let claim = secret::adoption_claim(resource, existing, &connection.account_sid)
+        .map_err(|reason| Error::AdoptionRefused { secret: name.clone(), reason })?;
+    let key = prove_adoption(resource, ctx, connection, api_base, &name, &claim).await?;
+    let desired = secret::desired(resource, &connection.account_sid, &claim.sid, &claim.secret);
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+    let patch = secret::adoption_patch(resource, existing, &desired);
+    let written = secrets(ctx, resource)
+        .patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("adopt Secret"))?;
+    ctx.own_writes.note_secret_write(&written);
+    record_adopted(resource, ctx, connection, &key, &name).await
+}
+
+/// The key a Secret claims, if this resource may adopt it: no other resource here records it, it
+/// exists in the resource's account (fetched with the operator's credential), it is not being
+/// created for another resource, and Twilio accepts the claimed SID and secret themselves (see
+/// [`crate::twilio::TwilioClient::authenticates`]). A Secret is tenant-writable: nothing else it
+/// says is believed.
+async fn prove_adoption(
+    resource: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    api_base: &str,
+    secret_name: &str,
+    claim: &secret::AdoptionClaim,
+) -> Result<crate::twilio::Key> {
+    let refuse = |reason| Error::AdoptionRefused { secret: secret_name.to_string(), reason };
+    let (sid, account) = (claim.sid.clone(), connection.account_sid.clone());
+    if let Some(holder) = ctx.caches.key_holder(&sid, &resource.uid().unwrap_or_default()) {
+        return Err(refuse(AdoptionRefusal::RecordedElsewhere { sid, holder }));
+    }
+    let key = match ctx.twilio.fetch_key(connection, &sid).await {
+        Ok(key) => key,
+        Err(TwilioError::NotFound { .. }) => return Err(refuse(AdoptionRefusal::NotInAccount { sid, account })),
+        Err(error) => return Err(Error::twilio("fetch key")(error)),
+    };
+    let name = key.friendly_name.as_deref().unwrap_or_default();
+    if name.starts_with(PENDING_FRIENDLY_NAME_PREFIX) && name != resource.pending_friendly_name() {
+        return Err(refuse(AdoptionRefusal::PendingForAnother { sid }));
+    }
+    let proven =
+        ctx.twilio.authenticates(api_base, &account, &sid, &claim.secret).await.map_err(Error::twilio("prove key"))?;
+    if !proven {
+        return Err(refuse(AdoptionRefusal::NotProven { sid, account }));
+    }
+    Ok(key)
+}
+
+/// Records an adopted key, as Twilio holds it.
+async fn record_adopted(
+    resource: &TwilioApiKey,
+    ctx: &Context,
+    connection: &AccountConnection,
+    key: &crate::twilio::Key,
+    secret_name: &str,
+) -> Result<Action> {
+    let name = key.friendly_name.clone().unwrap_or_default();
+    let status = status::adopted(resource, issued(connection, &key.sid, name), key, Timestamp::now());
+    write_status(ctx, resource, &status).await?;
+    ctx.metrics.key_operation(KeyOperation::Adopted);
+    let note = format!(
+        "Adopted key {} from Secret {secret_name}: Twilio accepted its secret in account {}",
+        key.sid, connection.account_sid
+    );
+    ctx.events.normal(resource, "KeyAdopted", "AdoptKey", note).await;
+    // The next pass renames, re-scopes or rotates it as the spec asks.
+    Ok(Action::requeue(Duration::from_millis(200)))
 }
 
 /// What follows a recorded delivery, retried by later passes until done: the Secret left under

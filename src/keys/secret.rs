@@ -29,6 +29,7 @@ pub const OWNER_UID_ANNOTATION: &str = "twilio-operator.dev/owner-uid";
 /// On a delivered Secret: the label and annotation keys the operator added from spec.secret, so
 /// that a key removed from the spec is removed from the Secret while other writers' keys stay.
 pub const APPLIED_METADATA_ANNOTATION: &str = "twilio-operator.dev/applied-metadata";
+use crate::error::AdoptionRefusal;
 use crate::keys::plan::ObservedSecret;
 use crate::twilio::{ExposeSecret, SecretString};
 
@@ -210,6 +211,64 @@ pub fn observe(resource: &TwilioApiKey, secret: Option<&Secret>, account_sid: &s
     ObservedSecret::Owned { delivered, current_template }
 }
 
+/// What a Secret offered for adoption claims: a key SID and its secret. A claim only: the
+/// operator adopts the key once Twilio accepts this very pair (see `adopt` in the executor).
+pub struct AdoptionClaim {
+    pub sid: String,
+    pub secret: SecretString,
+}
+
+/// The claim of a Secret that this resource may adopt (`spec.secret.adopt`), or why not: it
+/// belongs to another resource or object, it lacks a key SID and secret under the spec's data
+/// keys, the SID is not one, or it names another account than `account_sid`.
+pub fn adoption_claim(
+    resource: &TwilioApiKey,
+    secret: &Secret,
+    account_sid: &str,
+) -> Result<AdoptionClaim, AdoptionRefusal> {
+    if let Some(owner) = secret.annotations().get(OWNER_ANNOTATION).filter(|owner| **owner != resource.name_any()) {
+        return Err(AdoptionRefusal::OwnedByAnother(owner.clone()));
+    }
+    if let Some(owner) = secret.owner_references().first() {
+        return Err(AdoptionRefusal::OwnedByAnother(format!("{} {} (ownerReference)", owner.kind, owner.name)));
+    }
+    let keys = &resource.spec.secret.keys;
+    let data = secret.data.clone().unwrap_or_default();
+    let text = |data_key: &str| {
+        data.get(data_key).and_then(|v| String::from_utf8(v.0.clone()).ok()).map(|s| s.trim().to_string())
+    };
+    let (Some(sid), Some(key_secret)) = (text(&keys.api_key_sid), text(&keys.api_key_secret)) else {
+        return Err(AdoptionRefusal::NoPair {
+            sid_key: keys.api_key_sid.clone(),
+            secret_key: keys.api_key_secret.clone(),
+        });
+    };
+    if sid.is_empty() || key_secret.is_empty() {
+        return Err(AdoptionRefusal::NoPair {
+            sid_key: keys.api_key_sid.clone(),
+            secret_key: keys.api_key_secret.clone(),
+        });
+    }
+    if !crate::keys::plan::is_key_sid(&sid) {
+        return Err(AdoptionRefusal::NotAKeySid { sid_key: keys.api_key_sid.clone() });
+    }
+    if let Some(found) = text(&keys.account_sid).filter(|found| !found.is_empty() && found != account_sid) {
+        let found = crate::error::shorten(&found, 40);
+        return Err(AdoptionRefusal::OtherAccount { found, expected: account_sid.to_string() });
+    }
+    Ok(AdoptionClaim { sid, secret: SecretString::from(key_secret) })
+}
+
+/// The merge patch that makes an adopted Secret this resource's: as [`update_patch`], except that
+/// data entries the operator does not write stay (they were someone's, not the operator's).
+pub fn adoption_patch(resource: &TwilioApiKey, existing: &Secret, desired: &Secret) -> serde_json::Value {
+    let mut patch = update_patch(resource, existing, desired);
+    if let Some(data) = patch.get_mut("data").and_then(serde_json::Value::as_object_mut) {
+        data.retain(|_, value| !value.is_null());
+    }
+    patch
+}
+
 /// The key secret a Secret of this resource delivers, to carry it into a rewritten Secret.
 pub fn delivered_secret(resource: &TwilioApiKey, secret: &Secret) -> Option<SecretString> {
     let keys = written_keys(resource, secret);
@@ -307,5 +366,76 @@ mod tests {
         assert!(patch["metadata"]["labels"][MANAGED_BY_LABEL].is_null());
         assert!(patch["metadata"]["annotations"].get(KEY_SID_ANNOTATION).is_none(), "which key it holds stays");
         assert!(patch.get("data").is_none(), "the data stays");
+    }
+
+    #[test]
+    fn an_adoption_claim_is_read_from_the_spec_data_keys_and_refused_when_it_cannot_be_one() {
+        let resource = resource();
+        let sid = "SK0123456789abcdef0123456789abcdef";
+        let offered = |data: &[(&str, &str)], owner: Option<&str>| {
+            let mut secret = Secret {
+                metadata: ObjectMeta { name: Some("app".into()), namespace: Some("team".into()), ..Default::default() },
+                data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
+                ..Default::default()
+            };
+            if let Some(owner) = owner {
+                secret.annotations_mut().insert(OWNER_ANNOTATION.into(), owner.into());
+            }
+            secret
+        };
+        let pair = [("TWILIO_API_KEY", sid), ("TWILIO_API_SECRET", "s3cret")];
+        let claim = adoption_claim(&resource, &offered(&pair, None), "AC1").expect("a claim");
+        assert_eq!((claim.sid.as_str(), claim.secret.expose_secret()), (sid, "s3cret"));
+        let same_name = adoption_claim(&resource, &offered(&pair, Some("app")), "AC1");
+        assert!(same_name.is_ok(), "a copy of this resource's Secret from elsewhere");
+        let no_pair =
+            AdoptionRefusal::NoPair { sid_key: "TWILIO_API_KEY".into(), secret_key: "TWILIO_API_SECRET".into() };
+        let cases = [
+            (offered(&pair, Some("other")), AdoptionRefusal::OwnedByAnother("other".into())),
+            (offered(&[("TWILIO_API_KEY", sid)], None), no_pair.clone()),
+            (offered(&[("TWILIO_API_KEY", sid), ("TWILIO_API_SECRET", " ")], None), no_pair),
+            (
+                offered(&[("TWILIO_API_KEY", "../Accounts"), ("TWILIO_API_SECRET", "s")], None),
+                AdoptionRefusal::NotAKeySid { sid_key: "TWILIO_API_KEY".into() },
+            ),
+            (
+                offered(&[("TWILIO_API_KEY", sid), ("TWILIO_API_SECRET", "s"), ("TWILIO_ACCOUNT_SID", "AC2")], None),
+                AdoptionRefusal::OtherAccount { found: "AC2".into(), expected: "AC1".into() },
+            ),
+        ];
+        for (secret, refusal) in cases {
+            assert_eq!(adoption_claim(&resource, &secret, "AC1").err(), Some(refusal));
+        }
+        let mut referenced = offered(&pair, None);
+        referenced.metadata.owner_references =
+            Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                kind: "ExternalSecret".into(),
+                name: "app".into(),
+                ..Default::default()
+            }]);
+        assert_eq!(
+            adoption_claim(&resource, &referenced, "AC1").err(),
+            Some(AdoptionRefusal::OwnedByAnother("ExternalSecret app (ownerReference)".into()))
+        );
+    }
+
+    #[test]
+    fn adopting_a_secret_keeps_the_entries_the_operator_does_not_write() {
+        let resource = resource();
+        let mut existing = Secret {
+            metadata: ObjectMeta { name: Some("app".into()), resource_version: Some("7".into()), ..Default::default() },
+            ..Default::default()
+        };
+        existing.data = Some(
+            [("TWILIO_API_KEY", "SK1"), ("TWILIO_API_SECRET", "s3cret"), ("EXTRA", "kept")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        );
+        let patch = adoption_patch(&resource, &existing, &delivered_by(&resource));
+        assert!(patch["data"].get("EXTRA").is_none(), "not removed: {patch}");
+        assert!(patch["data"]["TWILIO_ACCOUNT_SID"].is_string());
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        assert_eq!(patch["metadata"]["annotations"][OWNER_UID_ANNOTATION], "u1");
     }
 }

@@ -9,6 +9,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::conditions::{self, Health};
 use crate::api::{KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
 use crate::keys::plan;
+use crate::twilio::Key;
 
 /// The grace period when spec.rotation does not set one.
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(600);
@@ -51,6 +52,21 @@ pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) ->
         last_rotate_annotation: resource.annotations().get(ROTATE_ANNOTATION).cloned(),
         retiring_keys: retiring,
         ..previous
+    };
+    ready(resource, &status, now)
+}
+
+/// The status once a key found in a Secret is adopted (`spec.secret.adopt`): recorded as Twilio
+/// holds it (its name, type, policy and creation time), so that the next passes rename, re-scope
+/// or rotate it as the spec asks, as for a key this resource created.
+pub fn adopted(resource: &TwilioApiKey, issued: Issued<'_>, key: &Key, now: Timestamp) -> TwilioApiKeyStatus {
+    let policy = key.policy.as_ref().and_then(|p| serde_json::from_value::<crate::api::KeyPolicy>(p.clone()).ok());
+    let key_type = if key.policy.is_some() { KeyType::Restricted } else { KeyType::Standard };
+    let status = TwilioApiKeyStatus {
+        key_type: Some(key_type),
+        policy,
+        key_created_at: Some(key.created_at().unwrap_or(now).to_string()),
+        ..delivered(resource, issued, now)
     };
     ready(resource, &status, now)
 }

@@ -385,6 +385,8 @@ pub enum KeyOperation {
     Deleted,
     /// Deleted a key an interrupted create had left undelivered.
     OrphanDeleted,
+    /// Took over a key found in a Secret, once proven (`spec.secret.adopt`).
+    Adopted,
 }
 
 impl KeyOperation {
@@ -393,6 +395,7 @@ impl KeyOperation {
             KeyOperation::Created => "created",
             KeyOperation::Deleted => "deleted",
             KeyOperation::OrphanDeleted => "orphan_deleted",
+            KeyOperation::Adopted => "adopted",
         }
     }
 }

@@ -821,6 +821,53 @@ async fn v2010_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, Pa
     .into_response())
 }
 
+/// The account's messages: always none (the fake sends no messages). What it checks is who may
+/// read them: the account's auth token or Main key, a Standard key of the account, or a
+/// Restricted key whose policy allows `/twilio/messaging/messages/read`; anyone else gets 401,
+/// a key of the account without that permission 403.
+async fn v2010_messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(account): Path<String>) -> Answer {
+    let principal = authenticate(&shared, &headers)?;
+    let (Principal::Manager(owner) | Principal::KeyUser(owner)) = &principal;
+    if *owner != account {
+        return Err(forbidden_account());
+    }
+    if let Principal::KeyUser(_) = principal {
+        let user = basic_user(&headers).unwrap_or_default();
+        let store = shared.lock();
+        let allowed = store.keys.get(&user).is_some_and(|key| match key.key_type {
+            FakeKeyType::Restricted => key.policy.as_ref().is_some_and(|policy| {
+                policy["allow"]
+                    .as_array()
+                    .is_some_and(|allow| allow.iter().any(|p| p.as_str() == Some("/twilio/messaging/messages/read")))
+            }),
+            _ => true,
+        });
+        if !allowed {
+            return Err(twilio_error(StatusCode::FORBIDDEN, 20003, "Permission Denied"));
+        }
+    }
+    let uri = format!("/2010-04-01/Accounts/{account}/Messages.json?PageSize=1&Page=0");
+    Ok(Json(json!({
+        "messages": [],
+        "end": 0,
+        "first_page_uri": uri,
+        "next_page_uri": Value::Null,
+        "page": 0,
+        "page_size": 1,
+        "previous_page_uri": Value::Null,
+        "start": 0,
+        "uri": uri,
+    }))
+    .into_response())
+}
+
+/// The user name of a request's Basic credentials.
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let encoded = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok()?;
+    decoded.split_once(':').map(|(user, _)| user.to_string())
+}
+
 fn form_body(headers: &HeaderMap, body: &str) -> Result<Params, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !body.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
@@ -842,6 +889,7 @@ fn operation_of(method: &axum::http::Method, path: &str) -> &'static str {
         ("GET", true, true) => "fetch_key",
         ("POST", true, true) => "update_key",
         ("DELETE", true, true) => "delete_key",
+        ("GET", false, _) if path.ends_with("/Messages.json") => "list_messages",
         ("GET", false, _) => "fetch_account",
         _ => "other",
     }
@@ -946,6 +994,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2010-04-01/Accounts/{account}/Keys.json", get(v2010_list).post(v2010_create))
         .route("/2010-04-01/Accounts/{account}/Keys/{sid}", get(v2010_key).post(v2010_key).delete(v2010_key))
         .route("/2010-04-01/Accounts/{sid}", get(v2010_account))
+        .route("/2010-04-01/Accounts/{account}/Messages.json", get(v2010_messages))
         .route_layer(middleware::from_fn_with_state(shared.clone(), observe));
     let admin = Router::new()
         .route("/_fake/keys", get(admin_keys))

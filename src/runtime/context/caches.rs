@@ -38,6 +38,19 @@ impl Caches {
         scopes.get(namespace).or_else(|| scopes.get("")).cloned()
     }
 
+    /// The resource, other than `uid`, whose status records key `sid` (current or retiring), as
+    /// "namespace/name".
+    pub fn key_holder(&self, sid: &str, uid: &str) -> Option<String> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes.values().flat_map(|caches| caches.keys.state()).find_map(|resource| {
+            let status = resource.status.as_ref()?;
+            let holds = status.key_sid.as_deref() == Some(sid)
+                || status.retiring_keys.iter().any(|retiring| retiring.sid == sid);
+            (holds && resource.uid().as_deref() != Some(uid))
+                .then(|| format!("{}/{}", resource.namespace().unwrap_or_default(), resource.name_any()))
+        })
+    }
+
     /// What every scope's caches hold now, each resource once (every scope caches all
     /// ClusterTwilioAccounts), for the metrics.
     pub fn resources(&self) -> Resources {
