@@ -92,6 +92,8 @@ pub struct AccountConnection {
     pub account_sid: String,
     /// The account's Twilio Region ("us1" unless set); keys and credentials are per Region.
     pub region: String,
+    /// The Twilio edge location the account's requests go through, when the account sets one.
+    pub edge: Option<String>,
     pub base_url: String,
     pub credentials: Credentials,
 }
@@ -348,6 +350,7 @@ impl TwilioClient {
         let pair = AccountConnection {
             account_sid: account_sid.to_string(),
             region: String::new(),
+            edge: None,
             base_url: api_base.to_string(),
             credentials: Credentials { username: sid.to_string(), password: secret.clone() },
         };
@@ -679,6 +682,7 @@ mod tests {
         AccountConnection {
             account_sid: "AC0123456789abcdef0123456789abcdef".into(),
             region: "us1".into(),
+            edge: None,
             base_url: base_url.into(),
             credentials: Credentials {
                 username: "AC0123456789abcdef0123456789abcdef".into(),

@@ -62,6 +62,7 @@ fn connection(
     Ok(AccountConnection {
         account_sid: source.account_sid.clone(),
         region: source.region.clone().unwrap_or_else(|| "us1".into()),
+        edge: source.edge.clone(),
         base_url: ctx.twilio.endpoint().iam_base(source.region.as_deref(), source.edge.as_deref()),
         credentials,
     })

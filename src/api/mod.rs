@@ -44,6 +44,7 @@ const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 /// A DNS-1123 subdomain, as Kubernetes requires for a Secret's name (the length is bounded apart).
 const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A label value as Kubernetes allows it: empty, or up to 63 of these characters.
+const SECRET_TYPE_PATTERN: &str = r"^[A-Za-z0-9][-A-Za-z0-9._/]*$";
 const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 
 /// The desired state of a TwilioApiKey.
@@ -199,6 +200,34 @@ pub struct SecretTemplate {
     /// key yet adopts.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+    /// The Secret's type; Opaque when not set. Kubernetes checks the data a type requires (e.g.
+    /// kubernetes.io/basic-auth wants username or password, which `template.data` can provide).
+    /// A Secret's type cannot change: if the Secret exists with another type, the resource stalls
+    /// (SecretRejected) until that Secret is deleted, which rotates the key.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_TYPE_PATTERN))]
+    pub secret_type: Option<String>,
+    /// Extra data entries, rendered from the key's values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretDataTemplate>,
+}
+
+/// Extra data entries of the Secret, each a minijinja template (Jinja2 syntax) over accountSid,
+/// apiKeySid, apiKeySecret, region, edge (empty when the account sets none) and friendlyName.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretDataTemplate {
+    /// Data key to template, at most 32 entries of at most 8 KiB each. Keys are Secret data keys
+    /// (letters, digits, '-', '_' and '.'), other than the three of `keys`. For example
+    /// `TWILIO_ENV: "TWILIO_API_KEY={{ apiKeySid }}\nTWILIO_API_SECRET={{ apiKeySecret }}"`, or a JSON
+    /// document with `{{ apiKeySecret | tojson }}`. Unknown variables are errors, found before any
+    /// call to Twilio; loops are bounded.
+    #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {"type": "string", "maxLength": 8192}
+    ))]
+    pub data: BTreeMap<String, String>,
 }
 
 /// Data keys of the delivered Secret.

@@ -6,6 +6,7 @@
 //! - `status`: the statuses the executor writes and the deadlines read from them (pure).
 //! - `secret`: the Kubernetes Secret a key is delivered in: its desired shape, ownership, and the
 //!   patches that update or release it.
+//! - `template`: the Secret's extra entries, rendered from `spec.secret.template`.
 //! - `reconcile`: the executor: observe, ask the plan, carry out one step, record it.
 //!
 //! Words, one meaning each: the **resource** is the TwilioApiKey; a **key** is a key in Twilio
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod secret;
 pub mod status;
+pub mod template;
 pub mod validate;
 
 /// Resources for the unit tests of the pure parts.

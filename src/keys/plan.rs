@@ -572,6 +572,7 @@ mod tests {
         let connect = |username: &str| AccountConnection {
             account_sid: "ACnew".into(),
             region: "us1".into(),
+            edge: None,
             base_url: "https://iam.twilio.com".into(),
             credentials: crate::twilio::Credentials {
                 username: username.into(),
@@ -677,6 +678,12 @@ mod tests {
                 annotations in prop::collection::btree_map(metadata_key(), any::<String>(), 0..5),
                 rotation in prop::option::of((prop::option::of(duration_text()), duration_text(), prop::option::of(text(".{0,260}")))),
                 flags in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+                secret_type in prop::option::of(text("[A-Za-z0-9./_-]{0,30}")),
+                template in prop::option::of(prop::collection::btree_map(
+                    text("[A-Za-z0-9_. -]{0,12}"),
+                    prop_oneof![text(".{0,40}"), Just("{{ apiKeySid }}".to_string()), Just("{% for i in range(9) %}{{ i }}{% endfor %}".to_string())],
+                    0..4,
+                )),
             ) -> TwilioApiKeySpec {
                 TwilioApiKeySpec {
                     account_ref: AccountRef {
@@ -692,6 +699,8 @@ mod tests {
                         labels,
                         annotations,
                         adopt: flags.3,
+                        secret_type,
+                        template: template.map(|data| crate::api::SecretDataTemplate { data }),
                     },
                     rotation: rotation.map(|(interval, grace_period, trigger)| RotationSpec { interval, grace_period, trigger }),
                     revoked: flags.0,

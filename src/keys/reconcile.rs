@@ -188,6 +188,17 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         None => delivering_secret.as_ref(),
         Some(target) => target.as_ref(),
     };
+    // Kubernetes does not let a Secret's type change; say so before anything is done for it.
+    if let Some(found) = at_desired_name.filter(|s| secret::is_owned(resource, s))
+        && found.type_.as_deref().unwrap_or(secret::DEFAULT_TYPE) != secret::desired_type(resource)
+    {
+        let message = format!(
+            "its type is {}, and a Secret's type cannot change to {} (delete the Secret to have it made anew, with a new key)",
+            found.type_.as_deref().unwrap_or(secret::DEFAULT_TYPE),
+            secret::desired_type(resource)
+        );
+        return Err(Error::SecretRejected { secret: found.name_any(), message });
+    }
     let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
     let mut observed = Observed {
         delivering: secret::observe(resource, delivering_secret.as_ref(), &delivered_account),
@@ -306,7 +317,8 @@ async fn adopt(
     let claim = secret::adoption_claim(resource, existing, &connection.account_sid)
         .map_err(|reason| Error::AdoptionRefused { secret: name.clone(), reason })?;
     let key = prove_adoption(resource, ctx, connection, api_base, &name, &claim).await?;
-    let desired = secret::desired(resource, &connection.account_sid, &claim.sid, &claim.secret);
+    let desired = secret::desired(resource, connection, &connection.account_sid, &claim.sid, &claim.secret)
+        .map_err(|problem| Error::InvalidSpec { problem })?;
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
     let patch = secret::adoption_patch(resource, existing, &desired);
     let written = secrets(ctx, resource)
@@ -436,7 +448,18 @@ async fn issue(
         ctx.metrics.rotation(cause.label());
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
-    let desired = secret::desired(resource, &connection.account_sid, &created.sid, &created.secret);
+    let desired = match secret::desired(resource, connection, &connection.account_sid, &created.sid, &created.secret) {
+        Ok(desired) => desired,
+        // The template rendered with stand-ins before the key was made; with the real values it
+        // did not. The key cannot be delivered: it goes.
+        Err(problem) => {
+            if let Err(cleanup) = ctx.twilio.delete_key(connection, &created.sid).await {
+                tracing::error!(key_sid = %created.sid, %cleanup, "could not delete a key whose Secret could not be rendered");
+                ctx.inventories.mark_create_unsure(&uid, true);
+            }
+            return Err(Error::InvalidSpec { problem });
+        }
+    };
     match write_secret(ctx, resource, at_desired_name, &desired, &created.sid).await {
         Ok(()) => ctx.inventories.mark_create_unsure(&uid, false),
         Err(SecretWriteError { error, written: Written::No }) => {
@@ -574,7 +597,8 @@ async fn rewrite_secret(
     let Some(value) = delivering_secret.and_then(|s| secret::delivered_secret(resource, s)) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
-    let desired = secret::desired(resource, &account_sid, &sid, &value);
+    let desired = secret::desired(resource, connection, &account_sid, &sid, &value)
+        .map_err(|problem| Error::InvalidSpec { problem })?;
     write_secret(ctx, resource, at_desired_name, &desired, &sid).await.map_err(|e| e.error)?;
     let status = TwilioApiKeyStatus {
         secret_name: Some(resource.desired_secret_name()),

@@ -31,10 +31,36 @@ pub const OWNER_UID_ANNOTATION: &str = "twilio-operator.dev/owner-uid";
 pub const APPLIED_METADATA_ANNOTATION: &str = "twilio-operator.dev/applied-metadata";
 use crate::error::AdoptionRefusal;
 use crate::keys::plan::ObservedSecret;
-use crate::twilio::{ExposeSecret, SecretString};
+use crate::twilio::{AccountConnection, ExposeSecret, SecretString};
 
-/// The full Secret for a key, marked as the resource's.
-pub fn desired(resource: &TwilioApiKey, account_sid: &str, key_sid: &str, key_secret: &SecretString) -> Secret {
+/// The Secret's type when the spec sets none.
+pub const DEFAULT_TYPE: &str = "Opaque";
+
+/// The type the spec asks for.
+pub fn desired_type(resource: &TwilioApiKey) -> &str {
+    resource.spec.secret.secret_type.as_deref().unwrap_or(DEFAULT_TYPE)
+}
+
+/// The full Secret for a key of account `account_sid`, marked as the resource's: the three
+/// entries of `spec.secret.keys`, and those `spec.secret.template` renders (with the region and
+/// edge of `connection`). Fails only if the template does (see [`crate::keys::template`]).
+pub fn desired(
+    resource: &TwilioApiKey,
+    connection: &AccountConnection,
+    account_sid: &str,
+    key_sid: &str,
+    key_secret: &SecretString,
+) -> Result<Secret, String> {
+    let friendly_name = resource.desired_friendly_name();
+    let values = crate::keys::template::Values {
+        account_sid,
+        api_key_sid: key_sid,
+        api_key_secret: key_secret,
+        region: &connection.region,
+        edge: connection.edge.as_deref(),
+        friendly_name: &friendly_name,
+    };
+    let rendered = crate::keys::template::render(resource, &values)?;
     let template = &resource.spec.secret;
     let mut labels = template.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
@@ -49,15 +75,17 @@ pub fn desired(resource: &TwilioApiKey, account_sid: &str, key_sid: &str, key_se
     annotations.insert(KEY_SID_ANNOTATION.into(), key_sid.into());
     annotations.insert(DATA_KEYS_ANNOTATION.into(), data_keys_annotation(&template.keys));
     annotations.insert(TEMPLATE_ANNOTATION.into(), template_fingerprint(resource));
-    let data: BTreeMap<String, ByteString> = [
-        (template.keys.account_sid.clone(), account_sid.as_bytes().to_vec()),
-        (template.keys.api_key_sid.clone(), key_sid.as_bytes().to_vec()),
-        (template.keys.api_key_secret.clone(), key_secret.expose_secret().as_bytes().to_vec()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, ByteString(v)))
-    .collect();
-    Secret {
+    let data: BTreeMap<String, ByteString> = rendered
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .chain([
+            (template.keys.account_sid.clone(), account_sid.as_bytes().to_vec()),
+            (template.keys.api_key_sid.clone(), key_sid.as_bytes().to_vec()),
+            (template.keys.api_key_secret.clone(), key_secret.expose_secret().as_bytes().to_vec()),
+        ])
+        .map(|(k, v)| (k, ByteString(v)))
+        .collect();
+    Ok(Secret {
         metadata: ObjectMeta {
             name: Some(resource.desired_secret_name()),
             namespace: resource.namespace(),
@@ -65,21 +93,26 @@ pub fn desired(resource: &TwilioApiKey, account_sid: &str, key_sid: &str, key_se
             annotations: Some(annotations),
             ..Default::default()
         },
-        type_: Some("Opaque".into()),
+        type_: Some(desired_type(resource).into()),
         data: Some(data),
         ..Default::default()
-    }
+    })
 }
 
 fn data_keys_annotation(keys: &SecretKeys) -> String {
     format!("{},{},{}", keys.account_sid, keys.api_key_sid, keys.api_key_secret)
 }
 
-/// A fingerprint of `spec.secret`'s keys, labels and annotations (FNV-1a over their JSON, which
-/// is stable across builds, unlike std's hasher).
+/// A fingerprint of `spec.secret`'s keys, labels, annotations, type and template (FNV-1a over their
+/// JSON, which is stable across builds, unlike std's hasher). Fields a spec does not set add
+/// nothing, so that Secrets written before they existed still match.
 fn template_fingerprint(resource: &TwilioApiKey) -> String {
     let template = &resource.spec.secret;
-    let json = serde_json::to_string(&(&template.keys, &template.labels, &template.annotations)).unwrap_or_default();
+    let mut json =
+        serde_json::to_string(&(&template.keys, &template.labels, &template.annotations)).unwrap_or_default();
+    if template.secret_type.is_some() || template.template.is_some() {
+        json.push_str(&serde_json::to_string(&(&template.secret_type, &template.template)).unwrap_or_default());
+    }
     let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{hash:016x}")
 }
@@ -298,8 +331,18 @@ mod tests {
         resource
     }
 
+    fn connection() -> AccountConnection {
+        AccountConnection {
+            account_sid: "AC1".into(),
+            region: "us1".into(),
+            edge: None,
+            base_url: "https://iam.twilio.com".into(),
+            credentials: crate::twilio::Credentials { username: "AC1".into(), password: SecretString::from("t") },
+        }
+    }
+
     fn delivered_by(resource: &TwilioApiKey) -> Secret {
-        desired(resource, "AC1", "SK1", &SecretString::from("s3cret"))
+        desired(resource, &connection(), "AC1", "SK1", &SecretString::from("s3cret")).unwrap()
     }
 
     #[test]

@@ -229,6 +229,28 @@ mod tests {
     }
 
     #[test]
+    fn an_adopted_key_is_recorded_as_twilio_holds_it_so_that_the_spec_then_applies() {
+        let key = |policy: Option<serde_json::Value>| Key {
+            sid: "SK9".into(),
+            friendly_name: Some("made by hand".into()),
+            date_created: Some("Thu, 01 Oct 2026 10:00:00 +0000".into()),
+            policy,
+        };
+        let restricted_spec = serde_json::json!({"accountRef": {"name": "main"}, "keyType": "Restricted",
+            "policy": {"allow": ["/twilio/messaging/messages/create"]}});
+        let standard = adopted(&resource(restricted_spec, None), issued("SK9", "made by hand"), &key(None), now());
+        assert_eq!(standard.key_sid.as_deref(), Some("SK9"));
+        assert_eq!(standard.key_type, Some(KeyType::Standard), "as Twilio holds it, not as the spec asks");
+        assert_eq!(standard.policy, None);
+        assert_eq!(standard.friendly_name.as_deref(), Some("made by hand"));
+        assert_eq!(standard.key_created_at.as_deref(), Some("2026-10-01T10:00:00Z"), "Twilio's creation time");
+        let allow = serde_json::json!({"allow": ["/twilio/messaging/messages/read"]});
+        let restricted = adopted(&resource(spec(), None), issued("SK9", "made by hand"), &key(Some(allow)), now());
+        assert_eq!(restricted.key_type, Some(KeyType::Restricted));
+        assert_eq!(restricted.policy.map(|p| p.allow), Some(vec!["/twilio/messaging/messages/read".to_string()]));
+    }
+
+    #[test]
     fn a_first_delivery_records_the_key_and_waits_for_its_name() {
         let status = delivered(&resource(spec(), None), issued("SK1", "twilio-operator:pending:u1"), now());
         assert_eq!(status.key_sid.as_deref(), Some("SK1"));

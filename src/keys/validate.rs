@@ -94,7 +94,16 @@ pub fn validate(resource: &TwilioApiKey) -> Result<(), String> {
     {
         return Err("spec.secret.keys must name three different data keys".into());
     }
-    Ok(())
+    if let Some(secret_type) = &spec.secret.secret_type {
+        let valid = !secret_type.is_empty()
+            && secret_type.len() <= 253
+            && secret_type.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && secret_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        if !valid {
+            return Err(format!("spec.secret.type {:?} is not a valid Secret type", shorten_field(secret_type)));
+        }
+    }
+    crate::keys::template::check(resource)
 }
 
 fn validate_rotation(rotation: &crate::api::RotationSpec) -> Result<(), String> {

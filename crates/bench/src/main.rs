@@ -311,7 +311,9 @@ impl FloorWorker {
         let keys: Api<TwilioApiKey> = Api::namespaced(self.client.clone(), &namespace);
         let finalizer = json!({"metadata": {"finalizers": [twilio_operator::api::FINALIZER]}});
         keys.patch(&name, &PatchParams::default(), &Patch::Merge(&finalizer)).await?;
-        let mut secret = twilio_operator::keys::secret::desired(key, ACCOUNT_SID, &created.sid, &created.secret);
+        let mut secret =
+            twilio_operator::keys::secret::desired(key, &self.account, ACCOUNT_SID, &created.sid, &created.secret)
+                .map_err(anyhow::Error::msg)?;
         secret.metadata.namespace = Some(namespace.clone());
         Api::<Secret>::namespaced(self.client.clone(), &namespace).create(&PostParams::default(), &secret).await?;
         let now = k8s_openapi::jiff::Timestamp::now().to_string();

@@ -218,7 +218,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use serde_json::json;
     use twilio_operator::keys::secret::desired;
-    use twilio_operator::twilio::SecretString;
+    use twilio_operator::twilio::{AccountConnection, Credentials, SecretString};
 
     const CURRENT: &str = "SK0000000000000000000000000000000a";
     const OLD: &str = "SK0000000000000000000000000000000b";
@@ -243,7 +243,14 @@ mod tests {
     }
 
     fn delivered(key_sid: &str) -> Secret {
-        let mut secret = desired(&resource(), ACCOUNT, key_sid, &SecretString::from(VALUE));
+        let connection = AccountConnection {
+            account_sid: ACCOUNT.into(),
+            region: "us1".into(),
+            edge: None,
+            base_url: "https://iam.twilio.com".into(),
+            credentials: Credentials { username: ACCOUNT.into(), password: SecretString::from("token") },
+        };
+        let mut secret = desired(&resource(), &connection, ACCOUNT, key_sid, &SecretString::from(VALUE)).unwrap();
         secret.data.as_mut().unwrap().insert("EXTRA".into(), ByteString(b"extra-value-hidden".to_vec()));
         secret
     }

@@ -100,6 +100,7 @@ pub fn fake_connection(fake: &FakeTwilio, account_sid: &str, password: &str) -> 
     AccountConnection {
         account_sid: account_sid.into(),
         region: "us1".into(),
+        edge: None,
         base_url: fake.url(),
         credentials: Credentials { username: account_sid.into(), password: SecretString::from(password) },
     }

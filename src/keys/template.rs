@@ -1,0 +1,211 @@
+//! The Secret's extra entries (`spec.secret.template.data`): minijinja templates over the key's
+//! values. A template is checked before any call to Twilio by rendering it with stand-in values
+//! of the same shape ([`check`]); rendering with the real values ([`render`]) reports errors by
+//! kind and line only, so that a secret can never reach a message.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior, context};
+
+use crate::api::TwilioApiKey;
+use crate::twilio::{ExposeSecret, SecretString};
+
+/// The most entries `template.data` may hold (the CRD's maxProperties).
+pub const MAX_ENTRIES: usize = 32;
+/// The longest template, in bytes (the CRD's maxLength).
+pub const MAX_TEMPLATE_LEN: usize = 8192;
+/// The most bytes all rendered entries may hold together (a Secret holds at most 1 MiB).
+pub const MAX_RENDERED_BYTES: usize = 512 * 1024;
+/// How much work one template may do (minijinja's fuel: about one unit per instruction): far
+/// more than any template that formats a few values, far less than a loop that would hold up
+/// the operator.
+const FUEL: u64 = 50_000;
+
+/// What a template can use.
+pub struct Values<'a> {
+    pub account_sid: &'a str,
+    pub api_key_sid: &'a str,
+    pub api_key_secret: &'a SecretString,
+    pub region: &'a str,
+    pub edge: Option<&'a str>,
+    pub friendly_name: &'a str,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_recursion_limit(16);
+    // What the user wrote is what the entry holds, its last line break included.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
+    env
+}
+
+/// Renders every entry of the spec's template with `values`. An error names the entry and the
+/// kind of failure (and its line), never a value.
+pub fn render(resource: &TwilioApiKey, values: &Values<'_>) -> Result<BTreeMap<String, String>, String> {
+    let Some(template) = &resource.spec.secret.template else {
+        return Ok(BTreeMap::new());
+    };
+    let env = environment();
+    let ctx = context! {
+        accountSid => values.account_sid,
+        apiKeySid => values.api_key_sid,
+        apiKeySecret => values.api_key_secret.expose_secret(),
+        region => values.region,
+        edge => values.edge.unwrap_or_default(),
+        friendlyName => values.friendly_name,
+    };
+    let mut rendered = BTreeMap::new();
+    let mut total = 0;
+    for (key, source) in &template.data {
+        let text = env.render_str(source, ctx.clone()).map_err(|error| {
+            let line = error.line().map(|line| format!(" (line {line})")).unwrap_or_default();
+            format!("spec.secret.template.data.{key}: {}{line}", error.kind())
+        })?;
+        total += key.len() + text.len();
+        if total > MAX_RENDERED_BYTES {
+            return Err(format!(
+                "spec.secret.template.data renders more than {} KiB; the Secret could not hold it",
+                MAX_RENDERED_BYTES / 1024
+            ));
+        }
+        rendered.insert(key.clone(), text);
+    }
+    Ok(rendered)
+}
+
+/// Checks the spec's template before any call to Twilio: its entries' names, sizes, syntax and
+/// variables, by rendering it with stand-ins shaped like the real values (a secret is 32
+/// characters). Stand-ins are not secrets, so this error may say what the template engine says.
+pub fn check(resource: &TwilioApiKey) -> Result<(), String> {
+    let Some(template) = &resource.spec.secret.template else {
+        return Ok(());
+    };
+    if template.data.len() > MAX_ENTRIES {
+        return Err(format!(
+            "spec.secret.template.data has {} entries; at most {MAX_ENTRIES} are allowed",
+            template.data.len()
+        ));
+    }
+    let keys = &resource.spec.secret.keys;
+    for (key, source) in &template.data {
+        let valid = !key.is_empty()
+            && key.len() <= 253
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            let key = crate::error::shorten(key, 80);
+            return Err(format!("spec.secret.template.data key {key:?} is not a valid Secret data key"));
+        }
+        if [&keys.account_sid, &keys.api_key_sid, &keys.api_key_secret].contains(&key) {
+            return Err(format!(
+                "spec.secret.template.data.{key} is one of spec.secret.keys; the operator writes that entry itself"
+            ));
+        }
+        if source.len() > MAX_TEMPLATE_LEN {
+            return Err(format!(
+                "spec.secret.template.data.{key} is {} bytes; at most {MAX_TEMPLATE_LEN} are allowed",
+                source.len()
+            ));
+        }
+    }
+    let stand_in = SecretString::from("0".repeat(32));
+    let values = Values {
+        account_sid: "AC00000000000000000000000000000000",
+        api_key_sid: "SK00000000000000000000000000000000",
+        api_key_secret: &stand_in,
+        region: "us1",
+        edge: None,
+        friendly_name: &resource.desired_friendly_name(),
+    };
+    let env = environment();
+    for (key, source) in &template.data {
+        env.template_from_str(source).map_err(|error| {
+            format!("spec.secret.template.data.{key}: {}", crate::error::shorten(&error.to_string(), 200))
+        })?;
+    }
+    render(resource, &values).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::fixtures::standard;
+
+    fn with_template(entries: &[(&str, &str)]) -> TwilioApiKey {
+        let mut resource = standard();
+        resource.spec.secret.template = Some(crate::api::SecretDataTemplate {
+            data: entries.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+        resource
+    }
+
+    fn values(secret: &SecretString) -> Values<'_> {
+        Values {
+            account_sid: "AC1",
+            api_key_sid: "SK1",
+            api_key_secret: secret,
+            region: "ie1",
+            edge: Some("dublin"),
+            friendly_name: "team/app",
+        }
+    }
+
+    #[test]
+    fn env_files_json_documents_and_connection_strings_render_from_the_key() {
+        let resource = with_template(&[
+            (
+                "TWILIO_ENV",
+                "TWILIO_ACCOUNT_SID={{ accountSid }}\nTWILIO_API_KEY={{ apiKeySid }}\nTWILIO_API_SECRET={{ apiKeySecret }}",
+            ),
+            (
+                "twilio.json",
+                r#"{"sid": {{ apiKeySid | tojson }}, "secret": {{ apiKeySecret | tojson }}, "region": {{ region | tojson }}}"#,
+            ),
+            (
+                "TWILIO_URL",
+                "https://{{ apiKeySid }}:{{ apiKeySecret | urlencode }}@api.{{ edge }}.{{ region }}.twilio.com",
+            ),
+        ]);
+        check(&resource).expect("valid");
+        let secret = SecretString::from("s3cr\"t/+");
+        let rendered = render(&resource, &values(&secret)).unwrap();
+        assert_eq!(rendered["TWILIO_ENV"], "TWILIO_ACCOUNT_SID=AC1\nTWILIO_API_KEY=SK1\nTWILIO_API_SECRET=s3cr\"t/+");
+        let json: serde_json::Value = serde_json::from_str(&rendered["twilio.json"]).expect("valid JSON");
+        assert_eq!(json, serde_json::json!({"sid": "SK1", "secret": "s3cr\"t/+", "region": "ie1"}));
+        // As Jinja's, minijinja's urlencode leaves '/' as it is (Twilio's secrets are alphanumeric).
+        assert_eq!(rendered["TWILIO_URL"], "https://SK1:s3cr%22t/%2B@api.dublin.ie1.twilio.com");
+    }
+
+    #[test]
+    fn a_bad_template_is_refused_before_twilio_and_never_shows_a_value() {
+        let refused = [
+            (with_template(&[("A", "{{ apiKeySecret ")]), "spec.secret.template.data.A"),
+            (with_template(&[("A", "{{ password }}")]), "undefined"),
+            (with_template(&[("TWILIO_API_KEY", "x")]), "is one of spec.secret.keys"),
+            (with_template(&[("bad key", "x")]), "not a valid Secret data key"),
+            (
+                with_template(&[(
+                    "A",
+                    "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                )]),
+                "fuel",
+            ),
+        ];
+        for (resource, expected) in refused {
+            let problem = check(&resource).expect_err(expected);
+            assert!(problem.to_lowercase().contains(&expected.to_lowercase()), "{problem}");
+        }
+        let too_many: Vec<(String, String)> = (0..33).map(|i| (format!("K{i}"), "x".to_string())).collect();
+        let pairs: Vec<(&str, &str)> = too_many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert!(check(&with_template(&pairs)).is_err());
+
+        // With the real values, only the kind of failure is told.
+        let resource = with_template(&[("A", "{{ apiKeySecret | int }}")]);
+        let secret = SecretString::from("not-a-number-s3cret");
+        let problem = render(&resource, &values(&secret)).expect_err("not a number");
+        assert!(!problem.contains("s3cret"), "{problem}");
+    }
+}
