@@ -500,9 +500,18 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 def cmd_uninstall(args: argparse.Namespace) -> int:
     helm = helm_sdkpy()
     config = helm.Configuration(namespace=args.namespace, kubeconfig=args.kubeconfig)
-    result = asyncio.run(helm.Uninstall(config).run(args.release, wait=args.wait, timeout=args.timeout))
-    info = (result or {}).get("info") or (result or {}).get("release", {}).get("info", {})
-    print(f'release "{args.release}" uninstalled' + (f" ({info['description']})" if info.get("description") else ""))
+    result = asyncio.run(helm.Uninstall(config).run(args.release, wait=args.wait, timeout=args.timeout)) or {}
+    # Helm's UninstallReleaseResponse: the release, and `info`, a text naming the resources kept
+    # by helm.sh/resource-policy: keep (the helm CLI prints it before "uninstalled").
+    kept = result.get("info")
+    if isinstance(kept, str) and kept.strip():
+        print(kept.strip())
+    release = result.get("release")
+    info = release.get("info", {}) if isinstance(release, dict) else {}
+    if isinstance(kept, dict):  # older helm-sdkpy answers: the release's info itself
+        info = kept
+    description = info.get("description") if isinstance(info, dict) else None
+    print(f'release "{args.release}" uninstalled' + (f" ({description})" if description else ""))
     return 0
 
 
