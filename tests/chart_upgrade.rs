@@ -116,7 +116,7 @@ async fn helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_the_key
     assert!(ok && out.contains("deployed"), "the previous chart installs:\n{out}");
     let key_crd = wait_until("the old TwilioApiKey CRD", || async { crds.get_opt(KEYS_CRD).await.ok()? }).await;
     assert!(!has_friendly_name(&key_crd), "the previous chart's CRD lacks spec.friendlyName");
-    assert!(key_crd.metadata.labels.unwrap_or_default().get("app.kubernetes.io/managed-by").is_none());
+    assert!(!key_crd.metadata.labels.unwrap_or_default().contains_key("app.kubernetes.io/managed-by"));
 
     // A key made under the old schema: the API server prunes the field it does not know.
     create_namespace(&client, "team").await.expect("a team namespace");
