@@ -3,9 +3,13 @@
 
     hack/helm.py lint CHART [--set k=v ...] [--values FILE ...]
     hack/helm.py template CHART [--namespace NS] [--release NAME] [--set k=v ...] [--values FILE ...]
-                          [--include-crds] [--kube-version 1.30.0] [--api-versions GROUP/VERSION/Kind ...]
+                          [--include-crds] [--skip-tests] [--kube-version 1.30.0]
+                          [--api-versions GROUP/VERSION/Kind ...]
     hack/helm.py install CHART RELEASE --namespace NS --kubeconfig FILE [--set k=v ...]
                          [--values FILE ...] [--create-namespace] [--wait true|false] [--timeout SECONDS]
+    hack/helm.py upgrade RELEASE CHART --namespace NS --kubeconfig FILE [--set k=v ...]
+                         [--values FILE ...] [--take-ownership] [--reuse-values] [--reset-values]
+                         [--wait true|false] [--timeout SECONDS]
     hack/helm.py uninstall RELEASE --namespace NS --kubeconfig FILE [--wait true|false]
 
 Values follow the helm CLI: --values files are merged in order, then --set (nested keys a.b=c,
@@ -18,8 +22,12 @@ Needs: pip install --ignore-requires-python helm-sdkpy cffi pyyaml
 helm-sdkpy exposes Helm's lint, install, upgrade, uninstall and status actions, but neither
 `helm template` nor a client-only dry run, and its lint results carry no message text. So:
   * `template` installs into a throwaway in-process API server that accepts every object and
-    stores nothing, with Helm's in-memory release driver, and prints the release manifest; like
-    `helm template`, it leaves out crds/ unless --include-crds is given.
+    stores nothing, with Helm's in-memory release driver, and prints the release manifest and
+    then its hooks (each under its `# Source:` line); like `helm template`, it leaves out crds/
+    unless --include-crds is given, and test hooks with --skip-tests.
+  * `upgrade` takes RELEASE before CHART, as `helm upgrade` does; --take-ownership lets the
+    release adopt objects that exist without Helm's ownership labels and annotations (Helm
+    3.17 and later), e.g. CRDs an older chart version installed from its crds/ directory.
   * `lint` with --set/--values lints a copy of the chart whose values.yaml holds the merged
     values (Helm's lint action takes no values), and, when lint finds a problem, renders the
     chart to show the error text lint did not pass on.
@@ -365,8 +373,9 @@ def copy_chart(chart: Path, destination: Path, skip_crds: bool) -> Path:
 
 
 def render(chart: Path, release: str, namespace: str, values: dict, kube_version: tuple[int, int],
-           api_versions: list[str]) -> str:
-    """The chart's manifests, rendered by Helm's install action against the throwaway server."""
+           api_versions: list[str], skip_tests: bool = False) -> str:
+    """The chart's manifests and hooks, rendered by Helm's install action against the throwaway
+    server (hooks after the manifests, as `helm template` prints them)."""
     helm = helm_sdkpy()
     server = fake_api_server(kube_version, api_versions)
     try:
@@ -374,9 +383,24 @@ def render(chart: Path, release: str, namespace: str, values: dict, kube_version
             copied = copy_chart(chart, Path(scratch), skip_crds=True)
             config = helm.Configuration(namespace=namespace, kubeconfig=kubeconfig_for(server, namespace))
             result = asyncio.run(helm.Install(config).run(release, str(copied), values=values or None, wait=False))
-            return result.get("manifest", "")
+            manifest = result.get("manifest", "")
+            for hook in result.get("hooks") or []:
+                if skip_tests and is_test_hook(hook):
+                    continue
+                body = hook.get("manifest", "").strip("\n")
+                manifest = manifest.rstrip("\n") + f"\n---\n# Source: {hook.get('path', '')}\n{body}\n"
+            return manifest
     finally:
         server.shutdown()
+
+
+def is_test_hook(hook: dict) -> bool:
+    events = hook.get("events") or []
+    if events:
+        return "test" in events or "test-success" in events
+    document = yaml.safe_load(hook.get("manifest", "")) or {}
+    annotations = (document.get("metadata") or {}).get("annotations") or {}
+    return "test" in str(annotations.get("helm.sh/hook", "")).split(",")
 
 
 def crd_sources(chart: Path) -> str:
@@ -428,7 +452,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 def cmd_template(args: argparse.Namespace) -> int:
     chart = Path(args.chart)
     manifest = render(chart, args.release, args.namespace, user_values(args),
-                      parse_kube_version(args.kube_version), args.api_versions or [])
+                      parse_kube_version(args.kube_version), args.api_versions or [], args.skip_tests)
     if args.include_crds:
         sys.stdout.write(crd_sources(chart))
     sys.stdout.write(manifest if manifest.endswith("\n") or not manifest else manifest + "\n")
@@ -461,12 +485,33 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    helm = helm_sdkpy()
+    config = helm.Configuration(namespace=args.namespace, kubeconfig=args.kubeconfig)
+    upgraded = asyncio.run(helm.Upgrade(config).run(
+        args.release, args.chart, values=user_values(args) or None, wait=args.wait, timeout=args.timeout,
+        take_ownership=args.take_ownership, reuse_values=args.reuse_values, reset_values=args.reset_values))
+    status = asyncio.run(helm.Status(config).run(args.release))
+    status.setdefault("info", {}).setdefault("notes", upgraded.get("info", {}).get("notes"))
+    print_release(status)
+    return 0
+
+
 def cmd_uninstall(args: argparse.Namespace) -> int:
     helm = helm_sdkpy()
     config = helm.Configuration(namespace=args.namespace, kubeconfig=args.kubeconfig)
-    result = asyncio.run(helm.Uninstall(config).run(args.release, wait=args.wait, timeout=args.timeout))
-    info = (result or {}).get("info") or (result or {}).get("release", {}).get("info", {})
-    print(f'release "{args.release}" uninstalled' + (f" ({info['description']})" if info.get("description") else ""))
+    result = asyncio.run(helm.Uninstall(config).run(args.release, wait=args.wait, timeout=args.timeout)) or {}
+    # Helm's UninstallReleaseResponse: the release, and `info`, a text naming the resources kept
+    # by helm.sh/resource-policy: keep (the helm CLI prints it before "uninstalled").
+    kept = result.get("info")
+    if isinstance(kept, str) and kept.strip():
+        print(kept.strip())
+    release = result.get("release")
+    info = release.get("info", {}) if isinstance(release, dict) else {}
+    if isinstance(kept, dict):  # older helm-sdkpy answers: the release's info itself
+        info = kept
+    description = info.get("description") if isinstance(info, dict) else None
+    print(f'release "{args.release}" uninstalled' + (f" ({description})" if description else ""))
     return 0
 
 
@@ -502,6 +547,7 @@ def parser() -> argparse.ArgumentParser:
     template.add_argument("--namespace", "-n", default="default")
     template.add_argument("--release", default="release-name", help="release name (default: release-name)")
     template.add_argument("--include-crds", action="store_true", help="print the chart's crds/ first")
+    template.add_argument("--skip-tests", action="store_true", help="leave out the test hooks")
     template.add_argument("--kube-version", default="1.30.0", help="Kubernetes version of .Capabilities")
     template.add_argument("--api-versions", action="append", metavar="GROUP/VERSION/Kind",
                           help="an extra API the cluster is said to serve (repeatable)")
@@ -519,6 +565,21 @@ def parser() -> argparse.ArgumentParser:
     install.add_argument("--timeout", type=int, default=300, metavar="SECONDS")
     with_values(install)
     install.set_defaults(run=cmd_install)
+
+    upgrade = commands.add_parser("upgrade", help="upgrade a release and print its status")
+    upgrade.add_argument("release")
+    upgrade.add_argument("chart")
+    upgrade.add_argument("--namespace", "-n", required=True)
+    upgrade.add_argument("--kubeconfig", required=kubeconfig is None, default=kubeconfig)
+    upgrade.add_argument("--take-ownership", action="store_true",
+                         help="adopt existing objects that lack Helm's ownership metadata")
+    upgrade.add_argument("--reuse-values", action="store_true", help="merge the last release's values")
+    upgrade.add_argument("--reset-values", action="store_true", help="only the chart's defaults and these")
+    upgrade.add_argument("--wait", type=boolean, default=True, metavar="true|false",
+                         help="wait until the resources are ready (default: true)")
+    upgrade.add_argument("--timeout", type=int, default=300, metavar="SECONDS")
+    with_values(upgrade)
+    upgrade.set_defaults(run=cmd_upgrade)
 
     uninstall = commands.add_parser("uninstall", help="uninstall a release")
     uninstall.add_argument("release")

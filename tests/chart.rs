@@ -1,7 +1,11 @@
-//! The Helm chart: its CRDs are the generated ones, it lints clean, and once installed with real
-//! Helm (Helm v4's library through hack/helm.py), its ServiceAccount's permissions are enough for
-//! the operator's whole job and no more: the operator binary runs with that ServiceAccount's token
-//! through create, rotate and delete, and `kubectl auth can-i` shows what it may not do.
+//! The Helm chart: its CRDs are the generated ones (rendered as resources of the release), it
+//! lints clean, every Pod it makes gets the image pull Secrets, its `helm test` Pod is as strict
+//! as the operator's, its Artifact Hub annotations match crds/, examples/ and values.yaml, its
+//! README is what hack/chart-readme.py generates, and once installed with real Helm (Helm v4's
+//! library through hack/helm.py), its ServiceAccount's permissions are enough for the operator's
+//! whole job and no more: the operator binary runs with that ServiceAccount's token through
+//! create, rotate and delete, and `kubectl auth can-i` shows what it may not do. The upgrade from
+//! the previous chart version is in chart_upgrade.rs.
 
 use twilio_operator_testkit as support;
 
@@ -11,7 +15,9 @@ use std::process::Command;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
+use serde::Deserialize;
 use serde_json::json;
+use serde_yaml::Value;
 use support::{Operator, TestEnv, control_plane, create_namespace, repo_root, wait_until};
 
 fn chart() -> PathBuf {
@@ -29,24 +35,300 @@ fn helm(args: &[&str]) -> String {
     text
 }
 
+/// Every YAML document of a rendered manifest (empty ones left out).
+fn documents(rendered: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(rendered)
+        .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn template(set: &[&str]) -> Vec<Value> {
+    let chart = chart();
+    let mut args = vec!["template", chart.to_str().unwrap()];
+    args.extend(set.iter().copied());
+    documents(&helm(&args))
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|doc| doc["kind"] == kind).collect()
+}
+
+/// The `helm test` Pod of a rendered manifest, if any.
+fn test_pod(docs: &[Value]) -> Option<&Value> {
+    docs.iter().find(|doc| doc["kind"] == "Pod" && doc["metadata"]["annotations"]["helm.sh/hook"] == "test")
+}
+
+/// The CRD files of crds/, by file name.
+fn generated_crds() -> Vec<(String, Value)> {
+    let mut files: Vec<_> = std::fs::read_dir(repo_root().join("crds")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn the_chart_carries_the_generated_crds() {
     let generated = repo_root().join("crds");
+    let in_chart = chart().join("files/crds");
     let mut names: Vec<_> = std::fs::read_dir(&generated).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
-    let mut in_chart: Vec<_> =
-        std::fs::read_dir(chart().join("crds")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    in_chart.sort();
-    assert_eq!(names, in_chart, "charts/twilio-operator/crds holds the same files as crds/");
+    let mut copies: Vec<_> = std::fs::read_dir(&in_chart).unwrap().map(|e| e.unwrap().file_name()).collect();
+    copies.sort();
+    assert_eq!(names, copies, "charts/twilio-operator/files/crds holds the same files as crds/");
     for name in names {
         let a = std::fs::read(generated.join(&name)).unwrap();
-        let b = std::fs::read(chart().join("crds").join(&name)).unwrap();
+        let b = std::fs::read(in_chart.join(&name)).unwrap();
         assert!(
             a == b,
-            "charts/twilio-operator/crds/{} differs from crds/ (cp crds/*.yaml charts/twilio-operator/crds/)",
+            "charts/twilio-operator/files/crds/{} differs from crds/ (cp crds/*.yaml charts/twilio-operator/files/crds/)",
             name.to_string_lossy()
         );
     }
+    assert!(!chart().join("crds").exists(), "no crds/ directory: Helm would install it before the templated CRDs");
+}
+
+#[test]
+fn the_crds_are_rendered_unchanged_with_ownership_and_keep() {
+    let rendered = template(&[]);
+    let crds = of_kind(&rendered, "CustomResourceDefinition");
+    let generated = generated_crds();
+    assert_eq!(crds.len(), generated.len(), "one rendered CRD per file of crds/");
+    for (file, source) in &generated {
+        let name = &source["metadata"]["name"];
+        let crd = crds.iter().find(|crd| crd["metadata"]["name"] == *name).unwrap_or_else(|| panic!("{file} rendered"));
+        assert_eq!(crd["spec"], source["spec"], "{file}: the rendered spec is the file's, value for value");
+        assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep", "{file}: kept on uninstall");
+        assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm");
+        let mut metadata = crd["metadata"].as_mapping().unwrap().clone();
+        metadata.remove("labels");
+        metadata.remove("annotations");
+        let mut source_metadata = source["metadata"].as_mapping().unwrap().clone();
+        source_metadata.remove("labels");
+        source_metadata.remove("annotations");
+        assert_eq!(metadata, source_metadata, "{file}: no other metadata changed");
+    }
+    let not_kept = template(&["--set", "crds.keep=false"]);
+    for crd in of_kind(&not_kept, "CustomResourceDefinition") {
+        assert!(crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null(), "crds.keep=false: {crd:?}");
+    }
+    let off = template(&["--set", "crds.enabled=false"]);
+    assert!(of_kind(&off, "CustomResourceDefinition").is_empty(), "crds.enabled=false renders no CRD");
+}
+
+fn pull_secret_names(pod_spec: &Value) -> Vec<String> {
+    pod_spec["imagePullSecrets"]
+        .as_sequence()
+        .map(|list| list.iter().map(|s| s["name"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn image_pull_secrets_reach_every_pod_global_ones_included() {
+    let set = [
+        "--set-json",
+        r#"global.imagePullSecrets=["global-regcred",{"name":"shared-regcred"}]"#,
+        "--set-json",
+        r#"imagePullSecrets=[{"name":"shared-regcred"},{"name":"chart-regcred"}]"#,
+    ];
+    let docs = template(&set);
+    let expected = ["global-regcred", "shared-regcred", "chart-regcred"];
+    let deployment = of_kind(&docs, "Deployment")[0];
+    assert_eq!(pull_secret_names(&deployment["spec"]["template"]["spec"]), expected, "the Deployment's Pods");
+    let pod = test_pod(&docs).expect("the helm test Pod is rendered");
+    assert_eq!(pull_secret_names(&pod["spec"]), expected, "the helm test Pod");
+    // Every pod template the chart renders gets them (a Pod, or anything with spec.template.spec).
+    for doc in &docs {
+        let spec = if doc["kind"] == "Pod" { &doc["spec"] } else { &doc["spec"]["template"]["spec"] };
+        if spec.is_mapping() {
+            assert_eq!(
+                pull_secret_names(spec),
+                expected,
+                "{} {}",
+                doc["kind"].as_str().unwrap(),
+                doc["metadata"]["name"].as_str().unwrap()
+            );
+        }
+    }
+    let global_only = template(&["--set", "global.imagePullSecrets={only-global}"]);
+    let deployment = of_kind(&global_only, "Deployment")[0];
+    assert_eq!(pull_secret_names(&deployment["spec"]["template"]["spec"]), ["only-global"]);
+    let none = template(&[]);
+    let deployment = of_kind(&none, "Deployment")[0];
+    assert!(deployment["spec"]["template"]["spec"]["imagePullSecrets"].is_null(), "none by default");
+}
+
+#[test]
+fn the_helm_test_pod_asks_readyz_as_strictly_as_the_operator_runs() {
+    // No node runs Pods on the test control plane, so the hook is only rendered here, not run.
+    let docs = template(&["--release", "tw", "--namespace", "ops"]);
+    let pod = test_pod(&docs).expect("a Pod with helm.sh/hook: test");
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let operator_pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["spec"]["securityContext"], operator_pod["securityContext"], "the operator's Pod security context");
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["securityContext"], operator_pod["containers"][0]["securityContext"]);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false, "no API token in the test Pod");
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert_eq!(container["image"], "busybox:1.36.1");
+    let script = container["command"][2].as_str().unwrap();
+    let service = of_kind(&docs, "Service")[0];
+    let url = format!("http://{}.ops.svc:8080/readyz", service["metadata"]["name"].as_str().unwrap());
+    assert!(script.contains(&url), "the test asks {url}:\n{script}");
+    assert!(script.contains("wget") && script.contains("exit 1"), "{script}");
+    // Its labels must not make it one of the operator's Pods (the ReplicaSet would adopt it).
+    let labels = pod["metadata"]["labels"].as_mapping().unwrap();
+    for selector in [&deployment["spec"]["selector"]["matchLabels"], &service["spec"]["selector"]] {
+        let matches = selector.as_mapping().unwrap().iter().all(|(k, v)| labels.get(k) == Some(v));
+        assert!(!matches, "the test Pod's labels {labels:?} match the selector {selector:?}");
+    }
+    // A NetworkPolicy that restricts who may reach the metrics port admits the test Pod.
+    let restricted = template(&[
+        "--release",
+        "tw",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set-json",
+        r#"networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"name":"monitoring"}}}]"#,
+    ]);
+    let policy = of_kind(&restricted, "NetworkPolicy")[0];
+    let from = policy["spec"]["ingress"][0]["from"].as_sequence().unwrap();
+    let pod = test_pod(&restricted).unwrap();
+    let admitted = from.iter().any(|peer| {
+        peer["podSelector"]["matchLabels"]
+            .as_mapping()
+            .is_some_and(|sel| sel.iter().all(|(k, v)| pod["metadata"]["labels"].get(k) == Some(v)))
+    });
+    assert!(admitted, "the NetworkPolicy admits the test Pod: {from:?}");
+    assert!(test_pod(&template(&["--set", "test.enabled=false"])).is_none(), "test.enabled=false");
+}
+
+#[test]
+fn artifact_hub_annotations_match_the_crds_examples_and_images() {
+    let meta: Value = serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap()).unwrap();
+    let annotation = |name: &str| -> Value {
+        let text = meta["annotations"][name].as_str().unwrap_or_else(|| panic!("Chart.yaml has annotation {name}"));
+        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{name} is YAML: {e}"))
+    };
+    assert_eq!(meta["annotations"]["artifacthub.io/license"], "Apache-2.0");
+    // Every CRD of crds/ is listed, with its name and served version, and nothing else.
+    let crds = annotation("artifacthub.io/crds");
+    let listed = crds.as_sequence().unwrap();
+    let generated = generated_crds();
+    let kinds: Vec<&str> = generated.iter().map(|(_, crd)| crd["spec"]["names"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(listed.len(), generated.len(), "one artifacthub.io/crds entry per CRD");
+    for (file, crd) in &generated {
+        let kind = &crd["spec"]["names"]["kind"];
+        let entry = listed.iter().find(|e| e["kind"] == *kind).unwrap_or_else(|| panic!("{file}: {kind:?} listed"));
+        assert_eq!(entry["name"], crd["metadata"]["name"], "{file}");
+        assert_eq!(entry["version"], crd["spec"]["versions"][0]["name"], "{file}");
+        assert!(entry["description"].as_str().is_some_and(|d| !d.is_empty()) && entry["displayName"].is_string());
+    }
+    // Every example parses, names a kind of crds/ in its group, and is a resource of examples/.
+    let mut in_examples = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
+        in_examples.extend(documents(&std::fs::read_to_string(entry.unwrap().path()).unwrap()));
+    }
+    let examples = annotation("artifacthub.io/crdsExamples");
+    let examples = examples.as_sequence().unwrap();
+    for example in examples {
+        let kind = example["kind"].as_str().expect("an example has a kind");
+        assert!(kinds.contains(&kind), "crdsExample of kind {kind} names a kind of crds/ ({kinds:?})");
+        assert_eq!(example["apiVersion"], "twilio-operator.dev/v1alpha1");
+        assert!(
+            in_examples.contains(example),
+            "crdsExample {kind}/{} is not, as it is, in examples/ (copy it from there)",
+            example["metadata"]["name"].as_str().unwrap_or("?")
+        );
+    }
+    for kind in &kinds {
+        assert!(examples.iter().any(|e| e["kind"] == *kind), "an example of {kind}");
+    }
+    // The images are the default ones of values.yaml and the chart's appVersion.
+    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap()).unwrap();
+    let images: Vec<String> = annotation("artifacthub.io/images")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap().to_string())
+        .collect();
+    let operator =
+        format!("{}:{}", values["image"]["repository"].as_str().unwrap(), meta["appVersion"].as_str().unwrap());
+    let test = format!(
+        "{}:{}",
+        values["test"]["image"]["repository"].as_str().unwrap(),
+        values["test"]["image"]["tag"].as_str().unwrap()
+    );
+    assert_eq!(images, [operator, test], "artifacthub.io/images lists the default images");
+    for link in annotation("artifacthub.io/links").as_sequence().unwrap() {
+        assert!(link["name"].is_string() && link["url"].as_str().is_some_and(|u| u.starts_with("https://")));
+    }
+    for change in annotation("artifacthub.io/changes").as_sequence().unwrap() {
+        let kind = change["kind"].as_str().unwrap();
+        assert!(["added", "changed", "deprecated", "removed", "fixed", "security"].contains(&kind), "{kind}");
+        assert!(change["description"].is_string());
+    }
+}
+
+#[test]
+fn the_chart_readme_is_generated_from_values_yaml() {
+    let output = Command::new("python3")
+        .arg(repo_root().join("hack/chart-readme.py"))
+        .arg(chart())
+        .output()
+        .expect("run hack/chart-readme.py (python3)");
+    assert!(output.status.success(), "hack/chart-readme.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let committed = std::fs::read_to_string(chart().join("README.md")).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "charts/twilio-operator/README.md differs from what hack/chart-readme.py generates; run \
+         `hack/chart-readme.py --write` and commit"
+    );
+    // Every value of values.yaml is a row (or inside one), with its default.
+    let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap()).unwrap();
+    fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value.as_mapping() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let key = k.as_str().unwrap();
+                    leaves(v, &if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves(&values, "", &mut keys);
+    for key in keys {
+        let documented = (1..=key.split('.').count())
+            .map(|n| key.split('.').take(n).collect::<Vec<_>>().join("."))
+            .any(|prefix| generated.contains(&format!("| `{prefix}` |")));
+        assert!(documented, "{key} has a row in the chart README");
+    }
+    assert!(generated.contains("| `crds.enabled` | bool | `true` |"), "rows carry the default");
+}
+
+#[test]
+fn the_readme_generator_refuses_an_undescribed_value() {
+    let scratch = tempfile::tempdir().unwrap();
+    for file in ["Chart.yaml", "README.tmpl.md"] {
+        std::fs::copy(chart().join(file), scratch.path().join(file)).unwrap();
+    }
+    let values = std::fs::read_to_string(chart().join("values.yaml")).unwrap() + "\nundescribed: 1\n";
+    std::fs::write(scratch.path().join("values.yaml"), values).unwrap();
+    let output =
+        Command::new("python3").arg(repo_root().join("hack/chart-readme.py")).arg(scratch.path()).output().unwrap();
+    assert!(!output.status.success(), "a value without a description is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("undescribed"), "{output:?}");
 }
 
 #[test]
@@ -55,6 +337,8 @@ fn the_chart_lints_clean_in_every_mode() {
         vec![],
         vec!["--set", "replicaCount=2"],
         vec!["--set", "watchNamespaces={team-a,team-b}"],
+        vec!["--set", "crds.enabled=false", "--set", "test.enabled=false"],
+        vec!["--set", "crds.keep=false", "--set", "global.imagePullSecrets={regcred}"],
         vec![
             "--set",
             "serviceMonitor.enabled=true",
@@ -190,8 +474,15 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
     let mut env = TestEnv::new("chart-team").await;
     let release_ns = format!("{}-op", env.namespace);
     let watch = format!("watchNamespaces={{{}}}", env.namespace);
-    let kubeconfig =
-        install(&env, "tw-ns", &release_ns, &["--set", &watch, "--set", "leaderElection.enabled=true"]).await;
+    // The control plane has the CRDs already, as a cluster whose CRDs are applied from crds/ does:
+    // the releases leave them alone.
+    let kubeconfig = install(
+        &env,
+        "tw-ns",
+        &release_ns,
+        &["--set", &watch, "--set", "leaderElection.enabled=true", "--set", "crds.enabled=false"],
+    )
+    .await;
     let kubeconfig_env = kubeconfig.to_str().unwrap().to_string();
     let mut operator = Operator::spawn(
         &format!("{}-chart", env.namespace),
@@ -237,7 +528,7 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
 
     // Cluster-wide mode (the default): the same flow, and still no RBAC or workload rights.
     let cluster_ns = format!("{}-cw", env.namespace);
-    let kubeconfig = install(&env, "tw-cw", &cluster_ns, &[]).await;
+    let kubeconfig = install(&env, "tw-cw", &cluster_ns, &["--set", "crds.enabled=false"]).await;
     let kubeconfig_env = kubeconfig.to_str().unwrap().to_string();
     let operator = Operator::spawn(
         &format!("{}-chart-cw", env.namespace),

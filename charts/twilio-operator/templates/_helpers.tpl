@@ -93,3 +93,48 @@ policy/v1beta1 on 1.20.
 {{- define "twilio-operator.pdbApiVersion" -}}
 {{- if .Capabilities.APIVersions.Has "policy/v1" }}policy/v1{{ else }}policy/v1beta1{{ end }}
 {{- end }}
+
+{{/*
+The imagePullSecrets of every Pod the chart makes: global.imagePullSecrets (names or {name: ...}
+objects, as parent charts share them), then imagePullSecrets, without duplicates. Empty when
+neither names one.
+*/}}
+{{- define "twilio-operator.imagePullSecrets" -}}
+{{- $names := list }}
+{{- $global := (.Values.global).imagePullSecrets | default list }}
+{{- range concat $global (.Values.imagePullSecrets | default list) }}
+{{- $name := . }}
+{{- if kindIs "map" . }}{{ $name = .name }}{{ end }}
+{{- if and $name (not (has $name $names)) }}{{ $names = append $names $name }}{{ end }}
+{{- end }}
+{{- if $names }}
+imagePullSecrets:
+{{- range $names }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` Pod. They leave out app.kubernetes.io/name, so that the Pod matches
+neither the Deployment's selector (whose ReplicaSet would adopt it), the Service's nor the
+PodDisruptionBudget's.
+*/}}
+{{- define "twilio-operator.testLabels" -}}
+helm.sh/chart: {{ include "twilio-operator.chart" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: {{ include "twilio-operator.name" . }}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The `helm test` image: repository@digest when a digest is given, else repository:tag.
+*/}}
+{{- define "twilio-operator.testImage" -}}
+{{- if .Values.test.image.digest }}
+{{- printf "%s@%s" .Values.test.image.repository .Values.test.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.test.image.repository .Values.test.image.tag }}
+{{- end }}
+{{- end }}
