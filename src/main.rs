@@ -34,6 +34,18 @@ enum Command {
         #[arg(long, conflicts_with = "output_dir")]
         docs: bool,
     },
+    /// Ask an HTTP URL (such as the operator's /readyz) until it answers 2xx; exit 1 if it never
+    /// does. The chart's `helm test` Pod runs this, so the check needs no other image.
+    Probe {
+        /// The URL to GET (http:// or https://).
+        url: String,
+        /// How many times to ask before giving up.
+        #[arg(long, default_value_t = 10)]
+        attempts: u32,
+        /// Seconds between attempts (each attempt waits at most 5 s for an answer).
+        #[arg(long, default_value_t = 3)]
+        interval: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -76,8 +88,28 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Crd { output_dir, .. } => print_crds(output_dir),
+        Command::Probe { url, attempts, interval } => probe(&url, attempts, Duration::from_secs(interval)).await,
         Command::Run(args) => run(args).await,
     }
+}
+
+/// GETs `url` until it answers 2xx, at most `attempts` times.
+async fn probe(url: &str, attempts: u32, interval: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().context("an HTTP client")?;
+    for attempt in 1..=attempts.max(1) {
+        match client.get(url).send().await {
+            Ok(response) if response.status().is_success() => {
+                println!("{url} answered {}", response.status());
+                return Ok(());
+            }
+            Ok(response) => eprintln!("attempt {attempt}: {url} answered {}", response.status()),
+            Err(error) => eprintln!("attempt {attempt}: {url}: {error}"),
+        }
+        if attempt < attempts {
+            tokio::time::sleep(interval).await;
+        }
+    }
+    anyhow::bail!("{url} did not answer 2xx in {attempts} attempts")
 }
 
 fn print_crds(output_dir: Option<PathBuf>) -> anyhow::Result<()> {

@@ -128,13 +128,3 @@ app.kubernetes.io/component: helm-test
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/*
-The `helm test` image: repository@digest when a digest is given, else repository:tag.
-*/}}
-{{- define "twilio-operator.testImage" -}}
-{{- if .Values.test.image.digest }}
-{{- printf "%s@%s" .Values.test.image.repository .Values.test.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.test.image.repository .Values.test.image.tag }}
-{{- end }}
-{{- end }}
