@@ -25,13 +25,8 @@ fn chart() -> PathBuf {
 }
 
 fn helm(args: &[&str]) -> String {
-    let output = Command::new("python3")
-        .arg(repo_root().join("hack/helm.py"))
-        .args(args)
-        .output()
-        .expect("run hack/helm.py (python3)");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "hack/helm.py {args:?} failed:\n{text}");
+    let (succeeded, text) = support::helm_py(args);
+    assert!(succeeded, "hack/helm.py {args:?} failed:\n{text}");
     text
 }
 

@@ -11,7 +11,6 @@
 use twilio_operator_testkit as support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
@@ -25,14 +24,9 @@ const CRDS: [&str; 3] = [KEYS_CRD, "twilioaccounts.twilio-operator.dev", "cluste
 
 /// hack/helm.py with `args`: whether it succeeded, and what it printed.
 fn helm(args: &[&str]) -> (bool, String) {
-    let output = Command::new("python3")
-        .arg(repo_root().join("hack/helm.py"))
-        .args(args)
-        .output()
-        .expect("run hack/helm.py (python3)");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let (succeeded, text) = support::helm_py(args);
     println!("hack/helm.py {args:?}:\n{text}");
-    (output.status.success(), text)
+    (succeeded, text)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -50,6 +50,18 @@ pub fn operator_binary() -> PathBuf {
     dir.join("twilio-operator")
 }
 
+/// Runs hack/helm.py (Helm through its Python bindings) with `args`: whether it succeeded, and
+/// what it printed (stdout, then stderr).
+pub fn helm_py(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new("python3")
+        .arg(repo_root().join("hack/helm.py"))
+        .args(args)
+        .output()
+        .expect("run hack/helm.py (python3)");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a free port").port()
