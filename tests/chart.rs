@@ -12,6 +12,7 @@ use twilio_operator_testkit as support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
@@ -517,7 +518,21 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
 
     // Cluster-wide mode (the default): the same flow, and still no RBAC or workload rights.
     let cluster_ns = format!("{}-cw", env.namespace);
-    let kubeconfig = install(&env, "tw-cw", &cluster_ns, &["--set", "crds.enabled=false"]).await;
+    let set = ["--set", "crds.enabled=false", "--set", "global.imagePullSecrets={regcred}"];
+    let kubeconfig = install(&env, "tw-cw", &cluster_ns, &set).await;
+    // What the API server holds, not only what the chart renders.
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &cluster_ns);
+    let installed = deployments.get("tw-cw-twilio-operator").await.expect("the chart's Deployment");
+    let pull_secrets: Vec<String> = installed
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.image_pull_secrets)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(pull_secrets, ["regcred"], "global.imagePullSecrets in the installed Deployment");
     let kubeconfig_env = kubeconfig.to_str().unwrap().to_string();
     let operator = Operator::spawn(
         &format!("{}-chart-cw", env.namespace),
