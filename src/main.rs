@@ -69,6 +69,10 @@ struct RunArgs {
     /// How often Ready resources are checked for drift, e.g. 10m.
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "10m", value_parser = duration::parse)]
     resync_interval: std::time::Duration,
+    /// How long after a rotation the rollout restart targets may take to roll out before the
+    /// resource reports RolloutDelayed (and a Warning Event); the old key is kept all the same.
+    #[arg(long, env = "ROLLOUT_DEADLINE", default_value = "10m", value_parser = duration::parse)]
+    rollout_deadline: std::time::Duration,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -135,7 +139,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube_client(metrics.clone()).await?;
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?
         .with_metrics(metrics.clone());
-    let config = Config { resync_interval: args.resync_interval };
+    let config = Config { resync_interval: args.resync_interval, rollout_deadline: args.rollout_deadline };
     let ctx = Arc::new(Context::new(client.clone(), twilio, config, metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let metrics_server = tokio::spawn(probes::serve(args.metrics_addr, ready.clone(), ctx.clone()));

@@ -107,6 +107,26 @@ fn duration_rules_agree_with_the_operators_validation() {
 }
 
 #[test]
+fn max_grace_period_rules_agree_with_the_operators_validation() {
+    let samples = ["0s", "1m", "9m59s", "10m", "1h", "24h", "720h", "720h1ms", "721h"];
+    for max in samples {
+        for grace in samples.iter().map(Some).chain([None]) {
+            let mut rotation = json!({"maxGracePeriod": max});
+            if let Some(grace) = grace {
+                rotation["gracePeriod"] = json!(grace);
+            }
+            let spec = key(json!({"rotation": rotation}))["spec"].clone();
+            let spec: twilio_operator::api::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
+            let mut resource = twilio_operator::api::TwilioApiKey::new("k", spec);
+            resource.metadata.namespace = Some("ns".into());
+            let operator = twilio_operator::keys::validate::validate(&resource);
+            let cel = rejection(key(json!({"rotation": rotation})));
+            assert_eq!(operator.is_ok(), cel.is_none(), "{rotation}: operator {operator:?}, CEL {cel:?}");
+        }
+    }
+}
+
+#[test]
 fn the_pending_friendly_name_prefix_is_reserved() {
     let prefix = twilio_operator::api::PENDING_FRIENDLY_NAME_PREFIX;
     refused_with(key(json!({"friendlyName": format!("{prefix}0b5e")})), "spec.friendlyName must not start with");

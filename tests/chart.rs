@@ -442,12 +442,42 @@ fn can_i(kubeconfig: &Path, args: &[&str]) -> bool {
 
 /// Create, rotate and delete a key with the operator acting as `kubeconfig`'s identity.
 async fn create_rotate_delete(env: &TestEnv) {
-    env.create_key("chart-key", json!({"secret": {"name": "chart-key-twilio"}})).await;
+    // A consumer to restart on rotation: with no replicas, its rollout completes at once.
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
+    let consumer: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "chart-consumer"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "chart-consumer"}},
+            "template": {
+                "metadata": {"labels": {"app": "chart-consumer"}},
+                "spec": {"containers": [{"name": "app", "image": "consumer:dev"}]}
+            }
+        }
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &consumer).await.expect("create the consumer Deployment");
+    let spec = json!({
+        "secret": {"name": "chart-key-twilio"},
+        "rolloutRestartTargets": [{"kind": "Deployment", "name": "chart-consumer"}]
+    });
+    env.create_key("chart-key", spec).await;
     let first = env.wait_ready("chart-key").await.status.unwrap().key_sid.unwrap();
     env.request_rotation("chart-key", "1").await;
     let second = env.wait_new_key("chart-key", &first).await.status.unwrap().key_sid.unwrap();
     let (_, sid, _) = env.delivered_pair("chart-key-twilio").await;
     assert_eq!(sid, second, "the Secret holds the rotated key");
+    // The chart's RBAC lets the operator restart the consumer and follow its rollout.
+    wait_until("the consumer restarted and rolled out", || async {
+        let key = env.keys().get("chart-key").await.ok()?;
+        let rollout = key.status?.rollout;
+        (rollout.len() == 1 && rollout[0].complete).then_some(())
+    })
+    .await;
+    let restarted = deployments.get("chart-consumer").await.expect("the consumer");
+    let annotations = restarted.spec.template.metadata.and_then(|m| m.annotations).unwrap_or_default();
+    assert!(annotations.contains_key("twilio-operator.dev/restartedAt"), "{annotations:?}");
+    deployments.delete("chart-consumer", &Default::default()).await.expect("delete the consumer");
     env.delete_key("chart-key").await;
     env.wait_gone("chart-key").await;
     wait_until("keys deleted in Twilio", || async { env.fake.keys().is_empty().then_some(()) }).await;
@@ -489,6 +519,16 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
     let team = env.namespace.as_str();
     assert!(can_i(&kubeconfig, &["get", "secrets", "-n", team]), "reads Secrets in its namespace");
     assert!(can_i(&kubeconfig, &["patch", "twilioapikeys.twilio-operator.dev", "-n", team]));
+    // Rollout restart targets: read and restarted by name in its namespaces, never listed.
+    for verb in ["get", "patch"] {
+        for kind in ["deployments.apps", "statefulsets.apps", "daemonsets.apps"] {
+            assert!(can_i(&kubeconfig, &[verb, kind, "-n", team]), "{verb} {kind}");
+            assert!(!can_i(&kubeconfig, &[verb, kind, "-n", &other.namespace]), "{verb} {kind} elsewhere");
+        }
+    }
+    for verb in ["list", "watch", "update", "delete", "create"] {
+        assert!(!can_i(&kubeconfig, &[verb, "deployments.apps", "-n", team]), "{verb} deployments");
+    }
     // The leader Lease: created by anyone's name (create cannot be restricted by name), then
     // read, renewed and released only under its own name, which is fixed in the operator.
     let lease = format!("leases.coordination.k8s.io/{}", twilio_operator::runtime::leader::LEASE_NAME);

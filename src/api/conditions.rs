@@ -42,7 +42,8 @@ impl Health {
 }
 
 /// The conditions for `health`, keeping each condition's lastTransitionTime unless its status
-/// changes, so that re-applying the same health writes nothing new.
+/// changes, so that re-applying the same health writes nothing new. Conditions of other types
+/// (such as RolloutDelayed) are kept as they are.
 pub fn conditions_for(
     previous: &[Condition],
     health: &Health,
@@ -73,7 +74,8 @@ pub fn conditions_for(
             last_transition_time,
         }
     };
-    vec![make(READY, ready), make(RECONCILING, reconciling), make(STALLED, stalled)]
+    let others = previous.iter().filter(|c| ![READY, RECONCILING, STALLED].contains(&c.type_.as_str())).cloned();
+    [make(READY, ready), make(RECONCILING, reconciling), make(STALLED, stalled)].into_iter().chain(others).collect()
 }
 
 /// The Ready condition's status and reason, if present.
@@ -93,6 +95,19 @@ mod tests {
         let first = conditions_for(&[], &ready, Some(1), t0);
         let again = conditions_for(&first, &ready, Some(1), t1);
         assert_eq!(first, again);
+    }
+
+    #[test]
+    fn conditions_of_other_types_are_kept() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let ready = Health::Ready { reason: "KeyReady", message: "ok".into() };
+        let mut previous = conditions_for(&[], &ready, Some(1), t0);
+        let delayed = Condition { type_: "RolloutDelayed".into(), ..previous[0].clone() };
+        previous.push(delayed.clone());
+        let stalled = Health::Stalled { reason: "TwilioAuthFailed", message: "refused".into() };
+        let conditions = conditions_for(&previous, &stalled, Some(2), t0);
+        assert_eq!(conditions.len(), 4);
+        assert_eq!(conditions[3], delayed);
     }
 
     #[test]

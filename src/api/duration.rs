@@ -5,6 +5,15 @@ use std::time::Duration;
 /// The longest text [`parse`] accepts; the CRD's duration fields carry the same maxLength.
 pub const MAX_LEN: usize = 32;
 
+/// A duration as [`parse`] reads it, in whole seconds: `45s`, `10m`, `1h30m`, `24h`.
+pub fn format(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let parts = [(hours, "h"), (minutes, "m"), (seconds, "s")];
+    let text: String = parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".into() } else { text }
+}
+
 /// Parses a duration such as `30s`, `10m`, `720h`, `1h30m`, `1.5h` or `500ms`. Never panics:
 /// text longer than [`MAX_LEN`], or a sum that does not fit a [`Duration`], is an error.
 pub fn parse(text: &str) -> Result<Duration, String> {
@@ -54,6 +63,16 @@ mod tests {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn formats_whole_seconds_as_parse_reads_them() {
+        for (seconds, text) in
+            [(0, "0s"), (45, "45s"), (600, "10m"), (5400, "1h30m"), (86_400, "24h"), (3_661, "1h1m1s")]
+        {
+            assert_eq!(format(Duration::from_secs(seconds)), text);
+            assert_eq!(parse(text), Ok(Duration::from_secs(seconds)));
+        }
     }
 
     #[test]

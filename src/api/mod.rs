@@ -113,6 +113,41 @@ pub struct TwilioApiKeySpec {
     /// that made it this resource's). In a namespace that is being deleted, Orphan deletes too.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Workloads in this namespace that consume the Secret, at most 32. When the key is rotated,
+    /// each is restarted as `kubectl rollout restart` does (an annotation on its Pod template),
+    /// and the old key stays valid until every one of them has finished rolling out (and
+    /// rotation.gracePeriod has passed), but never past rotation.maxGracePeriod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    pub rollout_restart_targets: Vec<RolloutRestartTarget>,
+}
+
+/// A workload that reads the delivered Secret and is restarted when the key is rotated.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct RolloutRestartTarget {
+    /// Deployment, StatefulSet or DaemonSet.
+    pub kind: WorkloadKind,
+    /// The workload's name, in the resource's namespace.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+/// The kinds of workload the operator restarts (group apps, version v1).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        })
+    }
 }
 
 /// A reference to the account a key is created in.
@@ -280,6 +315,14 @@ fn default_api_key_secret_key() -> String {
     {
         "rule": "!has(self.interval) || duration(self.interval) >= duration(has(self.gracePeriod) ? self.gracePeriod : '10m')",
         "message": "spec.rotation.interval must be at least spec.rotation.gracePeriod (default 10m)"
+    },
+    {
+        "rule": "!has(self.maxGracePeriod) || duration(self.maxGracePeriod) <= duration('720h')",
+        "message": "spec.rotation.maxGracePeriod must be at most 720h"
+    },
+    {
+        "rule": "!has(self.maxGracePeriod) || duration(self.maxGracePeriod) >= duration(has(self.gracePeriod) ? self.gracePeriod : '10m')",
+        "message": "spec.rotation.maxGracePeriod must be at least spec.rotation.gracePeriod (default 10m)"
     }
 ]))]
 pub struct RotationSpec {
@@ -298,6 +341,13 @@ pub struct RotationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub trigger: Option<String>,
+    /// With rolloutRestartTargets: the longest an old key stays valid after a rotation while it
+    /// waits for the targets to finish rolling out; it is deleted then, finished or not. A
+    /// duration as for interval, from gracePeriod to 720h. Default "24h" (or gracePeriod, if
+    /// that is longer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub max_grace_period: Option<String>,
 }
 
 fn default_grace_period() -> String {
@@ -366,6 +416,26 @@ pub struct TwilioApiKeyStatus {
     /// Old keys inside their grace period, deleted in Twilio after deleteAfter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring_keys: Vec<RetiringKey>,
+    /// The rollout restart targets the retiring keys wait for: each was restarted after the new
+    /// key was written, and is complete once all its Pods run a template with that restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<RolloutTargetStatus>,
+}
+
+/// How far a rollout restart target is after a rotation.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTargetStatus {
+    pub kind: WorkloadKind,
+    pub name: String,
+    /// Whether every Pod of the workload runs a template that includes the restart.
+    pub complete: bool,
+    /// When the operator restarted the workload (RFC 3339); absent until it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+    /// What the rollout is waiting for, or why the workload could not be restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A replaced key that stays valid until its grace period ends.
@@ -382,6 +452,10 @@ pub struct RetiringKey {
     /// The account the old key belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_sid: Option<String>,
+    /// With rollout restart targets: the key waits past deleteAfter until every target has
+    /// rolled out, and is deleted at this time (RFC 3339) at the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_by: Option<String>,
 }
 
 /// The desired state of a TwilioAccount.

@@ -7,6 +7,7 @@
 //! - `secret`: the Kubernetes Secret a key is delivered in: its desired shape, ownership, and the
 //!   patches that update or release it.
 //! - `template`: the Secret's extra entries, rendered from `spec.secret.template`.
+//! - `rollout`: the workloads restarted after a rotation, and whether they have rolled out (pure).
 //! - `reconcile`: the executor: observe, ask the plan, carry out one step, record it.
 //!
 //! Words, one meaning each: the **resource** is the TwilioApiKey; a **key** is a key in Twilio
@@ -16,6 +17,7 @@
 
 pub mod plan;
 pub mod reconcile;
+pub mod rollout;
 pub mod secret;
 pub mod status;
 pub mod template;

@@ -375,6 +375,7 @@ mod tests {
                 delete_after: "2026-11-26T00:00:00Z".into(),
                 account_ref: None,
                 account_sid: None,
+                delete_by: None,
             }],
             ..Default::default()
         });
@@ -478,6 +479,7 @@ mod tests {
             delete_after: String::new(),
             account_ref: None,
             account_sid: None,
+            delete_by: None,
         });
         let resource = TwilioApiKey { status: Some(status), ..resource };
         let pending = "twilio-operator:pending:u1";
@@ -529,6 +531,7 @@ mod tests {
             delete_after: String::new(),
             account_ref: None,
             account_sid: None,
+            delete_by: None,
         });
         let sids = |keys: Vec<RetiringKey>| keys.into_iter().map(|k| k.sid).collect::<Vec<_>>();
         assert_eq!(sids(leaving_on_orphan(&resource, &status, &[])), ["SK0"], "the current key is handed over");
@@ -548,6 +551,7 @@ mod tests {
             delete_after: String::new(),
             account_ref,
             account_sid: account_sid.map(Into::into),
+            delete_by: None,
         };
         let keys = [
             retiring("SK1", None, Some("AC1")),
@@ -627,7 +631,7 @@ mod tests {
         use super::super::*;
         use crate::api::{
             AccountKind, AccountRef, DeletionPolicy, KeyPolicy, RetiringKey, RotationSpec, SecretKeys, SecretTemplate,
-            TwilioApiKeySpec, TwilioApiKeyStatus,
+            TwilioApiKeySpec, TwilioApiKeyStatus, WorkloadKind,
         };
         use crate::api::{MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX};
         use crate::keys::validate::{MAX_GRACE_PERIOD, MAX_INTERVAL, MIN_INTERVAL, validate};
@@ -676,7 +680,13 @@ mod tests {
                 keys in (text("[A-Z_]{1,20}"), text("[A-Z_]{1,20}"), text("[A-Z_]{1,20}")),
                 labels in prop::collection::btree_map(metadata_key(), text("[A-Za-z0-9_.-]{0,70}"), 0..70),
                 annotations in prop::collection::btree_map(metadata_key(), any::<String>(), 0..5),
-                rotation in prop::option::of((prop::option::of(duration_text()), duration_text(), prop::option::of(text(".{0,260}")))),
+                rotation in prop::option::of((
+                    prop::option::of(duration_text()),
+                    duration_text(),
+                    prop::option::of(text(".{0,260}")),
+                    prop::option::of(duration_text()),
+                )),
+                targets in prop::collection::vec((0..3u8, text("[a-z0-9.-]{0,20}")), 0..4),
                 flags in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
                 secret_type in prop::option::of(text("[A-Za-z0-9./_-]{0,30}")),
                 template in prop::option::of(prop::collection::btree_map(
@@ -702,10 +712,22 @@ mod tests {
                         secret_type,
                         template: template.map(|data| crate::api::SecretDataTemplate { data }),
                     },
-                    rotation: rotation.map(|(interval, grace_period, trigger)| RotationSpec { interval, grace_period, trigger }),
+                    rotation: rotation.map(|(interval, grace_period, trigger, max_grace_period)| RotationSpec {
+                        interval,
+                        grace_period,
+                        trigger,
+                        max_grace_period,
+                    }),
                     revoked: flags.0,
                     suspend: flags.1,
                     deletion_policy: if flags.2 { DeletionPolicy::Orphan } else { DeletionPolicy::Delete },
+                    rollout_restart_targets: targets
+                        .into_iter()
+                        .map(|(kind, name)| crate::api::RolloutRestartTarget {
+                            kind: [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet][usize::from(kind)],
+                            name,
+                        })
+                        .collect(),
                 }
             }
         }
@@ -747,7 +769,8 @@ mod tests {
                 next_rotation_at in prop::option::of(timestamp_text()),
                 last_rotation_trigger in prop::option::of(any::<String>()),
                 last_rotate_annotation in prop::option::of(any::<String>()),
-                retiring in prop::collection::vec((text("SK[0-9]"), timestamp_text()), 0..4),
+                retiring in prop::collection::vec((text("SK[0-9]"), timestamp_text(), prop::option::of(timestamp_text())), 0..4),
+                rollout in prop::collection::vec((0..3u8, text("[a-z]{1,5}"), any::<bool>(), prop::option::of(timestamp_text())), 0..3),
             ) -> TwilioApiKeyStatus {
                 TwilioApiKeyStatus {
                     key_sid,
@@ -762,7 +785,17 @@ mod tests {
                     last_rotate_annotation,
                     retiring_keys: retiring
                         .into_iter()
-                        .map(|(sid, delete_after)| RetiringKey { sid, delete_after, account_ref: None, account_sid: None })
+                        .map(|(sid, delete_after, delete_by)| RetiringKey { sid, delete_after, account_ref: None, account_sid: None, delete_by })
+                        .collect(),
+                    rollout: rollout
+                        .into_iter()
+                        .map(|(kind, name, complete, restarted_at)| crate::api::RolloutTargetStatus {
+                            kind: [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet][usize::from(kind)],
+                            name,
+                            complete,
+                            restarted_at,
+                            message: None,
+                        })
                         .collect(),
                     ..Default::default()
                 }
@@ -798,6 +831,14 @@ mod tests {
                             let now: Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
                             prop_assert!(now.checked_add(SignedDuration::try_from(interval).unwrap()).is_ok());
                         }
+                        if let Some(max) = &rotation.max_grace_period {
+                            let max = duration::parse(max).unwrap();
+                            prop_assert!(grace <= max && max <= MAX_GRACE_PERIOD);
+                        }
+                    }
+                    prop_assert!(resource.spec.rollout_restart_targets.len() <= 32);
+                    for target in &resource.spec.rollout_restart_targets {
+                        prop_assert!(!target.name.is_empty() && target.name.len() <= 253, "{}", target.name);
                     }
                     for key in resource.spec.secret.labels.keys().chain(resource.spec.secret.annotations.keys()) {
                         prop_assert!(!key.starts_with("twilio-operator.dev/"), "{key}");
@@ -825,7 +866,11 @@ mod tests {
                 let observed = Observed { delivering, target, account_sid, region, now };
                 let _ = next_step(&resource, &observed);
                 let _ = rotation_cause(&resource, &observed);
-                let _ = next_rotation_at(&resource, &resource.status.clone().unwrap_or_default());
+                let status = resource.status.clone().unwrap_or_default();
+                let _ = next_rotation_at(&resource, &status);
+                let _ = crate::keys::status::retire_due(&resource, &status, now);
+                let _ = crate::keys::status::next_wake(&resource, &status, std::time::Duration::from_secs(600), now);
+                let _ = crate::keys::rollout::delayed(&resource, &status, std::time::Duration::from_secs(600), now);
             }
         }
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::runtime::context::EventType;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -16,11 +18,11 @@ use crate::accounts::resolve;
 use crate::api::conditions::{self, Health};
 use crate::api::{
     DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, PENDING_FRIENDLY_NAME_PREFIX, RetiringKey,
-    TwilioApiKey, TwilioApiKeyStatus,
+    TwilioApiKey, TwilioApiKeyStatus, WorkloadKind,
 };
 use crate::error::{AdoptionRefusal, Error, Result, SecretHolder};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
-use crate::keys::{secret, status, validate};
+use crate::keys::{rollout, secret, status, validate};
 use crate::runtime::context::Context;
 use crate::runtime::metrics::KeyOperation;
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
@@ -169,7 +171,11 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         }
         ctx.own_writes.forget_status_written(&uid);
     }
-    // Old keys go when their grace period ends, whatever else holds this resource up.
+    // Consumers of a rotated key are restarted, and followed until they have rolled out; old keys
+    // go when their grace period ends (and those rollouts are done), whatever else holds this
+    // resource up.
+    let followed = follow_rollouts(resource, ctx).await?;
+    let resource = followed.as_ref().unwrap_or(resource);
     let retired = retire_due_keys(resource, ctx).await?;
     let resource = retired.as_ref().unwrap_or(resource);
     validate::validate(resource).map_err(|problem| Error::InvalidSpec { problem })?;
@@ -616,18 +622,176 @@ async fn rewrite_secret(
 /// with its new status, or None when no key was due.
 async fn retire_due_keys(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
     let previous = resource.status.clone().unwrap_or_default();
-    let Some((due, status)) = status::retire_due(&previous, Timestamp::now()) else {
+    let now = Timestamp::now();
+    let Some((due, status)) = status::retire_due(resource, &previous, now) else {
         return Ok(None);
     };
     delete_keys(ctx, resource, &due).await?;
     write_status(ctx, resource, &status).await?;
+    let rolled_out = rollout::waiting(resource, &previous).is_empty();
     for retired in &due {
-        let note = format!("Deleted retired key {} after its grace period", retired.sid);
+        let when = match retired.delete_by.as_deref() {
+            None => "after its grace period",
+            Some(_) if rolled_out => "after its grace period, once the rollout restart targets had rolled out",
+            Some(_) => "at its maxGracePeriod, although the rollout restart targets had not all rolled out",
+        };
+        let note = format!("Deleted retired key {} {when}", retired.sid);
         ctx.events.normal(resource, "KeyDeleted", "DeleteKey", note).await;
     }
     let mut updated = resource.clone();
     updated.status = Some(status);
     Ok(Some(updated))
+}
+
+/// Restarts the rollout restart targets of the latest rotation that have not been restarted yet,
+/// reads how far the others have rolled out, and raises RolloutDelayed once the rollout deadline
+/// has passed. Records all of it in the status; returns the resource with its new status, or
+/// None when nothing changed. A target that is missing or may not be restarted is waited for
+/// all the same (until maxGracePeriod): an old key is kept rather than risked.
+async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
+    let previous = resource.status.clone().unwrap_or_default();
+    let delayed_before = previous.conditions.iter().any(|c| c.type_ == rollout::ROLLOUT_DELAYED);
+    if rollout::waiting(resource, &previous).is_empty() && !delayed_before {
+        return Ok(None);
+    }
+    let namespace = resource.namespace().unwrap_or_default();
+    let key_sid = previous.key_sid.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let mut status = previous.clone();
+    let named =
+        |kind, name: &str| resource.spec.rollout_restart_targets.iter().any(|t| t.kind == kind && t.name == name);
+    for entry in status.rollout.iter_mut().filter(|e| !e.complete && named(e.kind, &e.name)) {
+        let target = format!("{}/{}", entry.kind, entry.name);
+        match entry.restarted_at.as_deref().and_then(|at| at.parse::<Timestamp>().ok()) {
+            None => match restart_workload(ctx, &namespace, entry.kind, &entry.name, now).await? {
+                Ok(()) => {
+                    entry.restarted_at = Some(now.to_string());
+                    entry.message = Some("restarted; waiting for its rollout".into());
+                    let note = format!("Restarted {target} so that its Pods read key {key_sid}");
+                    ctx.events.normal(resource, "RolloutRestarted", "RestartWorkload", note).await;
+                }
+                Err(why) => {
+                    if entry.message.as_deref() != Some(why.as_str()) {
+                        let note = format!("Could not restart {target}: {why}; the old key is kept");
+                        ctx.events.warning(resource, "RolloutRestartFailed", "RestartWorkload", note).await;
+                    }
+                    entry.message = Some(why);
+                }
+            },
+            Some(restarted_at) => {
+                let progress = match read_workload(ctx, &namespace, entry.kind, &entry.name).await? {
+                    Ok(workload) => rollout::progress(&workload, restarted_at),
+                    Err(why) => rollout::Progress::Waiting(why),
+                };
+                match progress {
+                    rollout::Progress::Complete => {
+                        entry.complete = true;
+                        entry.message = None;
+                        let note =
+                            format!("{target} rolled out: every Pod runs a template restarted for key {key_sid}");
+                        ctx.events.normal(resource, "RolloutComplete", "WatchRollout", note).await;
+                    }
+                    rollout::Progress::Waiting(why) => entry.message = Some(why),
+                }
+            }
+        }
+    }
+    match rollout::delayed(resource, &status, ctx.config.rollout_deadline, now) {
+        Some(message) => {
+            let condition = Condition {
+                type_: rollout::ROLLOUT_DELAYED.into(),
+                status: "True".into(),
+                reason: "RolloutDeadlineExceeded".into(),
+                message: message.clone(),
+                observed_generation: resource.meta().generation,
+                last_transition_time: Time(now),
+            };
+            match status.conditions.iter_mut().find(|c| c.type_ == rollout::ROLLOUT_DELAYED) {
+                Some(existing) => {
+                    existing.message = message;
+                    existing.observed_generation = resource.meta().generation;
+                }
+                None => {
+                    status.conditions.push(condition);
+                    ctx.events.warning(resource, "RolloutDelayed", "WatchRollout", message).await;
+                }
+            }
+        }
+        None => status.conditions.retain(|c| c.type_ != rollout::ROLLOUT_DELAYED),
+    }
+    if status == previous {
+        return Ok(None);
+    }
+    write_status(ctx, resource, &status).await?;
+    let mut updated = resource.clone();
+    updated.status = Some(status);
+    Ok(Some(updated))
+}
+
+/// Restarts a workload as `kubectl rollout restart` does. Ok(Err(why)) when it is missing or the
+/// operator may not patch it; Err for failures worth retrying.
+async fn restart_workload(
+    ctx: &Context,
+    namespace: &str,
+    kind: WorkloadKind,
+    name: &str,
+    at: Timestamp,
+) -> Result<std::result::Result<(), String>> {
+    let patch = Patch::Merge(rollout::restart_patch(at));
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    let client = ctx.client.clone();
+    let result = match kind {
+        WorkloadKind::Deployment => {
+            Api::<Deployment>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
+        }
+        WorkloadKind::StatefulSet => {
+            Api::<StatefulSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
+        }
+        WorkloadKind::DaemonSet => {
+            Api::<DaemonSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
+        }
+    };
+    workload_answer(result, kind, name, "restart").map_err(Error::kube("restart workload"))
+}
+
+/// Reads a workload. Ok(Err(why)) when it is missing or the operator may not read it.
+async fn read_workload(
+    ctx: &Context,
+    namespace: &str,
+    kind: WorkloadKind,
+    name: &str,
+) -> Result<std::result::Result<rollout::Workload, String>> {
+    let client = ctx.client.clone();
+    let result = match kind {
+        WorkloadKind::Deployment => {
+            Api::<Deployment>::namespaced(client, namespace).get(name).await.map(rollout::Workload::Deployment)
+        }
+        WorkloadKind::StatefulSet => {
+            Api::<StatefulSet>::namespaced(client, namespace).get(name).await.map(rollout::Workload::StatefulSet)
+        }
+        WorkloadKind::DaemonSet => {
+            Api::<DaemonSet>::namespaced(client, namespace).get(name).await.map(rollout::Workload::DaemonSet)
+        }
+    };
+    workload_answer(result, kind, name, "read").map_err(Error::kube("read workload"))
+}
+
+/// A workload call's answer: what the status should say when the workload is missing or out of
+/// the operator's rights, an error for anything else.
+fn workload_answer<T>(
+    result: kube::Result<T>,
+    kind: WorkloadKind,
+    name: &str,
+    verb: &str,
+) -> kube::Result<std::result::Result<T, String>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Err(format!("{kind} {name} not found"))),
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(Err(format!(
+            "the operator may not {verb} {kind} {name} (its RBAC grants get and patch on deployments, statefulsets and daemonsets)"
+        ))),
+        Err(error) => Err(error),
+    }
 }
 
 /// The key is delivered: sweep what interrupted attempts left, check (from the account's shared

@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::conditions::{self, Health};
 use crate::api::{KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
-use crate::keys::plan;
+use crate::keys::{plan, rollout};
 use crate::twilio::Key;
 
 /// The grace period when spec.rotation does not set one.
@@ -29,14 +29,21 @@ pub struct Issued<'a> {
 pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) -> TwilioApiKeyStatus {
     let previous = resource.status.clone().unwrap_or_default();
     let mut retiring = previous.retiring_keys.clone();
+    let mut rollout_entries = previous.rollout.clone();
     if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != issued.sid) {
+        // Validation bounds the grace periods; past jiff's range the key would never retire.
+        let after = |period: SignedDuration| now.checked_add(period).unwrap_or(Timestamp::MAX).to_string();
+        let grace = grace_period(resource);
+        let waits_for_rollouts = !resource.spec.rollout_restart_targets.is_empty();
         retiring.push(RetiringKey {
             sid: old.clone(),
-            // Validation bounds the grace period; past jiff's range the key would never retire.
-            delete_after: now.checked_add(grace_period(resource)).unwrap_or(Timestamp::MAX).to_string(),
+            delete_after: after(grace),
             account_ref: previous.account_ref.clone(),
             account_sid: previous.account_sid.clone(),
+            delete_by: waits_for_rollouts.then(|| after(rollout::max_grace_period(resource, grace))),
         });
+        // The targets are restarted for this key; Pods that roll out drop every older key too.
+        rollout_entries = rollout::started(resource);
     }
     let status = TwilioApiKeyStatus {
         key_sid: Some(issued.sid.to_string()),
@@ -51,6 +58,7 @@ pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) ->
         last_rotation_trigger: resource.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
         last_rotate_annotation: resource.annotations().get(ROTATE_ANNOTATION).cloned(),
         retiring_keys: retiring,
+        rollout: rollout_entries,
         ..previous
     };
     ready(resource, &status, now)
@@ -93,7 +101,13 @@ pub fn ready(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestam
     let sid = status.key_sid.clone().unwrap_or_default();
     let secret_name = resource.desired_secret_name();
     let health = if status.friendly_name.as_deref() == Some(resource.desired_friendly_name().as_str()) {
-        Health::Ready { reason: "KeyReady", message: format!("Key {sid} delivered in Secret {secret_name}") }
+        let mut message = format!("Key {sid} delivered in Secret {secret_name}");
+        let waiting = rollout::waiting(resource, status);
+        if !waiting.is_empty() {
+            let waiting = rollout::names(&waiting);
+            message.push_str(&format!("; the old key stays valid until {waiting} rolled out"));
+        }
+        Health::Ready { reason: "KeyReady", message }
     } else {
         let message = format!("Key {sid} delivered in Secret {secret_name}; its name in Twilio is being set");
         Health::Progressing { reason: "NamingKey", message }
@@ -120,18 +134,32 @@ pub fn revoked(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
     }
 }
 
-/// The retiring keys whose grace period has ended by `now` (an unreadable deadline counts as
-/// ended), and the status without them; None when no key is due.
-pub fn retire_due(status: &TwilioApiKeyStatus, now: Timestamp) -> Option<(Vec<RetiringKey>, TwilioApiKeyStatus)> {
-    let (due, remaining): (Vec<RetiringKey>, Vec<RetiringKey>) = status
-        .retiring_keys
-        .iter()
-        .cloned()
-        .partition(|r| r.delete_after.parse::<Timestamp>().map_or(true, |deadline| deadline <= now));
+/// The retiring keys that are due by `now`, and the status without them; None when no key is
+/// due. A key is due once its grace period has ended, and, if it waits for rollouts (deleteBy),
+/// the rollout restart targets the spec names have all rolled out; at deleteBy it is due
+/// regardless. An unreadable deadline counts as passed. With the last retiring key, what the
+/// status says of rollouts goes too.
+pub fn retire_due(
+    resource: &TwilioApiKey,
+    status: &TwilioApiKeyStatus,
+    now: Timestamp,
+) -> Option<(Vec<RetiringKey>, TwilioApiKeyStatus)> {
+    let passed = |deadline: &str| deadline.parse::<Timestamp>().map_or(true, |deadline| deadline <= now);
+    let rolled_out = rollout::waiting(resource, status).is_empty();
+    let (due, remaining): (Vec<RetiringKey>, Vec<RetiringKey>) =
+        status.retiring_keys.iter().cloned().partition(|r| match r.delete_by.as_deref() {
+            None => passed(&r.delete_after),
+            Some(latest) => passed(latest) || (passed(&r.delete_after) && rolled_out),
+        });
     if due.is_empty() {
         return None;
     }
-    Some((due, TwilioApiKeyStatus { retiring_keys: remaining, ..status.clone() }))
+    let mut status = TwilioApiKeyStatus { retiring_keys: remaining, ..status.clone() };
+    if status.retiring_keys.is_empty() {
+        status.rollout.clear();
+        status.conditions.retain(|c| c.type_ != rollout::ROLLOUT_DELAYED);
+    }
+    Some((due, status))
 }
 
 /// The current key and every retiring one, each with the account it was created through.
@@ -146,6 +174,7 @@ pub fn current_key(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Opti
         delete_after: String::new(),
         account_ref: status.account_ref.clone().or_else(|| Some(resource.spec.account_ref.clone())),
         account_sid: status.account_sid.clone(),
+        delete_by: None,
     })
 }
 
@@ -179,15 +208,25 @@ pub fn next_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: D
     let deadlines = status
         .retiring_keys
         .iter()
-        .filter_map(|r| r.delete_after.parse::<Timestamp>().ok())
+        .flat_map(|r| [Some(&r.delete_after), r.delete_by.as_ref()])
+        .flatten()
+        .filter_map(|deadline| deadline.parse::<Timestamp>().ok())
         .chain(plan::next_rotation_at(resource, status));
-    deadlines.map(until).chain([resync]).min().unwrap_or(resync) + Duration::from_millis(100)
+    // While old keys wait for rollouts, the targets are looked at every few seconds (and a
+    // target not restarted yet is restarted at once).
+    let waiting = rollout::waiting(resource, status);
+    let poll = match waiting.iter().any(|e| e.restarted_at.is_none()) {
+        true => Some(Duration::ZERO),
+        false => (!waiting.is_empty()).then_some(rollout::POLL_INTERVAL),
+    };
+    deadlines.map(until).chain(poll).chain([resync]).min().unwrap_or(resync) + Duration::from_millis(100)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AccountKind, AccountRef};
+    use crate::api::{AccountKind, AccountRef, RolloutTargetStatus, WorkloadKind};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     const NOW: &str = "2026-01-01T00:00:00Z";
 
@@ -212,7 +251,13 @@ mod tests {
     }
 
     fn retiring(sid: &str, delete_after: &str) -> RetiringKey {
-        RetiringKey { sid: sid.into(), delete_after: delete_after.into(), account_ref: None, account_sid: None }
+        RetiringKey {
+            sid: sid.into(),
+            delete_after: delete_after.into(),
+            account_ref: None,
+            account_sid: None,
+            delete_by: None,
+        }
     }
 
     fn issued(sid: &str, friendly_name: &str) -> Issued<'static> {
@@ -221,6 +266,17 @@ mod tests {
             account_sid: "AC1",
             region: "us1",
             friendly_name: friendly_name.into(),
+        }
+    }
+
+    fn reason_condition() -> Condition {
+        Condition {
+            type_: String::new(),
+            status: "True".into(),
+            reason: "RolloutDeadlineExceeded".into(),
+            message: "late".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()),
         }
     }
 
@@ -297,11 +353,104 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (due, rest) = retire_due(&status, now()).unwrap();
+        let resource = resource(spec(), None);
+        let (due, rest) = retire_due(&resource, &status, now()).unwrap();
         let due: Vec<&str> = due.iter().map(|r| r.sid.as_str()).collect();
         assert_eq!(due, ["SKpast", "SKnow", "SKgarbled"]);
         assert_eq!(rest.retiring_keys, vec![retiring("SKlater", "2026-01-01T00:00:01Z")]);
-        assert!(retire_due(&rest, now()).is_none());
+        assert!(retire_due(&resource, &rest, now()).is_none());
+    }
+
+    fn with_targets(targets: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "accountRef": {"name": "main"},
+            "rotation": {"gracePeriod": "1m", "maxGracePeriod": "1h"},
+            "rolloutRestartTargets": targets
+        })
+    }
+
+    fn entry(kind: WorkloadKind, name: &str, complete: bool) -> RolloutTargetStatus {
+        RolloutTargetStatus { kind, name: name.into(), complete, restarted_at: Some(NOW.into()), message: None }
+    }
+
+    #[test]
+    fn a_rotation_with_targets_waits_for_their_rollout_at_most_the_max_grace_period() {
+        let spec = with_targets(serde_json::json!([{"kind": "Deployment", "name": "api"}]));
+        let previous = TwilioApiKeyStatus { key_sid: Some("SK0".into()), ..Default::default() };
+        let status = delivered(&resource(spec.clone(), Some(previous)), issued("SK1", "team/app"), now());
+        let old = &status.retiring_keys[0];
+        assert_eq!(
+            (old.delete_after.as_str(), old.delete_by.as_deref()),
+            ("2026-01-01T00:01:00Z", Some("2026-01-01T01:00:00Z"))
+        );
+        assert_eq!(status.rollout.len(), 1);
+        assert!(!status.rollout[0].complete && status.rollout[0].restarted_at.is_none(), "restarted after the write");
+        assert_eq!(reason(&status), ("True", "KeyReady"));
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert!(ready.message.contains("until Deployment/api rolled out"), "{}", ready.message);
+        // The first key retires nothing, and restarts nothing.
+        let first = delivered(&resource(spec, None), issued("SK1", "team/app"), now());
+        assert!(first.rollout.is_empty());
+        // Without targets, a key retires at the end of its grace period, as before.
+        let plain = serde_json::json!({"accountRef": {"name": "main"}});
+        let previous = TwilioApiKeyStatus {
+            key_sid: Some("SK0".into()),
+            rollout: vec![entry(WorkloadKind::Deployment, "api", false)],
+            ..Default::default()
+        };
+        let status = delivered(&resource(plain, Some(previous)), issued("SK1", "team/app"), now());
+        assert_eq!(status.retiring_keys[0].delete_by, None);
+        assert!(status.rollout.is_empty(), "a rotation without targets waits for no earlier rollout");
+    }
+
+    #[test]
+    fn a_waiting_key_goes_after_its_grace_period_once_rolled_out_or_at_its_latest_deadline() {
+        let targets = with_targets(serde_json::json!([
+            {"kind": "Deployment", "name": "api"}, {"kind": "StatefulSet", "name": "db"}
+        ]));
+        let old =
+            RetiringKey { delete_by: Some("2026-01-01T01:00:00Z".into()), ..retiring("SK0", "2025-12-31T23:59:00Z") };
+        let status = |api: bool, db: bool| TwilioApiKeyStatus {
+            retiring_keys: vec![old.clone()],
+            rollout: vec![entry(WorkloadKind::Deployment, "api", api), entry(WorkloadKind::StatefulSet, "db", db)],
+            conditions: vec![Condition { type_: rollout::ROLLOUT_DELAYED.into(), ..reason_condition() }],
+            ..Default::default()
+        };
+        let key = resource(targets, None);
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        assert!(retire_due(&key, &status(true, false), now()).is_none(), "db has not rolled out");
+        assert!(retire_due(&key, &status(false, false), at("2026-01-01T00:59:59Z")).is_none());
+        let (due, rest) = retire_due(&key, &status(true, true), now()).unwrap();
+        assert_eq!(due[0].sid, "SK0");
+        assert!(rest.rollout.is_empty() && rest.conditions.is_empty(), "nothing is waited for any more");
+        let (due, _) = retire_due(&key, &status(false, false), at("2026-01-01T01:00:00Z")).unwrap();
+        assert_eq!(due[0].sid, "SK0", "at deleteBy, rolled out or not");
+        // Rolled out, but inside the grace period: not yet.
+        let early = TwilioApiKeyStatus {
+            retiring_keys: vec![RetiringKey { delete_after: "2026-01-01T00:01:00Z".into(), ..old.clone() }],
+            ..status(true, true)
+        };
+        assert!(retire_due(&key, &early, now()).is_none());
+        // A target the spec no longer names is not waited for.
+        let only_api = resource(with_targets(serde_json::json!([{"kind": "Deployment", "name": "api"}])), None);
+        assert!(retire_due(&only_api, &status(true, false), now()).is_some());
+    }
+
+    #[test]
+    fn while_keys_wait_for_rollouts_the_targets_are_polled() {
+        let resync = Duration::from_secs(600);
+        let spec = with_targets(serde_json::json!([{"kind": "Deployment", "name": "api"}]));
+        let old =
+            RetiringKey { delete_by: Some("2026-01-01T01:00:00Z".into()), ..retiring("SK0", "2026-01-01T00:01:00Z") };
+        let waiting = TwilioApiKeyStatus {
+            retiring_keys: vec![old.clone()],
+            rollout: vec![entry(WorkloadKind::Deployment, "api", false)],
+            ..Default::default()
+        };
+        let wake = next_wake(&resource(spec.clone(), None), &waiting, resync, now());
+        assert_eq!(wake, rollout::POLL_INTERVAL + Duration::from_millis(100));
+        let done = TwilioApiKeyStatus { rollout: vec![entry(WorkloadKind::Deployment, "api", true)], ..waiting };
+        assert_eq!(next_wake(&resource(spec, None), &done, resync, now()), Duration::from_millis(60_100));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::api::duration;
-use crate::api::{GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, TwilioApiKey};
+use crate::api::{GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, RolloutRestartTarget, TwilioApiKey};
 
 /// A field value for a message, at most 80 characters.
 fn shorten_field(text: &str) -> String {
@@ -25,6 +25,8 @@ pub const MAX_SECRET_METADATA_ENTRIES: usize = 64;
 pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 /// The longest spec.policy.allow entry.
 pub const MAX_PERMISSION_LEN: usize = 256;
+/// The most workloads spec.rolloutRestartTargets may name.
+const MAX_ROLLOUT_TARGETS: usize = 32;
 /// The longest spec.rotation.trigger.
 pub const MAX_TRIGGER_LEN: usize = 253;
 
@@ -70,6 +72,7 @@ pub fn validate(resource: &TwilioApiKey) -> Result<(), String> {
     if let Some(rotation) = &spec.rotation {
         validate_rotation(rotation)?;
     }
+    validate_rollout_targets(&spec.rollout_restart_targets)?;
     if let Some(name) = &spec.secret.name
         && let Err(why) = dns_subdomain(name)
     {
@@ -135,6 +138,42 @@ fn validate_rotation(rotation: &crate::api::RotationSpec) -> Result<(), String> 
         let len = trigger.chars().count();
         if len > MAX_TRIGGER_LEN {
             return Err(format!("spec.rotation.trigger is {len} characters; at most {MAX_TRIGGER_LEN} are allowed"));
+        }
+    }
+    if let Some(text) = &rotation.max_grace_period {
+        let max = duration::parse(text).map_err(|e| format!("spec.rotation.maxGracePeriod: {e}"))?;
+        if max > MAX_GRACE_PERIOD {
+            return Err(format!(
+                "spec.rotation.maxGracePeriod {text:?} is longer than 720h (30 days), the longest an old key may stay valid"
+            ));
+        }
+        if max < grace {
+            return Err(format!(
+                "spec.rotation.maxGracePeriod {text:?} is shorter than spec.rotation.gracePeriod {:?}",
+                rotation.grace_period
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_rollout_targets(targets: &[RolloutRestartTarget]) -> Result<(), String> {
+    if targets.len() > MAX_ROLLOUT_TARGETS {
+        return Err(format!(
+            "spec.rolloutRestartTargets has {} entries; at most {MAX_ROLLOUT_TARGETS} are allowed",
+            targets.len()
+        ));
+    }
+    for (i, target) in targets.iter().enumerate() {
+        if let Err(why) = dns_subdomain(&target.name) {
+            return Err(format!(
+                "spec.rolloutRestartTargets[{i}].name {:?} is not a valid {} name: {why}",
+                shorten_field(&target.name),
+                target.kind
+            ));
+        }
+        if targets[..i].contains(target) {
+            return Err(format!("spec.rolloutRestartTargets lists {} {} twice", target.kind, target.name));
         }
     }
     Ok(())
@@ -344,6 +383,39 @@ mod tests {
         }
         let message = rotation(serde_json::json!({"interval": "9m"})).unwrap_err();
         assert!(message.contains("gracePeriod"), "the default 10m grace period counts: {message}");
+    }
+
+    #[test]
+    fn max_grace_periods_lie_between_the_grace_period_and_720h() {
+        for (max, grace) in [("24h", "10m"), ("10m", "10m"), ("720h", "720h"), ("1s", "0s")] {
+            assert_eq!(rotation(serde_json::json!({"maxGracePeriod": max, "gracePeriod": grace})), Ok(()), "{max}");
+        }
+        for (max, grace, says) in [
+            ("5m", "10m", "shorter than spec.rotation.gracePeriod"),
+            ("9m", "10m", "shorter than spec.rotation.gracePeriod"),
+            ("720h1s", "10m", "longer than 720h"),
+            ("forever", "10m", "spec.rotation.maxGracePeriod"),
+        ] {
+            let message = rotation(serde_json::json!({"maxGracePeriod": max, "gracePeriod": grace})).unwrap_err();
+            assert!(message.contains("spec.rotation.maxGracePeriod") && message.contains(says), "{max}: {message}");
+        }
+        let message = rotation(serde_json::json!({"maxGracePeriod": "9m"})).unwrap_err();
+        assert!(message.contains("gracePeriod"), "the default 10m grace period counts: {message}");
+    }
+
+    #[test]
+    fn rollout_targets_are_valid_distinct_names_and_at_most_32() {
+        let targets = |targets: serde_json::Value| {
+            validate(&resource(serde_json::json!({"accountRef": {"name": "prod"}, "rolloutRestartTargets": targets})))
+        };
+        let target = |kind: &str, name: &str| serde_json::json!({"kind": kind, "name": name});
+        assert_eq!(targets(serde_json::json!([target("Deployment", "api"), target("StatefulSet", "api")])), Ok(()));
+        let message = targets(serde_json::json!([target("Deployment", "Api_1")])).unwrap_err();
+        assert!(message.contains("spec.rolloutRestartTargets[0].name"), "{message}");
+        let message = targets(serde_json::json!([target("DaemonSet", "a"), target("DaemonSet", "a")])).unwrap_err();
+        assert!(message.contains("DaemonSet a twice"), "{message}");
+        let many: Vec<_> = (0..33).map(|i| target("Deployment", &format!("d{i}"))).collect();
+        assert!(targets(serde_json::json!(many)).unwrap_err().contains("at most 32"));
     }
 
     #[test]

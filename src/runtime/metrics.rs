@@ -433,7 +433,13 @@ mod tests {
     }
 
     fn retiring(delete_after: &str) -> RetiringKey {
-        RetiringKey { sid: "SK0".into(), delete_after: delete_after.into(), account_ref: None, account_sid: None }
+        RetiringKey {
+            sid: "SK0".into(),
+            delete_after: delete_after.into(),
+            account_ref: None,
+            account_sid: None,
+            delete_by: None,
+        }
     }
 
     #[test]

@@ -35,6 +35,8 @@ use crate::twilio::TwilioClient;
 pub struct Config {
     /// How often a Ready resource is checked again for drift.
     pub resync_interval: Duration,
+    /// How long after a rotation the rollout restart targets may take before RolloutDelayed.
+    pub rollout_deadline: Duration,
 }
 
 pub struct Context {
