@@ -161,7 +161,7 @@ impl Metrics {
         let retiring_keys_overdue = Gauge::default();
         registry.register(
             "retiring_keys_overdue",
-            "Replaced keys still recorded more than 5 minutes after their grace period ended (their deletion is failing)",
+            "Replaced keys still recorded more than 5 minutes after they were due: their grace period ended (and their rollouts finished, or maxGracePeriod passed); their deletion is failing",
             retiring_keys_overdue.clone(),
         );
         let per_resource = per_resource.then(|| {
@@ -351,9 +351,15 @@ impl ResourceGauges {
                     gauges.rotation_overdue += i64::from(due < now);
                 }
             }
+            // A key that waits for rollouts is due at its deleteBy until they are done.
+            let rolling_out = !crate::keys::rollout::waiting(resource, status).is_empty();
             for retiring in &status.retiring_keys {
                 gauges.retiring_keys += 1;
-                let overdue = parse_time(Some(&retiring.delete_after))
+                let due = match &retiring.delete_by {
+                    Some(latest) if rolling_out => latest,
+                    _ => &retiring.delete_after,
+                };
+                let overdue = parse_time(Some(due))
                     .is_some_and(|deadline| now.duration_since(deadline).as_secs() > RETIRING_OVERDUE_AFTER_SECONDS);
                 gauges.retiring_keys_overdue += i64::from(overdue);
             }
@@ -483,6 +489,36 @@ mod tests {
         assert_eq!(count("TwilioApiKey", "Ready", "Unknown", ""), 1, "not reported on yet");
         assert_eq!(count("ClusterTwilioAccount", "Stalled", "True", "TwilioAuthFailed"), 1);
         assert_eq!(count("TwilioAccount", "Ready", "Unknown", ""), 1);
+    }
+
+    #[test]
+    fn a_key_waiting_for_rollouts_is_overdue_only_past_its_delete_by() {
+        let waiting_key = |complete: bool| {
+            let status = TwilioApiKeyStatus {
+                key_sid: Some("SK1".into()),
+                retiring_keys: vec![RetiringKey {
+                    delete_by: Some("2026-01-01T13:00:00Z".into()),
+                    ..retiring("2026-01-01T11:00:00Z")
+                }],
+                rollout: vec![crate::api::RolloutTargetStatus {
+                    kind: crate::api::WorkloadKind::Deployment,
+                    name: "web".into(),
+                    complete,
+                    restarted_at: Some("2026-01-01T10:50:00Z".into()),
+                    message: None,
+                }],
+                ..Default::default()
+            };
+            let mut resource = (*key("w", Some(status))).clone();
+            resource.spec.rollout_restart_targets = vec![crate::api::RolloutRestartTarget {
+                kind: crate::api::WorkloadKind::Deployment,
+                name: "web".into(),
+            }];
+            Resources { keys: vec![Arc::new(resource)], accounts: vec![] }
+        };
+        // An hour past its grace period, an hour before its deleteBy.
+        assert_eq!(ResourceGauges::of(&waiting_key(false), now()).retiring_keys_overdue, 0, "still rolling out");
+        assert_eq!(ResourceGauges::of(&waiting_key(true), now()).retiring_keys_overdue, 1, "rolled out, not deleted");
     }
 
     #[test]

@@ -267,7 +267,34 @@ pub fn render_status(resource: &TwilioApiKey, account: &AccountView, events: &[E
         let rows: Vec<Vec<String>> = status
             .retiring_keys
             .iter()
-            .map(|k| vec![k.sid.clone(), format!("deleted after {}", stamp(&k.delete_after, now))])
+            .map(|k| {
+                let when = match &k.delete_by {
+                    None => format!("deleted after {}", stamp(&k.delete_after, now)),
+                    Some(by) => format!(
+                        "deleted after {} once the rollouts below are done, at the latest {}",
+                        stamp(&k.delete_after, now),
+                        stamp(by, now)
+                    ),
+                };
+                vec![k.sid.clone(), when]
+            })
+            .collect();
+        out.push_str(&table(&rows, 4));
+    }
+    if !status.rollout.is_empty() {
+        field(&mut out, "Rollouts", "the consumers restarted after the rotation (spec.rolloutRestartTargets)");
+        let rows: Vec<Vec<String>> = status
+            .rollout
+            .iter()
+            .map(|e| {
+                let state = match (e.complete, &e.restarted_at) {
+                    (true, _) => "rolled out".to_string(),
+                    (false, None) => "not restarted yet".to_string(),
+                    (false, Some(at)) => format!("rolling out since {}", stamp(at, now)),
+                };
+                let message = e.message.clone().unwrap_or_default();
+                vec![format!("{}/{}", e.kind, e.name), state, message]
+            })
             .collect();
         out.push_str(&table(&rows, 4));
     }
@@ -419,6 +446,26 @@ mod tests {
         assert_eq!(shown.len(), 10);
         assert_eq!(shown.first().map(String::as_str), Some("Reason09"), "the oldest shown");
         assert_eq!(shown.last().map(String::as_str), Some("Reason00"), "the newest, last");
+    }
+
+    #[test]
+    fn a_key_waiting_for_rollouts_shows_each_target() {
+        let mut key = ready_key();
+        let status = key.status.as_mut().unwrap();
+        status.retiring_keys[0].delete_by = Some("2026-01-02T00:55:00Z".into());
+        status.rollout = serde_json::from_value(json!([
+            {"kind": "Deployment", "name": "web", "complete": false, "restartedAt": "2026-01-01T00:55:00Z", "message": "1 of 2 Pods updated"},
+            {"kind": "DaemonSet", "name": "agent", "complete": true, "restartedAt": "2026-01-01T00:55:00Z"}
+        ]))
+        .unwrap();
+        let text = squeeze(&render_status(&key, &account(), &[], now()));
+        for expected in [
+            "once the rollouts below are done, at the latest 2026-01-02T00:55:00Z",
+            "Deployment/web rolling out since 2026-01-01T00:55:00Z (5m ago) 1 of 2 Pods updated",
+            "DaemonSet/agent rolled out",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
     }
 
     #[test]
