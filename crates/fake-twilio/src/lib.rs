@@ -115,6 +115,15 @@ struct Store {
     deleted: Vec<String>,
     /// Account SID -> how long each of its key listings takes before it is answered.
     slow_listings: HashMap<String, Duration>,
+    /// Basic-auth user name (an account or key SID) -> how its requests authenticated.
+    authentications: BTreeMap<String, Authentications>,
+}
+
+/// How the requests made as one user authenticated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Authentications {
+    pub accepted: u64,
+    pub refused: u64,
 }
 
 struct Shared {
@@ -240,6 +249,11 @@ impl FakeTwilio {
     /// Requests served by "operation status", e.g. "create_key 201" -> 3.
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         self.shared.lock().counts.clone()
+    }
+
+    /// How the requests made as each user (an account or key SID) authenticated so far.
+    pub fn authentications(&self) -> BTreeMap<String, Authentications> {
+        self.shared.lock().authentications.clone()
     }
 
     /// Listing requests (one per page, v1 and v2010) served so far, whatever their status.
@@ -410,20 +424,26 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Principal, ApiEr
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(unauthorized)?;
     let (user, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
-    let store = shared.lock();
-    if let Some(account) = store.accounts.get(user) {
-        if account.auth_token == password {
-            return Ok(Principal::Manager(account.sid.clone()));
-        }
-    } else if let Some(key) = store.keys.get(user)
-        && key.secret == password
-    {
-        return Ok(match key.key_type {
+    let mut store = shared.lock();
+    let principal = if let Some(account) = store.accounts.get(user) {
+        (account.auth_token == password).then(|| Principal::Manager(account.sid.clone()))
+    } else {
+        store.keys.get(user).filter(|key| key.secret == password).map(|key| match key.key_type {
             FakeKeyType::Main => Principal::Manager(key.account_sid.clone()),
             _ => Principal::KeyUser(key.account_sid.clone()),
-        });
+        })
+    };
+    let tally = store.authentications.entry(user.to_string()).or_default();
+    match principal {
+        Some(principal) => {
+            tally.accepted += 1;
+            Ok(principal)
+        }
+        None => {
+            tally.refused += 1;
+            Err(unauthorized())
+        }
     }
-    Err(unauthorized())
 }
 
 /// The account a request may manage keys in, or the error Twilio gives.
