@@ -95,15 +95,20 @@ fn duration_rules_agree_with_the_operators_validation() {
             if let Some(interval) = interval {
                 rotation["interval"] = json!(interval);
             }
-            let spec = key(json!({"rotation": rotation}))["spec"].clone();
-            let spec: twilio_operator::api::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
-            let mut resource = twilio_operator::api::TwilioApiKey::new("k", spec);
-            resource.metadata.namespace = Some("ns".into());
-            let operator = twilio_operator::keys::validate::validate(&resource);
-            let cel = rejection(key(json!({"rotation": rotation})));
-            assert_eq!(operator.is_ok(), cel.is_none(), "{rotation}: operator {operator:?}, CEL {cel:?}");
+            rotation_rules_agree(rotation);
         }
     }
+}
+
+/// The operator's validation and the CRD's CEL rules accept and refuse this spec.rotation alike.
+fn rotation_rules_agree(rotation: Value) {
+    let spec = key(json!({"rotation": rotation}))["spec"].clone();
+    let spec: twilio_operator::api::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
+    let mut resource = twilio_operator::api::TwilioApiKey::new("k", spec);
+    resource.metadata.namespace = Some("ns".into());
+    let operator = twilio_operator::keys::validate::validate(&resource);
+    let cel = rejection(key(json!({"rotation": rotation})));
+    assert_eq!(operator.is_ok(), cel.is_none(), "{rotation}: operator {operator:?}, CEL {cel:?}");
 }
 
 #[test]
@@ -115,13 +120,7 @@ fn max_grace_period_rules_agree_with_the_operators_validation() {
             if let Some(grace) = grace {
                 rotation["gracePeriod"] = json!(grace);
             }
-            let spec = key(json!({"rotation": rotation}))["spec"].clone();
-            let spec: twilio_operator::api::TwilioApiKeySpec = serde_json::from_value(spec).unwrap();
-            let mut resource = twilio_operator::api::TwilioApiKey::new("k", spec);
-            resource.metadata.namespace = Some("ns".into());
-            let operator = twilio_operator::keys::validate::validate(&resource);
-            let cel = rejection(key(json!({"rotation": rotation})));
-            assert_eq!(operator.is_ok(), cel.is_none(), "{rotation}: operator {operator:?}, CEL {cel:?}");
+            rotation_rules_agree(rotation);
         }
     }
 }
