@@ -385,8 +385,17 @@ node_claim() {
       continue
     fi
     if [ -n "$owner" ]; then
+      exec {lock}>&-
       log "cleaning up after the node cluster of $owner, which was not stopped"
       node_down "$owner"
+      continue
+    fi
+    # `down` removes every KUBE-* chain: refuse to start beside chains that are not ours.
+    if iptables -t nat -S KUBE-SERVICES > /dev/null 2>&1; then
+      exec {lock}>&-
+      log "iptables holds kube-proxy's chains (KUBE-SERVICES) of no node cluster of this script:"
+      log "this machine runs another Kubernetes node. A node cluster cannot run beside it."
+      exit 1
     fi
     mkdir -p "$dir/node"
     echo "$dir" > "$NODE_OWNER"
@@ -437,11 +446,6 @@ node_network() {
   for host_dir in "${NODE_HOST_DIRS[@]}"; do
     [ ! -d "$host_dir" ] || ls -A "$host_dir" > "$dir/node/host/$(echo "$host_dir" | tr / _)"
   done
-  if iptables -t nat -S KUBE-SERVICES > /dev/null 2>&1; then
-    log "iptables already holds kube-proxy's chains (KUBE-SERVICES): this machine runs another"
-    log "Kubernetes node, or one was left behind. Stop it first."
-    return 1
-  fi
   ip link del "$NODE_BRIDGE" 2>/dev/null || true
   subnet=$(free_subnet)
   NODE_IP=$subnet.1
@@ -663,11 +667,12 @@ alive() {
   [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
-# SIGTERM to the processes, SIGKILL to those still alive after 10 s.
+# SIGTERM to the processes, SIGKILL to those still alive after $1 seconds.
 stop_processes() {
-  local pid left
+  local seconds=$1 pid left
+  shift
   for pid in "$@"; do kill "$pid" 2>/dev/null; done
-  for _ in $(seq 50); do
+  for _ in $(seq $((seconds * 5))); do
     left=0
     for pid in "$@"; do alive "$pid" && left=1; done
     [ "$left" = 0 ] && return 0
@@ -681,7 +686,7 @@ node_leftovers() {
   local sock=$1 pid
   find /sys/fs/cgroup/ -path "*/$NODE_CGROUP/*" -name cgroup.procs -exec cat {} + 2>/dev/null
   for pid in /proc/[0-9]*; do
-    tr '\0' ' ' < "$pid/cmdline" 2>/dev/null | grep -qF -- "-address $sock " && echo "${pid#/proc/}"
+    tr '\0' ' ' 2>/dev/null < "$pid/cmdline" | grep -qF -- "-address $sock " && echo "${pid#/proc/}"
   done
   return 0
 }
@@ -718,7 +723,7 @@ node_down() (
   sock="$n/containerd/containerd.sock"
   # The kubelet first: it would restart what is stopped below.
   for component in kubelet kube-proxy kube-scheduler; do
-    [ -f "$n/$component.pid" ] && stop_processes "$(cat "$n/$component.pid")"
+    [ -f "$n/$component.pid" ] && stop_processes 10 "$(cat "$n/$component.pid")"
   done
   # Every container, through containerd while it runs: the shims unmount their root filesystems
   # and exit.
@@ -727,10 +732,11 @@ node_down() (
       timeout 20 ctr --address "$sock" --namespace k8s.io tasks rm --force "$id" > /dev/null 2>&1
     done
   fi
-  # The control plane and containerd.
+  # The control plane and containerd. On SIGTERM, the API server (with the lease endpoint
+  # reconciler) keeps trying to remove its endpoint through its own closed port: 3 s, then KILL.
   pids=()
   [ -f "$dir/pids" ] && mapfile -t pids < <(grep -E '^[0-9]+$' "$dir/pids")
-  [ "${#pids[@]}" = 0 ] || stop_processes "${pids[@]}"
+  [ "${#pids[@]}" = 0 ] || stop_processes 3 "${pids[@]}"
   [ ! -f "$dir/pids" ] || : > "$dir/pids"
   # Whatever is left: containers and shims.
   for _ in $(seq 20); do
