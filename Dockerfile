@@ -7,6 +7,11 @@
 # runtime image is distroless/cc, which also holds the CA certificates rustls verifies Twilio's
 # and the API server's certificates against. The operator writes nothing to its filesystem: it
 # runs with a read-only root filesystem.
+#
+# Without Docker, `hack/image.sh operator` writes an OCI image with the same layout: the binary
+# as /twilio-operator, glibc, libgcc_s and the dynamic loader at the paths distroless/cc has them,
+# the CA bundle at /etc/ssl/certs/ca-certificates.crt, user 65532:65532, the same entrypoint,
+# cmd, port and labels. Keep the two in step.
 
 ARG RUST_VERSION=1
 FROM rust:${RUST_VERSION}-bookworm AS build

@@ -6,6 +6,13 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 hack/control-plane.sh build > /dev/null
+# The node (kubelet, kube-proxy, kube-scheduler, containerd) for the tests that need Pods
+# (tests/pods.rs); it needs root, as CI has. Without root those tests skip.
+if [ "$(id -u)" = 0 ]; then
+  hack/control-plane.sh build-node > /dev/null
+else
+  echo "== not root: no node, so tests/pods.rs skips (it runs in CI, as root)"
+fi
 # Helm v4 (its Go library, through the helm-sdkpy wheel) for the chart tests; Debian has no helm.
 if ! python3 -c 'import helm_sdkpy, cffi, yaml' 2> /dev/null; then
   echo "== installing helm-sdkpy (Helm v4), cffi and PyYAML from PyPI"

@@ -24,19 +24,7 @@ impl ControlPlane {
     /// Starts a control plane with the CRDs of crds/, its state in `dir` (emptied first). It stops
     /// with `stop`, or by itself when this process exits.
     pub fn start(dir: &Path) -> anyhow::Result<ControlPlane> {
-        let _ = std::fs::remove_dir_all(dir);
-        let mut crds: Vec<PathBuf> = std::fs::read_dir(repo_root().join("crds"))
-            .context("read crds/")?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .context("read crds/")?;
-        crds.sort();
-        let mut up = script("up", dir);
-        up.args(&crds).env("WATCH_PID", std::process::id().to_string());
-        if !up.status().context("run hack/control-plane.sh")?.success() {
-            bail!("hack/control-plane.sh up failed; logs are in {}", dir.display());
-        }
-        Ok(ControlPlane { kubeconfig: dir.join("kubeconfig"), dir: Some(dir.to_path_buf()) })
+        start_with("up", dir)
     }
 
     fn state_dir(&self) -> anyhow::Result<&Path> {
@@ -72,6 +60,24 @@ impl ControlPlane {
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
+}
+
+/// `hack/control-plane.sh COMMAND DIR CRD...` (`up` or `up-node`) with the CRDs of crds/, its
+/// state in `dir` (emptied first), stopped by the script's watchdog when this process exits.
+pub(crate) fn start_with(command: &str, dir: &Path) -> anyhow::Result<ControlPlane> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut crds: Vec<PathBuf> = std::fs::read_dir(repo_root().join("crds"))
+        .context("read crds/")?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .context("read crds/")?;
+    crds.sort();
+    let mut up = script(command, dir);
+    up.args(&crds).env("WATCH_PID", std::process::id().to_string());
+    if !up.status().context("run hack/control-plane.sh")?.success() {
+        bail!("hack/control-plane.sh {command} failed; logs are in {}", dir.display());
+    }
+    Ok(ControlPlane { kubeconfig: dir.join("kubeconfig"), dir: Some(dir.to_path_buf()) })
 }
 
 /// `hack/control-plane.sh COMMAND DIR`, its output (the kubeconfig's path) discarded.

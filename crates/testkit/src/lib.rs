@@ -1,6 +1,7 @@
 //! The harness of the integration tests (tests/*.rs) and of the bench: a real control plane
 //! (hack/control-plane.sh), the operator binary as a process, the project's fake Twilio in this
-//! process, the objects a namespace needs, and waits with timeouts.
+//! process, the objects a namespace needs, and waits with timeouts. The tests that need Pods use
+//! a control plane with a node instead (`node_cluster()`), and images built by hack/image.sh.
 //!
 //! What the bench uses returns errors: `anyhow::Result` (ControlPlane, Operator, `poll_until`,
 //! `wait_account_ready`) or `kube::Result` (the object helpers). The conveniences that only the
@@ -11,6 +12,7 @@
 mod control_plane;
 mod env;
 pub mod kube_proxy;
+mod node;
 mod objects;
 mod operator;
 mod wait;
@@ -19,6 +21,7 @@ use std::path::PathBuf;
 
 pub use control_plane::{ControlPlane, client, control_plane, start_control_plane};
 pub use env::TestEnv;
+pub use node::{NodeCluster, build_busybox_image, build_operator_image, node_cluster, start_fake_twilio_on};
 pub use objects::{
     create_account, create_key, create_namespace, create_secret, fake_connection, gone, is_ready, ready_sid,
     setup_namespace, start_fake_twilio,
