@@ -1,0 +1,285 @@
+//! Rotation that waits for its consumers, proven with real ones: a Deployment of two Pods on a
+//! real node (hack/control-plane.sh up-node) reads the key from its Secret into its environment
+//! at start, as most applications do, and calls the fake Twilio with it twice a second
+//! (hack/consumer/consume.sh on a static BusyBox image built here).
+//!
+//! - With `rolloutRestartTargets`, through five rotations: Twilio refuses none of the
+//!   consumers' calls, and each old key is deleted only after the Deployment rolled out (its
+//!   Event timeline is printed, for the notes).
+//! - Without them, and a short grace period: the Pods keep calling with the deleted key, and
+//!   Twilio refuses them. That is the failure the targets prevent.
+//!
+//! It needs root (containerd, a bridge, iptables); without root it is skipped, except in CI.
+
+use twilio_operator_testkit as support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fake_twilio::{Authentications, FakeTwilio};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use support::{
+    ACCOUNT_SID, AUTH_TOKEN, Operator, create_key, node_cluster, operator_binary, repo_root, setup_namespace,
+    start_fake_twilio_on, wait_up_to,
+};
+use twilio_operator::api::TwilioApiKey;
+
+const CONSUMER_IMAGE: &str = "twilio-consumer:dev";
+
+fn running_as_root() -> bool {
+    let uid = std::process::Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&uid.stdout).trim() == "0"
+}
+
+/// The node cluster, the consumer image imported into it, a namespace with an account of the
+/// fake Twilio (listening on the node's address, where Pods reach it), and the operator.
+struct Setup {
+    client: Client,
+    namespace: String,
+    fake: FakeTwilio,
+    _operator: Operator,
+}
+
+async fn setup(test: &str) -> Setup {
+    let cluster = node_cluster();
+    let script = repo_root().join("hack/consumer/consume.sh");
+    cluster
+        .load_busybox_image(CONSUMER_IMAGE, &[(&script, "/consume.sh")], &["/bin/sh", "/consume.sh"])
+        .expect("build and import the consumer image");
+    let client = cluster.client().await.expect("a client of the node cluster");
+    let namespace = format!("{test}-{:04x}", rand::random::<u16>());
+    setup_namespace(&client, &namespace, ACCOUNT_SID, AUTH_TOKEN).await.expect("set up the namespace");
+    let fake = start_fake_twilio_on(cluster.node_ip.into(), ACCOUNT_SID, AUTH_TOKEN).await.expect("fake Twilio");
+    let log = repo_root().join("target/test-logs").join(format!("{namespace}.log"));
+    let args = ["--watch-namespace", namespace.as_str(), "--metrics-addr", "127.0.0.1:0", "--rollout-deadline", "2m"];
+    let env = [("RUST_LOG", "info,twilio_operator=debug")];
+    let operator = Operator::launch(&operator_binary(), &cluster.kubeconfig, &fake.url(), &args, &env, &log)
+        .expect("start the operator");
+    Setup { client, namespace, fake, _operator: operator }
+}
+
+/// A Deployment of two consumers of Secret `secret`, each calling the fake Twilio.
+async fn create_consumers(setup: &Setup, name: &str, secret: &str) {
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{
+                        "name": "consumer",
+                        "image": CONSUMER_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "envFrom": [{"secretRef": {"name": secret}}],
+                        "env": [{"name": "TWILIO_URL", "value": setup.fake.url()}],
+                        "securityContext": {
+                            "runAsUser": 65532,
+                            "runAsNonRoot": true,
+                            "readOnlyRootFilesystem": true,
+                            "allowPrivilegeEscalation": false,
+                            "capabilities": {"drop": ["ALL"]}
+                        }
+                    }]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    let api: Api<Deployment> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    api.create(&PostParams::default(), &deployment).await.expect("create the consumers");
+    wait_up_to(Duration::from_secs(120), &format!("{name}: 2 Pods available"), || async {
+        let d = api.get(name).await.ok()?;
+        (d.status?.available_replicas == Some(2)).then_some(())
+    })
+    .await;
+}
+
+/// How the consumers' calls authenticated, per key SID (the operator's own calls are made with the
+/// account SID and are left out).
+fn consumer_calls(fake: &FakeTwilio) -> BTreeMap<String, Authentications> {
+    fake.authentications().into_iter().filter(|(user, _)| user.starts_with("SK")).collect()
+}
+
+fn refused(calls: &BTreeMap<String, Authentications>) -> u64 {
+    calls.values().map(|a| a.refused).sum()
+}
+
+async fn key(setup: &Setup, name: &str) -> TwilioApiKey {
+    let keys: Api<TwilioApiKey> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    keys.get(name).await.expect("the TwilioApiKey")
+}
+
+async fn wait_key_sid(setup: &Setup, name: &str, not: Option<&str>) -> String {
+    wait_up_to(Duration::from_secs(60), &format!("{name}: a Ready key other than {not:?}"), || async {
+        let key = key(setup, name).await;
+        let sid = support::ready_sid(&key)?.to_string();
+        (Some(sid.as_str()) != not).then_some(sid)
+    })
+    .await
+}
+
+async fn request_rotation(setup: &Setup, name: &str, value: &str) {
+    let keys: Api<TwilioApiKey> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let patch = json!({"metadata": {"annotations": {"twilio-operator.dev/rotate": value}}});
+    keys.patch(name, &Default::default(), &kube::api::Patch::Merge(&patch)).await.expect("annotate");
+}
+
+/// The Events about `name`, oldest first: (time, reason, note).
+async fn timeline(setup: &Setup, name: &str) -> Vec<(Timestamp, String, String)> {
+    let events: Api<Event> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let mut list: Vec<(Timestamp, String, String)> = events
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| {
+            // The operator names an Event "<object>.<nanoseconds since the epoch, in hex>": its
+            // time to the nanosecond (core/v1 Events carry whole seconds).
+            let nanos = e
+                .metadata
+                .name
+                .as_deref()
+                .and_then(|n| n.rsplit('.').next())
+                .and_then(|hex| i128::from_str_radix(hex, 16).ok());
+            let at = nanos.and_then(|n| Timestamp::from_nanosecond(n).ok()).expect("an Event named by the operator");
+            (at, e.reason.unwrap_or_default(), e.note.unwrap_or_default())
+        })
+        .collect();
+    list.sort_by_key(|(at, _, _)| *at);
+    list
+}
+
+/// The consumer Pods: name, phase, ready, restarts.
+async fn pod_statuses(setup: &Setup, app: &str) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await.expect("list Pods");
+    list.items
+        .iter()
+        .map(|pod| {
+            let status = pod.status.clone().unwrap_or_default();
+            let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+            let restarts: i32 = status.container_statuses.iter().flatten().map(|c| c.restart_count).sum();
+            format!("{} phase={} ready={ready} restarts={restarts}", pod.name_any(), status.phase.unwrap_or_default())
+        })
+        .collect()
+}
+
+fn skip_without_root() -> bool {
+    if running_as_root() {
+        return false;
+    }
+    assert!(std::env::var_os("CI").is_none(), "the node tests need root in CI");
+    eprintln!("skipped: a node needs root (containerd, a bridge, iptables)");
+    true
+}
+
+#[tokio::test]
+async fn consumers_roll_to_each_new_key_before_the_old_one_goes_and_no_call_fails() {
+    if skip_without_root() {
+        return;
+    }
+    let setup = setup("consumers").await;
+    let spec = json!({
+        "secret": {"name": "consumer-twilio"},
+        "rotation": {"gracePeriod": "2s", "maxGracePeriod": "10m"},
+        "rolloutRestartTargets": [{"kind": "Deployment", "name": "consumer"}]
+    });
+    create_key(&setup.client, &setup.namespace, "consumer-key", spec).await.expect("create the key");
+    let mut sid = wait_key_sid(&setup, "consumer-key", None).await;
+    create_consumers(&setup, "consumer", "consumer-twilio").await;
+    println!("consumers up: {:?}", pod_statuses(&setup, "consumer").await);
+    let mut keys = vec![sid.clone()];
+    for rotation in 1..=5 {
+        let started = Instant::now();
+        let before = Timestamp::now();
+        request_rotation(&setup, "consumer-key", &rotation.to_string()).await;
+        let new = wait_key_sid(&setup, "consumer-key", Some(&sid)).await;
+        let old = std::mem::replace(&mut sid, new.clone());
+        wait_up_to(Duration::from_secs(180), &format!("rotation {rotation}: old key {old} deleted"), || async {
+            setup.fake.key(&old).is_none().then_some(())
+        })
+        .await;
+        let deleted_after = started.elapsed();
+        // Each old key went once the Deployment had rolled out, not at the end of its 2 s grace
+        // period: the Event says so, after RolloutComplete.
+        let events: Vec<_> =
+            timeline(&setup, "consumer-key").await.into_iter().filter(|(at, _, _)| *at >= before).collect();
+        println!(
+            "rotation {rotation}: {old} -> {new}, old key deleted {:.1} s after the request",
+            deleted_after.as_secs_f64()
+        );
+        for (at, reason, note) in &events {
+            println!("  +{:>5.1} s  {reason:<17} {note}", at.duration_since(before).as_secs_f64());
+        }
+        let position = |reason: &str, containing: &str| {
+            events
+                .iter()
+                .position(|(_, r, n)| r == reason && n.contains(containing))
+                .unwrap_or_else(|| panic!("rotation {rotation}: no {reason} Event naming {containing}: {events:?}"))
+        };
+        let rotated = position("KeyRotated", &new);
+        let restarted = position("RolloutRestarted", &new);
+        let complete = position("RolloutComplete", &new);
+        let deleted = position("KeyDeleted", &old);
+        assert!(rotated <= restarted && restarted < complete && complete < deleted, "rotation {rotation}: {events:?}");
+        assert!(events[deleted].2.contains("once the rollout restart targets had rolled out"), "{:?}", events[deleted]);
+        let calls = consumer_calls(&setup.fake);
+        assert_eq!(refused(&calls), 0, "rotation {rotation}: calls refused: {calls:?}");
+        keys.push(new);
+    }
+    // Let the last key's consumers call a while.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = consumer_calls(&setup.fake);
+    println!("consumer calls per key (accepted, refused):");
+    for sid in &keys {
+        let a = calls.get(sid).copied().unwrap_or_default();
+        println!("  {sid}: {}, {}", a.accepted, a.refused);
+        assert!(a.accepted > 0, "the consumers used key {sid}: {calls:?}");
+    }
+    assert_eq!(refused(&calls), 0, "no call refused through 5 rotations: {calls:?}");
+    let status = key(&setup, "consumer-key").await.status.unwrap();
+    assert!(status.retiring_keys.is_empty() && status.rollout.is_empty(), "{status:?}");
+    println!("consumer Pods: {:?}", pod_statuses(&setup, "consumer").await);
+}
+
+#[tokio::test]
+async fn without_restart_targets_a_short_grace_period_cuts_consumers_off() {
+    if skip_without_root() {
+        return;
+    }
+    let setup = setup("no-targets").await;
+    let spec = json!({"secret": {"name": "plain-twilio"}, "rotation": {"gracePeriod": "3s"}});
+    create_key(&setup.client, &setup.namespace, "plain-key", spec).await.expect("create the key");
+    let old = wait_key_sid(&setup, "plain-key", None).await;
+    create_consumers(&setup, "plain", "plain-twilio").await;
+    request_rotation(&setup, "plain-key", "1").await;
+    let new = wait_key_sid(&setup, "plain-key", Some(&old)).await;
+    wait_up_to(Duration::from_secs(60), "the old key deleted after its grace period", || async {
+        setup.fake.key(&old).is_none().then_some(())
+    })
+    .await;
+    // Nothing restarted the consumers: they still hold the deleted key, and Twilio refuses it.
+    let refused_calls = wait_up_to(Duration::from_secs(30), "the consumers' calls refused", || async {
+        let old_calls = consumer_calls(&setup.fake).get(&old).copied().unwrap_or_default();
+        (old_calls.refused >= 4).then_some(old_calls)
+    })
+    .await;
+    let calls = consumer_calls(&setup.fake);
+    println!(
+        "without targets: key {old} (deleted 3 s after the rotation): {refused_calls:?}; key {new}: {:?}",
+        calls.get(&new)
+    );
+    assert_eq!(calls.get(&new).map_or(0, |a| a.accepted), 0, "no consumer picked up the new key");
+    println!("consumer Pods: {:?}", pod_statuses(&setup, "plain").await);
+}
