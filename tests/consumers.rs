@@ -170,7 +170,9 @@ async fn pod_statuses(setup: &Setup, app: &str) -> Vec<String> {
             let status = pod.status.clone().unwrap_or_default();
             let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
             let restarts: i32 = status.container_statuses.iter().flatten().map(|c| c.restart_count).sum();
-            format!("{} phase={} ready={ready} restarts={restarts}", pod.name_any(), status.phase.unwrap_or_default())
+            let terminating = if pod.metadata.deletion_timestamp.is_some() { " terminating" } else { "" };
+            let phase = status.phase.unwrap_or_default();
+            format!("{} phase={phase} ready={ready} restarts={restarts}{terminating}", pod.name_any())
         })
         .collect()
 }
