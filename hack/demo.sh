@@ -2,13 +2,32 @@
 # The operator's main job on embedded defaults: a local control plane, the fake Twilio, the
 # operator, and examples/ applied; then the resulting resources and the Secrets' keys (never
 # their values) are shown. Everything it starts is stopped when it ends, unless --keep is given.
+#
+# With --pods (as root), the cluster has a node, and two Pods consume a key's Secret: they call
+# the fake Twilio with it twice a second. The key is rotated once, and the Events show the Pods
+# restarted and the old key deleted only after they rolled out (examples/rollout-restart.yaml).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 keep=false
-[ "${1:-}" = "--keep" ] && keep=true
+pods=false
+for arg in "$@"; do
+  case $arg in
+    --keep) keep=true ;;
+    --pods) pods=true ;;
+    *) echo "usage: $0 [--keep] [--pods]" >&2; exit 2 ;;
+  esac
+done
+if $pods && [ "$(id -u)" != 0 ]; then
+  echo "--pods needs root (containerd, a bridge, iptables)" >&2
+  exit 1
+fi
 
 hack/control-plane.sh build > /dev/null
+if $pods; then
+  echo "== building the node (kubelet, kube-proxy, kube-scheduler; about 3 minutes, once)"
+  hack/control-plane.sh build-node > /dev/null
+fi
 if ! command -v kubectl > /dev/null; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing kubectl (Debian's kubernetes-client)"
@@ -28,15 +47,25 @@ cleanup() {
 }
 if ! $keep; then trap cleanup EXIT; fi
 
-echo "== starting etcd, kube-apiserver and kube-controller-manager on 127.0.0.1"
-hack/control-plane.sh up "$state/cluster" crds/*.yaml > /dev/null
+twilio_host=127.0.0.1
+if $pods; then
+  echo "== starting etcd, kube-apiserver, kube-controller-manager and a node (containerd, kubelet,"
+  echo "   kube-proxy, kube-scheduler) on a bridge of their own"
+  hack/control-plane.sh up-node "$state/cluster" crds/*.yaml > /dev/null
+  # Pods reach this machine on the node's address.
+  twilio_host=$(sed -n 's/^NODE_IP=//p' "$state/cluster/env")
+else
+  echo "== starting etcd, kube-apiserver and kube-controller-manager on 127.0.0.1"
+  hack/control-plane.sh up "$state/cluster" crds/*.yaml > /dev/null
+fi
 export KUBECONFIG="$state/cluster/kubeconfig"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 twilio_port=$(port)
 metrics_port=$(port)
+twilio_url="http://$twilio_host:$twilio_port"
 
-echo "== starting the fake Twilio on 127.0.0.1:$twilio_port"
-target/debug/fake-twilio --listen "127.0.0.1:$twilio_port" \
+echo "== starting the fake Twilio on $twilio_host:$twilio_port"
+target/debug/fake-twilio --listen "$twilio_host:$twilio_port" \
   --account AC11111111111111111111111111111111:demo-auth-token > "$state/fake-twilio.log" 2>&1 &
 pids+=($!)
 
@@ -45,7 +74,7 @@ kubectl apply -f examples/00-namespace.yaml
 kubectl apply -f examples/
 
 echo "== starting the operator (log: $state/operator.log)"
-target/debug/twilio-operator run --twilio-api-url "http://127.0.0.1:$twilio_port" \
+target/debug/twilio-operator run --twilio-api-url "$twilio_url" \
   --metrics-addr "127.0.0.1:$metrics_port" > "$state/operator.log" 2>&1 &
 pids+=($!)
 
@@ -62,13 +91,76 @@ for secret in $(kubectl get twkey -n twilio-demo -o jsonpath='{.items[*].status.
 done
 echo
 echo "== keys in the fake Twilio (GET /_fake/keys)"
-curl -fsS "http://127.0.0.1:$twilio_port/_fake/keys" | python3 -m json.tool
+curl -fsS "$twilio_url/_fake/keys" | python3 -m json.tool
 echo
 echo "== Events"
 kubectl get events -n twilio-demo --field-selector involvedObject.kind=TwilioApiKey -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message 2>/dev/null \
   || kubectl get events -n twilio-demo
+if $pods; then
+  echo
+  echo "== two Pods consume Secret checkout-api (Deployment checkout, hack/consumer/consume.sh)"
+  hack/image.sh busybox twilio-consumer:demo --cmd '["/bin/sh", "/consume.sh"]' \
+    --output "$state/consumer.tar" hack/consumer/consume.sh:/consume.sh 2> /dev/null
+  hack/control-plane.sh import-image "$state/cluster" "$state/consumer.tar" > /dev/null
+  kubectl apply -n twilio-demo -f - <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: checkout}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: consumer
+        image: twilio-consumer:demo
+        imagePullPolicy: Never
+        envFrom: [{secretRef: {name: checkout-api}}]
+        env: [{name: TWILIO_URL, value: "$twilio_url"}]
+        securityContext: {runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}
+YAML
+  kubectl rollout status deployment/checkout -n twilio-demo --timeout=120s
+  kubectl get pods -n twilio-demo -l app=checkout -o wide
+  old=$(kubectl get twkey checkout-api -n twilio-demo -o jsonpath='{.status.keySid}')
+  echo
+  echo "== rotating checkout-api (its grace period shortened to 5s for the demo; examples/ says 5m)"
+  kubectl patch twkey checkout-api -n twilio-demo --type merge -p '{"spec": {"rotation": {"gracePeriod": "5s"}}}'
+  kubectl annotate twkey checkout-api -n twilio-demo twilio-operator.dev/rotate="$(date +%s)" --overwrite
+  for _ in $(seq 120); do
+    sid=$(kubectl get twkey checkout-api -n twilio-demo -o jsonpath='{.status.keySid}')
+    retiring=$(kubectl get twkey checkout-api -n twilio-demo -o jsonpath='{.status.retiringKeys}')
+    [ "$sid" != "$old" ] && [ -z "$retiring" ] && break
+    sleep 1
+  done
+  echo "the old key $old is deleted; the Pods now use $sid"
+  echo
+  echo "== Events of checkout-api, oldest first"
+  kubectl get events -n twilio-demo --field-selector involvedObject.name=checkout-api \
+    --sort-by=.metadata.name -o custom-columns=REASON:.reason,MESSAGE:.message
+  echo
+  echo "== the Pods now, and their calls to Twilio (from kubectl logs)"
+  kubectl get pods -n twilio-demo -l app=checkout
+  for pod in $(kubectl get pods -n twilio-demo -l app=checkout -o name); do
+    log=$(kubectl logs -n twilio-demo "$pod" 2> /dev/null || true)
+    # A terminating Pod's log may be gone already.
+    echo "$log" | head -n 1 | grep -q ' using key ' || continue
+    echo "$pod: $(echo "$log" | head -n 1 | cut -d' ' -f2-); calls accepted: $(echo "$log" | grep -c ' accepted$'), refused: $(echo "$log" | grep -c ' refused: '), failed: $(echo "$log" | grep -c ' call failed: ')"
+    echo "$log" | grep -E ' (refused|call failed): ' | head -n 3 || true
+  done
+  echo
+  echo "== every call made with a key, as the fake Twilio counted them (GET /_fake/authentications)"
+  curl -fsS "$twilio_url/_fake/authentications" | python3 -c '
+import json, sys
+for user, calls in json.load(sys.stdin).items():
+    if user.startswith("SK"):
+        print("  %s: accepted %d, refused %d" % (user, calls["accepted"], calls["refused"]))
+'
+
+fi
 if $keep; then
   echo
-  echo "Still running. KUBECONFIG=$KUBECONFIG; fake Twilio at http://127.0.0.1:$twilio_port"
+  echo "Still running. KUBECONFIG=$KUBECONFIG; fake Twilio at $twilio_url"
   echo "Stop with: kill ${pids[*]}; hack/control-plane.sh down $state/cluster"
 fi

@@ -11,10 +11,13 @@ url="http://$TWILIO_API_KEY:$TWILIO_API_SECRET@$host/2010-04-01/Accounts/$TWILIO
 echo "$(date -u +%H:%M:%S) using key $TWILIO_API_KEY"
 while true; do
   # (busybox 1.35's wget -T crashes; timeout bounds the call instead)
-  if timeout 3 wget -q -O /dev/null "$url" 2> /dev/null; then
+  if error=$(timeout 3 wget -q -O /dev/null "$url" 2>&1); then
     echo "$(date -u +%H:%M:%S) $TWILIO_API_KEY accepted"
   else
-    echo "$(date -u +%H:%M:%S) $TWILIO_API_KEY refused"
+    case $error in
+      *" 401 "* | *" 403 "*) echo "$(date -u +%H:%M:%S) $TWILIO_API_KEY refused: $error" ;;
+      *) echo "$(date -u +%H:%M:%S) $TWILIO_API_KEY call failed: ${error:-no answer in 3 s}" ;;
+    esac
   fi
   # In the background, so that a TERM is handled at once.
   sleep 0.5 &

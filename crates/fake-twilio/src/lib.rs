@@ -120,7 +120,7 @@ struct Store {
 }
 
 /// How the requests made as one user authenticated.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Authentications {
     pub accepted: u64,
     pub refused: u64,
@@ -1002,6 +1002,11 @@ async fn admin_stats(State(shared): State<Arc<Shared>>) -> Json<BTreeMap<String,
     Json(shared.lock().counts.clone())
 }
 
+/// How each user's requests authenticated: `{"SK...": {"accepted": 12, "refused": 0}, ...}`.
+async fn admin_authentications(State(shared): State<Arc<Shared>>) -> Json<BTreeMap<String, Authentications>> {
+    Json(shared.lock().authentications.clone())
+}
+
 async fn admin_faults(State(shared): State<Arc<Shared>>, Json(faults): Json<Faults>) -> StatusCode {
     shared.lock().faults = faults;
     StatusCode::NO_CONTENT
@@ -1019,6 +1024,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let admin = Router::new()
         .route("/_fake/keys", get(admin_keys))
         .route("/_fake/stats", get(admin_stats))
+        .route("/_fake/authentications", get(admin_authentications))
         .route("/_fake/faults", axum::routing::put(admin_faults));
     twilio.merge(admin).with_state(shared)
 }
