@@ -236,6 +236,10 @@ async fn consumers_roll_to_each_new_key_before_the_old_one_goes_and_no_call_fail
         let deleted = position("KeyDeleted", &old);
         assert!(rotated <= restarted && restarted < complete && complete < deleted, "rotation {rotation}: {events:?}");
         assert!(events[deleted].2.contains("once the rollout restart targets had rolled out"), "{:?}", events[deleted]);
+        // The grace period (2 s) starts again once the rollout is complete, for Pods still
+        // terminating.
+        let settled = events[deleted].0.duration_since(events[complete].0).as_secs_f64();
+        assert!(settled >= 1.9, "rotation {rotation}: deleted {settled:.1} s after RolloutComplete");
         let calls = consumer_calls(&setup.fake);
         assert_eq!(refused(&calls), 0, "rotation {rotation}: calls refused: {calls:?}");
         keys.push(new);

@@ -115,8 +115,9 @@ pub struct TwilioApiKeySpec {
     pub deletion_policy: DeletionPolicy,
     /// Workloads in this namespace that consume the Secret, at most 32. When the key is rotated,
     /// each is restarted as `kubectl rollout restart` does (an annotation on its Pod template),
-    /// and the old key stays valid until every one of them has finished rolling out (and
-    /// rotation.gracePeriod has passed), but never past rotation.maxGracePeriod.
+    /// and the old key stays valid until every one of them has finished rolling out and
+    /// rotation.gracePeriod has passed after that (for Pods still terminating), but never past
+    /// rotation.maxGracePeriod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
     pub rollout_restart_targets: Vec<RolloutRestartTarget>,

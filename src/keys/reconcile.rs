@@ -696,6 +696,9 @@ async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Optio
             }
         }
     }
+    if !rollout::waiting(resource, &previous).is_empty() && rollout::waiting(resource, &status).is_empty() {
+        status = status::rolled_out(resource, &status, now);
+    }
     match rollout::delayed(resource, &status, ctx.config.rollout_deadline, now) {
         Some(message) => {
             let condition = Condition {

@@ -134,6 +134,20 @@ pub fn revoked(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
     }
 }
 
+/// `status` once the rollout restart targets have all rolled out at `now`: the grace period of
+/// each key that waited for them starts again, so that it covers the Pods a finished rollout
+/// still leaves terminating (and consumers that are not targets), never past its deleteBy.
+pub fn rolled_out(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestamp) -> TwilioApiKeyStatus {
+    let after_grace = now.checked_add(grace_period(resource)).unwrap_or(Timestamp::MAX);
+    let mut status = status.clone();
+    for key in status.retiring_keys.iter_mut() {
+        let Some(latest) = key.delete_by.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) else { continue };
+        let earliest = key.delete_after.parse::<Timestamp>().unwrap_or(Timestamp::MIN);
+        key.delete_after = earliest.max(after_grace).min(latest).to_string();
+    }
+    status
+}
+
 /// The retiring keys that are due by `now`, and the status without them; None when no key is
 /// due. A key is due once its grace period has ended, and, if it waits for rollouts (deleteBy),
 /// the rollout restart targets the spec names have all rolled out; at deleteBy it is due
@@ -434,6 +448,24 @@ mod tests {
         // A target the spec no longer names is not waited for.
         let only_api = resource(with_targets(serde_json::json!([{"kind": "Deployment", "name": "api"}])), None);
         assert!(retire_due(&only_api, &status(true, false), now()).is_some());
+    }
+
+    #[test]
+    fn once_rolled_out_a_waiting_key_gets_its_grace_period_again_within_its_delete_by() {
+        let spec = with_targets(serde_json::json!([{"kind": "Deployment", "name": "api"}]));
+        let key = resource(spec, None);
+        let waiting = |delete_after: &str, delete_by: Option<&str>| TwilioApiKeyStatus {
+            retiring_keys: vec![RetiringKey { delete_by: delete_by.map(Into::into), ..retiring("SK0", delete_after) }],
+            ..Default::default()
+        };
+        let after = |status: TwilioApiKeyStatus| rolled_out(&key, &status, now()).retiring_keys[0].delete_after.clone();
+        // Grace 1m from now; the rotation's own deadline was earlier.
+        assert_eq!(after(waiting("2025-12-31T23:59:30Z", Some("2026-01-01T01:00:00Z"))), "2026-01-01T00:01:00Z");
+        // Never earlier than it was, nor later than deleteBy.
+        assert_eq!(after(waiting("2026-01-01T00:05:00Z", Some("2026-01-01T01:00:00Z"))), "2026-01-01T00:05:00Z");
+        assert_eq!(after(waiting("2025-12-31T23:59:30Z", Some("2026-01-01T00:00:30Z"))), "2026-01-01T00:00:30Z");
+        // A key that did not wait for rollouts keeps its deadline.
+        assert_eq!(after(waiting("2025-12-31T23:59:30Z", None)), "2025-12-31T23:59:30Z");
     }
 
     #[test]
