@@ -32,11 +32,6 @@ use twilio_operator::api::TwilioApiKey;
 
 const CONSUMER_IMAGE: &str = "twilio-consumer:dev";
 
-fn running_as_root() -> bool {
-    let uid = std::process::Command::new("id").arg("-u").output().expect("run id -u");
-    String::from_utf8_lossy(&uid.stdout).trim() == "0"
-}
-
 /// The node cluster, the consumer image imported into it, a namespace with an account of the
 /// fake Twilio (listening on the node's address, where Pods reach it), and the operator.
 struct Setup {
@@ -177,18 +172,9 @@ async fn pod_statuses(setup: &Setup, app: &str) -> Vec<String> {
         .collect()
 }
 
-fn skip_without_root() -> bool {
-    if running_as_root() {
-        return false;
-    }
-    assert!(std::env::var_os("CI").is_none(), "the node tests need root in CI");
-    eprintln!("skipped: a node needs root (containerd, a bridge, iptables)");
-    true
-}
-
 #[tokio::test]
 async fn consumers_roll_to_each_new_key_before_the_old_one_goes_and_no_call_fails() {
-    if skip_without_root() {
+    if support::node_tests_skip() {
         return;
     }
     let setup = setup("consumers").await;
@@ -261,7 +247,7 @@ async fn consumers_roll_to_each_new_key_before_the_old_one_goes_and_no_call_fail
 
 #[tokio::test]
 async fn without_restart_targets_a_short_grace_period_cuts_consumers_off() {
-    if skip_without_root() {
+    if support::node_tests_skip() {
         return;
     }
     let setup = setup("no-targets").await;

@@ -28,11 +28,6 @@ use twilio_operator::api::TwilioApiKey;
 const IMAGE: &str = "twilio-operator:dev";
 const RELEASE: &str = "op";
 
-fn running_as_root() -> bool {
-    let uid = std::process::Command::new("id").arg("-u").output().expect("run id -u");
-    String::from_utf8_lossy(&uid.stdout).trim() == "0"
-}
-
 fn helm(args: &[&str]) -> String {
     let (succeeded, text) = support::helm_py(args);
     assert!(succeeded, "hack/helm.py {args:?} failed:\n{text}");
@@ -176,9 +171,7 @@ async fn key_made_ready(client: &Client, fake: &fake_twilio::FakeTwilio, namespa
 
 #[tokio::test]
 async fn the_chart_runs_the_operator_image_on_a_node_and_hands_the_lease_over() {
-    if !running_as_root() {
-        assert!(std::env::var_os("CI").is_none(), "the node tests need root in CI");
-        eprintln!("skipped: a node needs root (containerd, a bridge, iptables)");
+    if support::node_tests_skip() {
         return;
     }
     let started = Instant::now();

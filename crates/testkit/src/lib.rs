@@ -21,7 +21,9 @@ use std::path::PathBuf;
 
 pub use control_plane::{ControlPlane, client, control_plane, start_control_plane};
 pub use env::TestEnv;
-pub use node::{NodeCluster, build_busybox_image, build_operator_image, node_cluster, start_fake_twilio_on};
+pub use node::{
+    NodeCluster, build_busybox_image, build_operator_image, node_cluster, node_tests_skip, start_fake_twilio_on,
+};
 pub use objects::{
     create_account, create_key, create_namespace, create_secret, fake_connection, gone, is_ready, ready_sid,
     setup_namespace, start_fake_twilio,

@@ -106,6 +106,19 @@ impl NodeCluster {
     }
 }
 
+/// Whether a test that needs a node cannot run here: a node needs root (containerd, a bridge,
+/// iptables). Such a test is skipped then, with a line that says so; in CI, where it must run,
+/// this panics instead.
+pub fn node_tests_skip() -> bool {
+    let uid = Command::new("id").arg("-u").output().expect("run id -u");
+    if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        return false;
+    }
+    assert!(std::env::var_os("CI").is_none(), "the node tests need root in CI");
+    eprintln!("skipped: a node needs root (containerd, a bridge, iptables)");
+    true
+}
+
 /// The node cluster shared by every test of this binary, started under
 /// target/test-control-planes/node-<pid> (the state of earlier runs' node clusters is removed).
 /// If starting it fails, every test fails with the same message instead of trying again.
