@@ -21,20 +21,20 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::{
-    ACCOUNT_SID, AUTH_TOKEN, Operator, create_key, node_cluster, operator_binary, repo_root, setup_namespace,
-    start_fake_twilio_on, wait_up_to,
+    ACCOUNT_SID, AUTH_TOKEN, Operator, create_key, node_cluster, operator_binary, poll_until, repo_root,
+    setup_namespace, start_fake_twilio_on, wait_up_to,
 };
 use twilio_operator::api::TwilioApiKey;
-
-const CONSUMER_IMAGE: &str = "twilio-consumer:dev";
 
 /// The node cluster, the consumer image imported into it, a namespace with an account of the
 /// fake Twilio (listening on the node's address, where Pods reach it), and the operator.
 struct Setup {
+    /// The consumer image, one per test (the tests build theirs at the same time).
+    image: String,
     client: Client,
     namespace: String,
     fake: FakeTwilio,
@@ -44,8 +44,9 @@ struct Setup {
 async fn setup(test: &str) -> Setup {
     let cluster = node_cluster();
     let script = repo_root().join("hack/consumer/consume.sh");
+    let image = format!("twilio-consumer:{test}");
     cluster
-        .load_busybox_image(CONSUMER_IMAGE, &[(&script, "/consume.sh")], &["/bin/sh", "/consume.sh"])
+        .load_busybox_image(&image, &[(&script, "/consume.sh")], &["/bin/sh", "/consume.sh"])
         .expect("build and import the consumer image");
     let client = cluster.client().await.expect("a client of the node cluster");
     let namespace = format!("{test}-{:04x}", rand::random::<u16>());
@@ -56,7 +57,7 @@ async fn setup(test: &str) -> Setup {
     let env = [("RUST_LOG", "info,twilio_operator=debug")];
     let operator = Operator::launch(&operator_binary(), &cluster.kubeconfig, &fake.url(), &args, &env, &log)
         .expect("start the operator");
-    Setup { client, namespace, fake, _operator: operator }
+    Setup { image, client, namespace, fake, _operator: operator }
 }
 
 /// A Deployment of two consumers of Secret `secret`, each calling the fake Twilio.
@@ -72,7 +73,7 @@ async fn create_consumers(setup: &Setup, name: &str, secret: &str) {
                     "terminationGracePeriodSeconds": 5,
                     "containers": [{
                         "name": "consumer",
-                        "image": CONSUMER_IMAGE,
+                        "image": setup.image,
                         "imagePullPolicy": "Never",
                         "envFrom": [{"secretRef": {"name": secret}}],
                         "env": [{"name": "TWILIO_URL", "value": setup.fake.url()}],
@@ -153,6 +154,20 @@ async fn timeline(setup: &Setup, name: &str) -> Vec<(Timestamp, String, String)>
         .collect();
     list.sort_by_key(|(at, _, _)| *at);
     list
+}
+
+/// The first and last lines each consumer Pod printed.
+async fn consumer_logs(setup: &Setup, app: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await.expect("list Pods");
+    let mut text = String::new();
+    for pod in list.items {
+        let log = pods.logs(&pod.name_any(), &LogParams::default()).await.unwrap_or_else(|e| format!("(no log: {e})"));
+        let lines: Vec<&str> = log.lines().collect();
+        let shown = [&lines[..lines.len().min(3)], &lines[lines.len().saturating_sub(5)..]].concat().join("\n    ");
+        text.push_str(&format!("  {}:\n    {shown}\n", pod.name_any()));
+    }
+    text
 }
 
 /// The consumer Pods: name, phase, ready, restarts.
@@ -262,11 +277,16 @@ async fn without_restart_targets_a_short_grace_period_cuts_consumers_off() {
     })
     .await;
     // Nothing restarted the consumers: they still hold the deleted key, and Twilio refuses it.
-    let refused_calls = wait_up_to(Duration::from_secs(30), "the consumers' calls refused", || async {
+    let refused = poll_until(Duration::from_secs(30), "the consumers' calls refused", || async {
         let old_calls = consumer_calls(&setup.fake).get(&old).copied().unwrap_or_default();
-        (old_calls.refused >= 4).then_some(old_calls)
+        Ok((old_calls.refused >= 4).then_some(old_calls))
     })
     .await;
+    let logs = consumer_logs(&setup, "plain").await;
+    let refused_calls = refused.unwrap_or_else(|error| {
+        panic!("{error:#}\ncalls per key: {:?}\nconsumer logs:\n{logs}", consumer_calls(&setup.fake))
+    });
+    assert!(logs.contains(&format!("using key {old}")), "the consumers started with the old key:\n{logs}");
     let calls = consumer_calls(&setup.fake);
     println!(
         "without targets: key {old} (deleted 3 s after the rotation): {refused_calls:?}; key {new}: {:?}",
