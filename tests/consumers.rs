@@ -216,8 +216,13 @@ async fn consumers_roll_to_each_new_key_before_the_old_one_goes_and_no_call_fail
         let deleted_after = started.elapsed();
         // Each old key went once the Deployment had rolled out, not at the end of its 2 s grace
         // period: the Event says so, after RolloutComplete.
-        let events: Vec<_> =
-            timeline(&setup, "consumer-key").await.into_iter().filter(|(at, _, _)| *at >= before).collect();
+        // The Event is written just after the key is deleted and the status records it.
+        let events = wait_up_to(Duration::from_secs(30), &format!("the KeyDeleted Event of {old}"), || async {
+            let events: Vec<_> =
+                timeline(&setup, "consumer-key").await.into_iter().filter(|(at, _, _)| *at >= before).collect();
+            events.iter().any(|(_, reason, note)| reason == "KeyDeleted" && note.contains(&old)).then_some(events)
+        })
+        .await;
         println!(
             "rotation {rotation}: {old} -> {new}, old key deleted {:.1} s after the request",
             deleted_after.as_secs_f64()

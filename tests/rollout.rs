@@ -119,6 +119,7 @@ async fn the_old_key_outlives_its_grace_period_until_the_consumers_rolled_out() 
     .await;
     assert!(!status.conditions.iter().any(|c| c.type_ == "RolloutDelayed"), "{:?}", status.conditions);
     assert!(env.fake.key(&new).is_some());
+    env.wait_for_event("k", "KeyDeleted").await;
     let deleted = notes(&env, "k", "KeyDeleted").await;
     assert!(deleted.iter().any(|n| n.contains(&old) && n.contains("once the rollout restart targets had rolled out")));
     assert_eq!(notes(&env, "k", "RolloutRestarted").await.len(), 2);
@@ -152,6 +153,7 @@ async fn a_rollout_that_never_finishes_keeps_the_old_key_until_max_grace_period(
     .await;
     let waited = rotated_at.elapsed();
     assert!(waited >= Duration::from_secs(7), "deleted after {waited:?}, before maxGracePeriod (8s)");
+    env.wait_for_event("k", "KeyDeleted").await;
     let deleted = notes(&env, "k", "KeyDeleted").await;
     assert!(deleted.iter().any(|n| n.contains(&old) && n.contains("at its maxGracePeriod")), "{deleted:?}");
     // The restart failure is reported once, not on every poll.
