@@ -328,7 +328,11 @@ async fn the_chart_runs_the_operator_image_on_a_node_and_hands_the_lease_over() 
     let now = operator_pods(&pods).await;
     show("node cordoned, leader Pod deleted", &now, Some(&holder));
     assert_eq!(holder, standby, "the standby Pod took the Lease over");
-    let replacement = now.iter().find(|(name, _)| **name != leader && **name != standby).map(|(_, pod)| pod);
+    // Pods of the one-replica release may still be terminating: the replacement is the new one.
+    let replacement = now
+        .iter()
+        .find(|(name, pod)| **name != leader && **name != standby && pod.metadata.deletion_timestamp.is_none())
+        .map(|(_, pod)| pod);
     let phase = replacement.and_then(|pod| pod.status.as_ref()?.phase.clone());
     assert_eq!(phase.as_deref(), Some("Pending"), "the replacement waits for a schedulable node");
 
