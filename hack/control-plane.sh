@@ -40,6 +40,20 @@ NODE_APT_PACKAGES=(containerd runc containernetworking-plugins iptables nftables
 
 log() { echo "control-plane: $*" >&2; }
 
+# Kubernetes 1.20's tree builds only with Debian's Go 1.19 (golang-go) in GOPATH mode. Machines
+# may also have a newer Go first on PATH (/usr/local/go), which refuses that layout: put Debian's
+# first, and check it is the one found, before anything runs go.
+DEBIAN_GO_BIN=/usr/lib/go-1.19/bin
+use_debian_go() {
+  export PATH="$DEBIAN_GO_BIN:$PATH"
+  local version
+  version=$(go version 2>/dev/null || true)
+  case "$version" in
+    "go version go1.19"*) ;;
+    *) log "need Debian's Go 1.19 at $DEBIAN_GO_BIN (package golang-go), found: ${version:-no go}"; exit 1 ;;
+  esac
+}
+
 missing_packages() {
   local missing=()
   for pkg in "$@"; do
@@ -82,6 +96,7 @@ ensure_deb_src() {
 build_commands() {
   local dest=$1; shift
   ensure_packages "${APT_PACKAGES[@]}"
+  use_debian_go
   ensure_deb_src
   local work
   work=$(mktemp -d "${TMPDIR:-/tmp}/twilio-operator-k8s-build.XXXXXX")
