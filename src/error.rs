@@ -60,8 +60,12 @@ pub enum AdoptionRefusal {
     OtherAccount { found: String, expected: String },
     #[error("key {sid} does not exist in account {account}")]
     NotInAccount { sid: String, account: String },
+    /// Said only once the claimed pair was proven: before that, a made-up secret would learn
+    /// which resource, in which namespace, holds a SID.
     #[error("key {sid} is the key of TwilioApiKey {holder}")]
     RecordedElsewhere { sid: String, holder: String },
+    #[error("{account} does not allow adoption (its spec.adoption is Disallowed)")]
+    AccountDisallows { account: String },
     #[error("key {sid} is being created for another TwilioApiKey")]
     PendingForAnother { sid: String },
     #[error(
@@ -122,6 +126,13 @@ pub enum Error {
         if users.len() > 5 { ", ..." } else { "" }
     )]
     AccountInUse { users: Vec<String> },
+    /// The resource created as many keys as its budget allows this hour
+    /// (`--max-key-creations-per-hour`); the next is due in `retry_in`.
+    #[error(
+        "this resource has created {per_hour} keys within the last hour, as many as the operator allows (--max-key-creations-per-hour); it creates the next when its budget allows, one every {}s",
+        3600 / per_hour.max(&1)
+    )]
+    CreationBudgetExceeded { per_hour: u32, retry_in: std::time::Duration },
     /// The API server refused the Secret as the spec describes it (a name, label or annotation
     /// it does not accept): retrying the same write cannot help.
     #[error("the API server refused Secret {secret}: {message}")]
@@ -178,6 +189,7 @@ impl Error {
             Error::SecretConflict { .. } => stall("secret_conflict", "SecretConflict"),
             Error::SecretRejected { .. } => stall("secret_rejected", "SecretRejected"),
             Error::AdoptionRefused { .. } => stall("adoption_refused", "AdoptionRefused"),
+            Error::CreationBudgetExceeded { .. } => stall("budget_exceeded", "RotationBudgetExceeded"),
             // Waiting for keys to go is progress, not a stall.
             Error::AccountInUse { .. } => retry("account_in_use"),
             Error::Encode(_) => retry("encode"),
@@ -230,6 +242,21 @@ impl Error {
         }
     }
 
+    /// When an error that stalls ends by itself: the budget's next key. None for the others,
+    /// which wait for a change (or the stall's retry interval).
+    pub fn ends_in(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::CreationBudgetExceeded { retry_in, .. } => Some(*retry_in),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.ends_in()
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The Stalled reason for errors that need a change by a human, None for transient ones.
     pub fn stall_reason(&self) -> Option<&'static str> {
         self.class().stall_reason
@@ -252,9 +279,31 @@ pub fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// `text` with every control character (C0, DEL, C1: terminal escape sequences start with
+/// one) and every bidirectional formatting character replaced by a space, so that what Twilio or
+/// a tenant wrote cannot steer the terminal of whoever reads a condition, an Event or the
+/// plugin's output.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() || is_bidi_control(c) { ' ' } else { c }).collect()
+}
+
+/// Unicode's explicit directional formatting characters (what "Trojan Source" misuses).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_keeps_no_control_or_bidi_character() {
+        let hostile = "bad\u{1b}[31mred\u{1b}]0;title\u{7}\u{9b}2J\ttab\nline\u{202E}gnp.exe\u{7f}";
+        let clean = printable(hostile);
+        assert!(!clean.chars().any(|c| c.is_control() || is_bidi_control(c)), "{clean:?}");
+        assert_eq!(clean, "bad [31mred ]0;title  2J tab line gnp.exe ");
+        assert_eq!(printable("Key SK1 délivré"), "Key SK1 délivré");
+    }
 
     fn account(namespace: Option<&str>) -> AccountName {
         AccountName {

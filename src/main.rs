@@ -73,6 +73,17 @@ struct RunArgs {
     /// resource reports RolloutDelayed (and a Warning Event); the old key is kept all the same.
     #[arg(long, env = "ROLLOUT_DEADLINE", default_value = "10m", value_parser = duration::parse)]
     rollout_deadline: std::time::Duration,
+    /// How many keys one TwilioApiKey may have created within an hour (a burst of this many,
+    /// refilled evenly over the hour); past it the resource stalls with RotationBudgetExceeded
+    /// until its budget allows the next one. Bounds what one resource can spend of its account.
+    #[arg(long, env = "MAX_KEY_CREATIONS_PER_HOUR", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_key_creations_per_hour: u32,
+    /// How many old keys one TwilioApiKey may keep valid at once (each inside its grace period).
+    /// A rotation that would keep more deletes the oldest first, with a Warning Event.
+    #[arg(long, env = "MAX_RETIRING_KEYS", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=20))]
+    max_retiring_keys: u16,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -139,7 +150,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube_client(metrics.clone()).await?;
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?
         .with_metrics(metrics.clone());
-    let config = Config { resync_interval: args.resync_interval, rollout_deadline: args.rollout_deadline };
+    let config = Config {
+        resync_interval: args.resync_interval,
+        rollout_deadline: args.rollout_deadline,
+        max_key_creations_per_hour: args.max_key_creations_per_hour,
+        max_retiring_keys: usize::from(args.max_retiring_keys),
+    };
     let ctx = Arc::new(Context::new(client.clone(), twilio, config, metrics));
     let ready = Arc::new(AtomicBool::new(false));
     let metrics_server = tokio::spawn(probes::serve(args.metrics_addr, ready.clone(), ctx.clone()));

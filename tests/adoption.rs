@@ -69,7 +69,8 @@ async fn an_unproven_foreign_or_taken_pair_is_refused_and_nothing_is_deleted() {
 
     let cases = [
         ("wrong", guessed.clone(), "not-its-secret".to_string(), "does not authenticate"),
-        ("foreign", foreign.clone(), foreign_secret, "does not exist in account"),
+        // Proven first: a key of another account does not authenticate in this one.
+        ("foreign", foreign.clone(), foreign_secret, "does not authenticate"),
         ("taken", victim.clone(), victim_secret, "is the key of TwilioApiKey"),
         ("notasid", "SK../../Accounts".to_string(), "secret-of-notasid".to_string(), "is not a key SID"),
     ];

@@ -11,7 +11,9 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::api::{AccountKind, ClusterTwilioAccount, CredentialKeys, TwilioAccount, TwilioAccountStatus};
+use crate::api::{
+    AccountKind, Adoption, AllowedNamespaces, ClusterTwilioAccount, CredentialKeys, TwilioAccount, TwilioAccountStatus,
+};
 
 /// On a credentials Secret: it stays while an account that uses it still has keys to delete.
 pub const CREDENTIALS_FINALIZER: &str = "twilio-operator.dev/credentials-in-use";
@@ -25,6 +27,8 @@ pub struct AccountSource {
     pub secret_namespace: String,
     pub secret_name: String,
     pub keys: CredentialKeys,
+    /// Whether keys of the account may be adopted (spec.adoption).
+    pub adoption: Adoption,
 }
 
 /// The two account kinds, seen the same way by the code that verifies and uses them.
@@ -36,6 +40,9 @@ pub trait AccountResource:
     fn source(&self) -> AccountSource;
     fn account_status(&self) -> Option<&TwilioAccountStatus>;
     fn api(&self, client: kube::Client) -> Api<Self>;
+    /// The namespaces whose keys may use the account, beyond its own (a TwilioAccount serves its
+    /// own namespace only): None when every namespace may.
+    fn allowed_namespaces(&self) -> Option<&AllowedNamespaces>;
 }
 
 impl AccountResource for TwilioAccount {
@@ -49,6 +56,7 @@ impl AccountResource for TwilioAccount {
             secret_namespace: self.namespace().unwrap_or_default(),
             secret_name: self.spec.credentials_secret_ref.name.clone(),
             keys: self.spec.credentials_secret_ref.keys.clone(),
+            adoption: self.spec.adoption,
         }
     }
     fn account_status(&self) -> Option<&TwilioAccountStatus> {
@@ -56,6 +64,9 @@ impl AccountResource for TwilioAccount {
     }
     fn api(&self, client: kube::Client) -> Api<Self> {
         Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+    fn allowed_namespaces(&self) -> Option<&AllowedNamespaces> {
+        None
     }
 }
 
@@ -70,6 +81,7 @@ impl AccountResource for ClusterTwilioAccount {
             secret_namespace: self.spec.credentials_secret_ref.namespace.clone(),
             secret_name: self.spec.credentials_secret_ref.name.clone(),
             keys: self.spec.credentials_secret_ref.keys.clone(),
+            adoption: self.spec.adoption,
         }
     }
     fn account_status(&self) -> Option<&TwilioAccountStatus> {
@@ -77,5 +89,8 @@ impl AccountResource for ClusterTwilioAccount {
     }
     fn api(&self, client: kube::Client) -> Api<Self> {
         Api::all(client)
+    }
+    fn allowed_namespaces(&self) -> Option<&AllowedNamespaces> {
+        self.spec.allowed_namespaces.as_ref()
     }
 }

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
-use super::resolve::connect_afresh;
+use super::resolve::{connect_afresh, namespace_allowed};
 use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER};
 use crate::api::conditions::{self, Health};
 use crate::api::{FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
@@ -47,7 +47,15 @@ pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -
 
 /// Deletion of an account: it waits while keys use it, then lets go of its credentials Secret.
 async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<Action> {
-    let users = ctx.caches.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref());
+    let mut users = Vec::new();
+    for user in ctx.caches.keys_using(A::ACCOUNT_KIND, &account.name_any(), account.namespace().as_deref()) {
+        // A key that only names the account, in a namespace the account does not allow, never
+        // had a key of it and never will: it does not hold the account (nor its credentials).
+        let may_use = user.recorded || namespace_allowed(ctx, account.allowed_namespaces(), &user.namespace).await?;
+        if may_use {
+            users.push(user.to_string());
+        }
+    }
     if !users.is_empty() {
         let error = Error::AccountInUse { users };
         let health = Health::Progressing { reason: "InUse", message: error.to_string() };

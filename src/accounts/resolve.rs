@@ -10,7 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::{AccountResource, AccountSource};
-use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
+use crate::api::{AccountKind, AccountRef, AllowedNamespaces, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
 use crate::error::{AccountName, Error, ObjectName, Result};
 use crate::runtime::context::{Context, ScopeCaches};
 use crate::twilio::{AccountConnection, Credentials, SecretString};
@@ -60,6 +60,7 @@ fn connection(
         return Err(Error::CredentialsIncomplete { secret: location, keys: source.keys.clone() });
     };
     Ok(AccountConnection {
+        tenant: String::new(),
         account_sid: source.account_sid.clone(),
         region: source.region.clone().unwrap_or_else(|| "us1".into()),
         edge: source.edge.clone(),
@@ -131,29 +132,33 @@ async fn resolve(
                 }
             };
             refuse_if_deleting(account.as_ref(), check_allowed)?;
-            if let Some(allowed) = account.spec.allowed_namespaces.as_ref().filter(|_| check_allowed) {
-                let by_name = allowed.namespaces.iter().any(|n| n == &namespace);
-                let by_selector = match &allowed.namespace_selector {
-                    Some(selector) if !by_name => {
-                        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-                        let labels = namespaces
-                            .get(&namespace)
-                            .await
-                            .map_err(Error::kube("read Namespace"))?
-                            .metadata
-                            .labels
-                            .unwrap_or_default();
-                        selector_matches(selector, &labels)
-                    }
-                    _ => false,
-                };
-                if !by_name && !by_selector {
-                    return Err(Error::AccountNotAllowed { account: name.clone(), namespace });
-                }
+            if check_allowed && !namespace_allowed(ctx, account.spec.allowed_namespaces.as_ref(), &namespace).await? {
+                return Err(Error::AccountNotAllowed { account: name.clone(), namespace });
             }
             Ok(account.source())
         }
     }
+}
+
+/// Whether a ClusterTwilioAccount's allowedNamespaces (None: every namespace) lets keys of
+/// `namespace` use it: by name, or by the namespace's labels (read from the API server).
+pub async fn namespace_allowed(ctx: &Context, allowed: Option<&AllowedNamespaces>, namespace: &str) -> Result<bool> {
+    let Some(allowed) = allowed else {
+        return Ok(true);
+    };
+    if allowed.namespaces.iter().any(|n| n == namespace) {
+        return Ok(true);
+    }
+    let Some(selector) = &allowed.namespace_selector else {
+        return Ok(false);
+    };
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let labels = match namespaces.get_opt(namespace).await.map_err(Error::kube("read Namespace"))? {
+        Some(found) => found.metadata.labels.unwrap_or_default(),
+        // A namespace that is gone allows nothing.
+        None => return Ok(false),
+    };
+    Ok(selector_matches(selector, &labels))
 }
 
 /// An account being deleted issues no new keys; it still deletes the ones it issued.

@@ -59,7 +59,8 @@ pub fn conditions_for(
     // Every condition carries the reason and message: the API server rejects an empty message
     // as null, and a reader of any one condition learns the whole story.
     let make = |type_: &str, status: &str| {
-        let (reason, message) = (health.reason().to_string(), health.message().to_string());
+        // What Twilio or a tenant wrote can reach a message: it must not steer a terminal.
+        let (reason, message) = (health.reason().to_string(), crate::error::printable(health.message()));
         let last_transition_time = previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status)

@@ -47,7 +47,9 @@ const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9](
 const SECRET_TYPE_PATTERN: &str = r"^[A-Za-z0-9][-A-Za-z0-9._/]*$";
 const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 
-/// The desired state of a TwilioApiKey.
+/// The desired state of a TwilioApiKey. A spec holds at most 32 KiB in all (as JSON); a larger
+/// one is not acted on (Stalled, InvalidSpec), so that what a tenant writes bounds what the
+/// operator holds in memory.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "twilio-operator.dev",
@@ -156,7 +158,7 @@ impl std::fmt::Display for WorkloadKind {
 #[serde(rename_all = "camelCase")]
 pub struct AccountRef {
     /// Name of the TwilioAccount or ClusterTwilioAccount.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// TwilioAccount (default; in the key's own namespace) or ClusterTwilioAccount.
     #[serde(default)]
@@ -222,11 +224,15 @@ pub struct SecretTemplate {
         "additionalProperties" = {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE_PATTERN}
     ))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the Secret, at most 64 and 256 KiB in all. Keys follow Kubernetes'
-    /// rules for annotation keys (those of label keys); keys under twilio-operator.dev/ are set
-    /// by the operator and refused here.
+    /// Annotations added to the Secret, at most 64, each value at most 4096 characters. Keys
+    /// follow Kubernetes' rules for annotation keys (those of label keys); keys under
+    /// twilio-operator.dev/ are set by the operator and refused here. Like every part of the spec,
+    /// they count toward the 32 KiB a whole spec may hold.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 4096}
+    ))]
     pub annotations: BTreeMap<String, String>,
     /// true: an existing Secret of this name that no other resource owns, holding a key SID and
     /// secret (under `keys`) that authenticate to Twilio in this resource's account, is adopted
@@ -253,7 +259,8 @@ pub struct SecretTemplate {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretDataTemplate {
-    /// Data key to template, at most 32 entries of at most 8 KiB each. Keys are Secret data keys
+    /// Data key to template, at most 32 entries of at most 8 KiB each (and, with the rest of the
+    /// spec, at most 32 KiB in all). Keys are Secret data keys
     /// (letters, digits, '-', '_' and '.'), other than the three of `keys`. For example
     /// `TWILIO_ENV: "TWILIO_API_KEY={{ apiKeySid }}\nTWILIO_API_SECRET={{ apiKeySecret }}"`, or a JSON
     /// document with `{{ apiKeySecret | tojson }}`. Unknown variables are errors, found before any
@@ -272,12 +279,15 @@ pub struct SecretDataTemplate {
 pub struct SecretKeys {
     /// Data key for the account SID. Default TWILIO_ACCOUNT_SID.
     #[serde(default = "default_account_sid_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub account_sid: String,
     /// Data key for the API key SID. Default TWILIO_API_KEY.
     #[serde(default = "default_api_key_sid_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub api_key_sid: String,
     /// Data key for the API key secret. Default TWILIO_API_SECRET.
     #[serde(default = "default_api_key_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub api_key_secret: String,
 }
 
@@ -437,6 +447,16 @@ pub struct RolloutTargetStatus {
     /// What the rollout is waiting for, or why the workload could not be restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How many restarts in a row failed because the workload is missing or may not be patched.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_failures: u32,
+    /// After a failed restart: when the operator tries again (RFC 3339), backing off from 5s to 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_at: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A replaced key that stays valid until its grace period ends.
@@ -487,10 +507,15 @@ pub struct TwilioAccountSpec {
     pub region: Option<String>,
     /// Twilio edge location; defaults to the Region's default edge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = "^[a-z][a-z-]*$"))]
+    #[schemars(length(max = 32), regex(pattern = "^[a-z][a-z-]*$"))]
     pub edge: Option<String>,
     /// The Secret, in this namespace, that holds the operator's credential for the account.
     pub credentials_secret_ref: CredentialsSecretRef,
+    /// Whether TwilioApiKeys of this account may take over existing keys (spec.secret.adopt):
+    /// Allowed (default for a TwilioAccount) or Disallowed. Adopting a key makes the operator
+    /// manage it, and so able to delete it, on the strength of holding its secret.
+    #[serde(default = "adoption_allowed")]
+    pub adoption: Adoption,
 }
 
 /// The desired state of a ClusterTwilioAccount.
@@ -520,13 +545,34 @@ pub struct ClusterTwilioAccountSpec {
     pub region: Option<String>,
     /// Twilio edge location; defaults to the Region's default edge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = "^[a-z][a-z-]*$"))]
+    #[schemars(length(max = 32), regex(pattern = "^[a-z][a-z-]*$"))]
     pub edge: Option<String>,
     /// The Secret that holds the operator's credential for the account.
     pub credentials_secret_ref: ClusterCredentialsSecretRef,
     /// Namespaces whose TwilioApiKeys may use this account. Absent: every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<AllowedNamespaces>,
+    /// Whether TwilioApiKeys of this account may take over existing keys (spec.secret.adopt):
+    /// Allowed or Disallowed (default for a ClusterTwilioAccount). Adopting a key makes the
+    /// operator manage it, and so able to delete it, on the strength of holding its secret: on an
+    /// account that tenants share, a cluster administrator decides.
+    #[serde(default = "adoption_disallowed")]
+    pub adoption: Adoption,
+}
+
+/// Whether keys of an account may be adopted (spec.secret.adopt).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Adoption {
+    Allowed,
+    Disallowed,
+}
+
+fn adoption_allowed() -> Adoption {
+    Adoption::Allowed
+}
+
+fn adoption_disallowed() -> Adoption {
+    Adoption::Disallowed
 }
 
 /// Where a TwilioAccount's credential is stored (a Secret in the account's namespace).
@@ -534,7 +580,7 @@ pub struct ClusterTwilioAccountSpec {
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecretRef {
     /// Name of the Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     #[serde(flatten)]
     pub keys: CredentialKeys,
@@ -545,10 +591,10 @@ pub struct CredentialsSecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterCredentialsSecretRef {
     /// Name of the Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Namespace of the Secret.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
     #[serde(flatten)]
     pub keys: CredentialKeys,
@@ -560,13 +606,16 @@ pub struct ClusterCredentialsSecretRef {
 pub struct CredentialKeys {
     /// Data key of the auth token, used with accountSid as HTTP Basic. Default TWILIO_AUTH_TOKEN.
     #[serde(default = "default_auth_token_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub auth_token_key: String,
     /// Data key of a Main key's SID. When the Secret holds a Main key SID and secret and no auth
     /// token, the Main key is used. Default TWILIO_API_KEY.
     #[serde(default = "default_api_key_sid_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub api_key_sid_key: String,
     /// Data key of a Main key's secret. Default TWILIO_API_SECRET.
     #[serde(default = "default_api_key_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub api_key_secret_key: String,
 }
 
@@ -578,8 +627,9 @@ fn default_auth_token_key() -> String {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllowedNamespaces {
-    /// Namespaces allowed by name.
+    /// Namespaces allowed by name, at most 1024.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 63)))]
     pub namespaces: Vec<String>,
     /// Namespaces allowed by their labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]

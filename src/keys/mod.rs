@@ -1,6 +1,7 @@
 //! Reconciling a TwilioApiKey.
 //!
 //! - `validate`: what the CRD schema cannot check in a spec.
+//! - `held`: what the watch caches keep of a resource, and the bound on a spec's size.
 //! - `plan`: the choice of the next step and the other decisions, pure functions of the resource and what
 //!   was observed (unit- and property-tested).
 //! - `status`: the statuses the executor writes and the deadlines read from them (pure).
@@ -15,6 +16,7 @@
 //! **data key** one of its entries; the key's **secret** is the value Twilio shows once, held in
 //! a `SecretString`.
 
+pub mod held;
 pub mod plan;
 pub mod reconcile;
 pub mod rollout;

@@ -574,6 +574,7 @@ mod tests {
     #[test]
     fn keys_of_a_former_account_sid_are_reached_with_an_auth_token_only() {
         let connect = |username: &str| AccountConnection {
+            tenant: String::new(),
             account_sid: "ACnew".into(),
             region: "us1".into(),
             edge: None,
@@ -795,6 +796,8 @@ mod tests {
                             complete,
                             restarted_at,
                             message: None,
+                            restart_failures: 0,
+                            next_restart_at: None,
                         })
                         .collect(),
                     ..Default::default()

@@ -22,7 +22,7 @@ use crate::api::{
 };
 use crate::error::{AdoptionRefusal, Error, Result, SecretHolder};
 use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
-use crate::keys::{rollout, secret, status, validate};
+use crate::keys::{held, rollout, secret, status, validate};
 use crate::runtime::context::Context;
 use crate::runtime::metrics::KeyOperation;
 use crate::twilio::{AccountConnection, KeyRequest, TwilioError};
@@ -32,17 +32,12 @@ const KIND: &str = "TwilioApiKey";
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %resource.namespace().unwrap_or_default(), object = %resource.name_any()))]
 pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = match current(&ctx, resource.clone()).await {
-        Ok(Some(current)) => finalizer(&key_api(&ctx, &current), FINALIZER, current.clone(), |event| async {
-            match event {
-                FinalizerEvent::Apply(resource) => report(&ctx, &resource, apply(&resource, &ctx).await).await,
-                FinalizerEvent::Cleanup(resource) => report(&ctx, &resource, cleanup(&resource, &ctx).await).await,
-            }
-        })
-        .await
-        .map_err(|e| Error::Finalizer(Box::new(e))),
-        Ok(None) => Ok(Action::await_change()),
-        Err(error) => Err(error),
+    // A spec too large to hold was stripped in the cache (see keys::held); nothing is done for it
+    // until it shrinks. Deletion reads the whole resource from the API server, and cleans up.
+    let oversized = resource.meta().deletion_timestamp.is_none().then(|| held::oversized(&resource)).flatten();
+    let result = match oversized {
+        Some(problem) => report(&ctx, &resource, Err(Error::InvalidSpec { problem })).await,
+        None => reconcile_current(&ctx, resource.clone()).await,
     };
     // Errors of apply and cleanup were counted by `report`; adding or removing the finalizer
     // fails before or after them.
@@ -60,6 +55,23 @@ pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result
         (Err(_), _) => {}
     }
     result
+}
+
+/// Apply or cleanup, through kube's finalizer helper, of the resource as it is now.
+async fn reconcile_current(ctx: &Arc<Context>, resource: Arc<TwilioApiKey>) -> Result<Action> {
+    let ctx = ctx.as_ref();
+    match current(ctx, resource).await {
+        Ok(Some(current)) => finalizer(&key_api(ctx, &current), FINALIZER, current.clone(), |event| async {
+            match event {
+                FinalizerEvent::Apply(resource) => report(ctx, &resource, apply(&resource, ctx).await).await,
+                FinalizerEvent::Cleanup(resource) => report(ctx, &resource, cleanup(&resource, ctx).await).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e))),
+        Ok(None) => Ok(Action::await_change()),
+        Err(error) => Err(error),
+    }
 }
 
 /// The resource to work on, or None if it is gone.
@@ -109,9 +121,10 @@ pub fn error_policy(resource: Arc<TwilioApiKey>, error: &Error, ctx: Arc<Context
     Action::requeue(delay)
 }
 
-/// Turns errors that need a human into a Stalled status and an Event (and a slow requeue, so a
-/// refused credential does not cause a storm of calls); transient errors go back to the
-/// controller to be retried with backoff. During deletion every error stays an error, stall or
+/// Turns errors that need a human into a Stalled status and an Event, and a retry only after
+/// [`STALL_RETRY`] (or the resync interval, if shorter), whatever deadline the status holds: a
+/// change to the spec, the Secret or the account wakes the resource sooner. Transient errors go
+/// back to the controller to be retried with backoff. During deletion every error stays an error, stall or
 /// not: success would remove the finalizer and forget a key that still exists in Twilio.
 ///
 /// Only the conditions are written, merged into the status the API server holds: the snapshot this
@@ -144,10 +157,17 @@ async fn report(ctx: &Context, resource: &TwilioApiKey, result: Result<Action>) 
     }
     match stall_reason {
         // A stalled resource still retires its old keys on time.
-        Some(_) if resource.meta().deletion_timestamp.is_none() => Ok(next_wake(ctx, resource, &previous)),
+        Some(_) if resource.meta().deletion_timestamp.is_none() => {
+            let retry = STALL_RETRY.min(ctx.config.resync_interval);
+            let retry = error.ends_in().map_or(retry, |ends| ends.min(retry));
+            Ok(Action::requeue(status::stalled_wake(resource, &previous, retry, Timestamp::now())))
+        }
         _ => Err(error),
     }
 }
+
+/// How long a stalled resource waits before it is tried again without a change.
+const STALL_RETRY: Duration = Duration::from_secs(300);
 
 fn key_api(ctx: &Context, resource: &TwilioApiKey) -> Api<TwilioApiKey> {
     Api::namespaced(ctx.client.clone(), &resource.namespace().unwrap_or_default())
@@ -180,7 +200,7 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let resource = retired.as_ref().unwrap_or(resource);
     validate::validate(resource).map_err(|problem| Error::InvalidSpec { problem })?;
     let source = resolve::resolve_for_key(ctx, resource).await?;
-    let connection = resolve::connect(ctx, &source).await?;
+    let connection = resolve::connect(ctx, &source).await?.for_tenant(&resource.namespace().unwrap_or_default());
     let status = resource.status.clone().unwrap_or_default();
     let desired_name = resource.desired_secret_name();
     let delivering_name = status.secret_name.clone().unwrap_or_else(|| desired_name.clone());
@@ -228,6 +248,7 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             && let Ok(claim) = secret::adoption_claim(resource, found, &connection.account_sid)
             && claim.sid == *sid
         {
+            adoption_allowed(resource, &source, &delivering_name)?;
             let key = prove_adoption(resource, ctx, &connection, &api_base, &delivering_name, &claim).await?;
             return record_adopted(resource, ctx, &connection, &key, &delivering_name).await;
         }
@@ -245,7 +266,10 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     match step {
         Step::Conflict => Err(Error::SecretConflict { secret: desired_name, holder: SecretHolder::Existing }),
         Step::Adopt => match at_desired_name {
-            Some(existing) => adopt(resource, ctx, &connection, &api_base, existing).await,
+            Some(existing) => {
+                adoption_allowed(resource, &source, &existing.name_any())?;
+                adopt(resource, ctx, &connection, &api_base, existing).await
+            }
             // Gone since it was read: the next pass creates a key.
             None => Ok(Action::requeue(Duration::from_secs(1))),
         },
@@ -335,11 +359,29 @@ async fn adopt(
     record_adopted(resource, ctx, connection, &key, &name).await
 }
 
-/// The key a Secret claims, if this resource may adopt it: no other resource here records it, it
-/// exists in the resource's account (fetched with the operator's credential), it is not being
-/// created for another resource, and Twilio accepts the claimed SID and secret themselves (see
-/// [`crate::twilio::TwilioClient::authenticates`]). A Secret is tenant-writable: nothing else it
-/// says is believed.
+/// Whether the account lets its keys be adopted (spec.adoption): adopting a key makes the
+/// operator able to delete it, on the strength of holding its secret, which on an account that
+/// tenants share is a cluster administrator's call.
+fn adoption_allowed(resource: &TwilioApiKey, source: &crate::accounts::AccountSource, secret: &str) -> Result<()> {
+    if source.adoption == crate::api::Adoption::Allowed {
+        return Ok(());
+    }
+    let account_ref = &resource.spec.account_ref;
+    let account = match account_ref.kind {
+        crate::api::AccountKind::TwilioAccount => {
+            format!("TwilioAccount {}/{}", resource.namespace().unwrap_or_default(), account_ref.name)
+        }
+        crate::api::AccountKind::ClusterTwilioAccount => format!("ClusterTwilioAccount {}", account_ref.name),
+    };
+    Err(Error::AdoptionRefused { secret: secret.to_string(), reason: AdoptionRefusal::AccountDisallows { account } })
+}
+
+/// The key a Secret claims, if this resource may adopt it: Twilio accepts the claimed SID and
+/// secret themselves (see [`crate::twilio::TwilioClient::authenticates`]), the key exists in the
+/// resource's account (fetched with the operator's credential), it is not being created for
+/// another resource, and no other resource here records it. A Secret is tenant-writable: nothing
+/// else it says is believed, and until the pair is proven a refusal says nothing learned from
+/// the account or from other namespaces.
 async fn prove_adoption(
     resource: &TwilioApiKey,
     ctx: &Context,
@@ -350,8 +392,10 @@ async fn prove_adoption(
 ) -> Result<crate::twilio::Key> {
     let refuse = |reason| Error::AdoptionRefused { secret: secret_name.to_string(), reason };
     let (sid, account) = (claim.sid.clone(), connection.account_sid.clone());
-    if let Some(holder) = ctx.caches.key_holder(&sid, &resource.uid().unwrap_or_default()) {
-        return Err(refuse(AdoptionRefusal::RecordedElsewhere { sid, holder }));
+    let proven =
+        ctx.twilio.authenticates(api_base, &account, &sid, &claim.secret).await.map_err(Error::twilio("prove key"))?;
+    if !proven {
+        return Err(refuse(AdoptionRefusal::NotProven { sid, account }));
     }
     let key = match ctx.twilio.fetch_key(connection, &sid).await {
         Ok(key) => key,
@@ -362,10 +406,8 @@ async fn prove_adoption(
     if name.starts_with(PENDING_FRIENDLY_NAME_PREFIX) && name != resource.pending_friendly_name() {
         return Err(refuse(AdoptionRefusal::PendingForAnother { sid }));
     }
-    let proven =
-        ctx.twilio.authenticates(api_base, &account, &sid, &claim.secret).await.map_err(Error::twilio("prove key"))?;
-    if !proven {
-        return Err(refuse(AdoptionRefusal::NotProven { sid, account }));
+    if let Some(holder) = ctx.caches.key_holder(&sid, &resource.uid().unwrap_or_default()) {
+        return Err(refuse(AdoptionRefusal::RecordedElsewhere { sid, holder }));
     }
     Ok(key)
 }
@@ -434,6 +476,11 @@ async fn issue(
     at_desired_name: Option<&Secret>,
 ) -> Result<Action> {
     let uid = resource.uid().unwrap_or_default();
+    if let Err(retry_in) = ctx.budget.take(&uid) {
+        return Err(Error::CreationBudgetExceeded { per_hour: ctx.budget.per_hour(), retry_in });
+    }
+    let made_room = make_room(resource, ctx).await?;
+    let resource = made_room.as_ref().unwrap_or(resource);
     sweep_orphans(resource, ctx, connection, &[]).await?;
     let request = KeyRequest {
         friendly_name: resource.pending_friendly_name(),
@@ -515,6 +562,29 @@ async fn issue(
     renamed.map_err(Error::twilio("name key"))?;
     let status = finish_delivery(resource, ctx, connection, status).await?;
     Ok(next_wake(ctx, resource, &status))
+}
+
+/// Before a key is created that retires the current one: if the resource already keeps
+/// `--max-retiring-keys` old keys (less the one about to retire), the oldest go now, ahead of
+/// their grace period, and the status says so; returns the resource with that status, or None
+/// when there was room. Bounds the live keys one resource holds in a shared account.
+async fn make_room(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
+    let previous = resource.status.clone().unwrap_or_default();
+    let Some((evicted, status)) = status::make_room(&previous, ctx.config.max_retiring_keys) else {
+        return Ok(None);
+    };
+    delete_keys(ctx, resource, &evicted).await?;
+    write_status(ctx, resource, &status).await?;
+    for key in &evicted {
+        let note = format!(
+            "Deleted retiring key {} before its grace period ended: a TwilioApiKey keeps at most {} old keys (--max-retiring-keys), and a rotation retires one more",
+            key.sid, ctx.config.max_retiring_keys
+        );
+        ctx.events.warning(resource, "RetiringKeyDeletedEarly", "DeleteKey", note).await;
+    }
+    let mut updated = resource.clone();
+    updated.status = Some(status);
+    Ok(Some(updated))
 }
 
 /// Deletes keys that an interrupted earlier attempt of this resource created but never recorded:
@@ -650,7 +720,10 @@ async fn retire_due_keys(resource: &TwilioApiKey, ctx: &Context) -> Result<Optio
 /// all the same (until maxGracePeriod): an old key is kept rather than risked.
 async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
     let previous = resource.status.clone().unwrap_or_default();
-    let delayed_before = previous.conditions.iter().any(|c| c.type_ == rollout::ROLLOUT_DELAYED);
+    let delayed_before = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == rollout::ROLLOUT_DELAYED || c.type_ == rollout::ROLLOUT_TARGET_MISSING);
     if rollout::waiting(resource, &previous).is_empty() && !delayed_before {
         return Ok(None);
     }
@@ -663,18 +736,29 @@ async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Optio
     for entry in status.rollout.iter_mut().filter(|e| !e.complete && named(e.kind, &e.name)) {
         let target = format!("{}/{}", entry.kind, entry.name);
         match entry.restarted_at.as_deref().and_then(|at| at.parse::<Timestamp>().ok()) {
+            // A failed restart is tried again when its backoff ends, not on every pass.
+            None if entry
+                .next_restart_at
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .is_some_and(|t| t > now) => {}
             None => match restart_workload(ctx, &namespace, entry.kind, &entry.name, now).await? {
                 Ok(()) => {
                     entry.restarted_at = Some(now.to_string());
                     entry.message = Some("restarted; waiting for its rollout".into());
+                    entry.restart_failures = 0;
+                    entry.next_restart_at = None;
                     let note = format!("Restarted {target} so that its Pods read key {key_sid}");
                     ctx.events.normal(resource, "RolloutRestarted", "RestartWorkload", note).await;
                 }
                 Err(why) => {
-                    if entry.message.as_deref() != Some(why.as_str()) {
+                    if entry.restart_failures == 0 {
                         let note = format!("Could not restart {target}: {why}; the old key is kept");
                         ctx.events.warning(resource, "RolloutRestartFailed", "RestartWorkload", note).await;
                     }
+                    entry.restart_failures = entry.restart_failures.saturating_add(1);
+                    let retry = rollout::restart_backoff(entry.restart_failures);
+                    entry.next_restart_at = Some(now.checked_add(retry).unwrap_or(now).to_string());
                     entry.message = Some(why);
                 }
             },
@@ -722,6 +806,7 @@ async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Optio
         }
         None => status.conditions.retain(|c| c.type_ != rollout::ROLLOUT_DELAYED),
     }
+    rollout::set_target_missing(resource, &mut status, now);
     if status == previous {
         return Ok(None);
     }
@@ -895,7 +980,7 @@ async fn delete_keys(ctx: &Context, resource: &TwilioApiKey, keys: &[RetiringKey
         // These keys are this resource's own: deleting them needs no permission to create keys in
         // the account (a ClusterTwilioAccount may no longer allow the namespace).
         let source = resolve::resolve_recorded(ctx, &namespace, &group.account_ref).await?;
-        let connection = resolve::connect(ctx, &source).await?;
+        let connection = resolve::connect(ctx, &source).await?.for_tenant(&namespace);
         let connection = plan::connection_for_account(connection, group.account_sid.as_deref());
         for sid in &group.sids {
             // A key already gone (404) counts as deleted, but not as deleted by this call.
@@ -942,7 +1027,7 @@ async fn cleanup(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     // no usable account and nothing recorded, there is nothing it can reach to delete.
     let account_ref = status.account_ref.clone().unwrap_or_else(|| resource.spec.account_ref.clone());
     let connection = match resolve::resolve_recorded(ctx, &namespace, &account_ref).await {
-        Ok(source) => resolve::connect(ctx, &source).await,
+        Ok(source) => resolve::connect(ctx, &source).await.map(|c| c.for_tenant(&namespace)),
         Err(error) => Err(error),
     };
     let connection = match connection {

@@ -170,6 +170,8 @@ pub fn started(resource: &TwilioApiKey) -> Vec<RolloutTargetStatus> {
             complete: false,
             restarted_at: None,
             message: Some("to be restarted".into()),
+            restart_failures: 0,
+            next_restart_at: None,
         })
         .collect()
 }
@@ -186,6 +188,54 @@ pub fn waiting<'a>(resource: &TwilioApiKey, status: &'a TwilioApiKeyStatus) -> V
         .filter(|e| !e.complete)
         .filter(|e| resource.spec.rollout_restart_targets.iter().any(|t| t.kind == e.kind && t.name == e.name))
         .collect()
+}
+
+/// The condition a resource carries while a rollout restart target cannot be restarted (it is
+/// missing, or the operator may not patch it): retried with backoff, and the old key kept.
+pub const ROLLOUT_TARGET_MISSING: &str = "RolloutTargetMissing";
+
+/// How long after its `failures`-th failed restart in a row a target is tried again: 5 s,
+/// doubling, at most 5 minutes.
+pub fn restart_backoff(failures: u32) -> SignedDuration {
+    let seconds = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16)).min(300);
+    SignedDuration::from_secs(seconds as i64)
+}
+
+/// Sets (or clears) the RolloutTargetMissing condition from the targets the retiring keys wait
+/// for whose last restart failed. The condition's transition time stays while it holds.
+pub fn set_target_missing(resource: &TwilioApiKey, status: &mut TwilioApiKeyStatus, now: Timestamp) {
+    let failing: Vec<String> = waiting(resource, status)
+        .into_iter()
+        .filter(|e| e.restarted_at.is_none() && e.restart_failures > 0)
+        .map(|e| {
+            let why = e.message.as_deref().unwrap_or("could not be restarted");
+            let next = e.next_restart_at.as_deref().unwrap_or("later");
+            format!("{}/{}: {why} (tried {} times; next at {next})", e.kind, e.name, e.restart_failures)
+        })
+        .collect();
+    if failing.is_empty() {
+        status.conditions.retain(|c| c.type_ != ROLLOUT_TARGET_MISSING);
+        return;
+    }
+    let message = format!(
+        "cannot restart {}; the old key stays valid until every target rolled out, or until its deleteBy",
+        failing.join("; ")
+    );
+    let generation = resource.meta().generation;
+    match status.conditions.iter_mut().find(|c| c.type_ == ROLLOUT_TARGET_MISSING) {
+        Some(existing) => {
+            existing.message = message;
+            existing.observed_generation = generation;
+        }
+        None => status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: ROLLOUT_TARGET_MISSING.into(),
+            status: "True".into(),
+            reason: "RestartFailed".into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+        }),
+    }
 }
 
 /// "Deployment/a, StatefulSet/b".

@@ -333,6 +333,7 @@ mod tests {
 
     fn connection() -> AccountConnection {
         AccountConnection {
+            tenant: String::new(),
             account_sid: "AC1".into(),
             region: "us1".into(),
             edge: None,

@@ -171,7 +171,9 @@ pub fn retire_due(
     let mut status = TwilioApiKeyStatus { retiring_keys: remaining, ..status.clone() };
     if status.retiring_keys.is_empty() {
         status.rollout.clear();
-        status.conditions.retain(|c| c.type_ != rollout::ROLLOUT_DELAYED);
+        status
+            .conditions
+            .retain(|c| ![rollout::ROLLOUT_DELAYED, rollout::ROLLOUT_TARGET_MISSING].contains(&c.type_.as_str()));
     }
     Some((due, status))
 }
@@ -218,22 +220,68 @@ pub fn grace_period(resource: &TwilioApiKey) -> SignedDuration {
 /// period ends or the key is due for interval rotation (a little after, so that it is due).
 /// Deadlines live in the status, so they survive restarts.
 pub fn next_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: Duration, now: Timestamp) -> Duration {
-    let until = |deadline: Timestamp| Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO);
-    let deadlines = status
+    let deadlines = deadlines(resource, status).chain(plan::next_rotation_at(resource, status)).map(|t| until(t, now));
+    // While old keys wait for rollouts, the targets are looked at every few seconds (a target not
+    // restarted yet is restarted at once, one whose restart failed when its backoff ends).
+    let rollouts = rollout::waiting(resource, status).into_iter().map(|entry| rollout_wake(entry, now));
+    deadlines.chain(rollouts).chain([resync]).min().unwrap_or(resync) + Duration::from_millis(100)
+}
+
+/// When to look again at a resource that stalled (an error only a change can fix): when the
+/// stall's retry interval `retry` has passed, unless a retiring key falls due before that, or
+/// its rollouts are to be looked at. Deadlines already passed do not count: a stalled resource
+/// meets them on the next pass or fails them, and must not retry at once, over and over (a key
+/// due for rotation whose Secret cannot be written would create and delete keys without end).
+pub fn stalled_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, retry: Duration, now: Timestamp) -> Duration {
+    let deadlines = deadlines(resource, status).filter(|deadline| *deadline > now).map(|t| until(t, now));
+    let rollouts = rollout::waiting(resource, status)
+        .into_iter()
+        .map(|entry| rollout_wake(entry, now).max(STALLED_ROLLOUT_POLL_INTERVAL));
+    deadlines.chain(rollouts).chain([retry]).min().unwrap_or(retry) + Duration::from_millis(100)
+}
+
+/// How often a stalled resource looks at its rollouts.
+const STALLED_ROLLOUT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The retiring keys' deadlines: deleteBy, and deleteAfter unless the key waits for rollouts
+/// that have not completed (then its end comes with the rollouts, which are looked at apart).
+fn deadlines<'a>(resource: &TwilioApiKey, status: &'a TwilioApiKeyStatus) -> impl Iterator<Item = Timestamp> + 'a {
+    let waiting = !rollout::waiting(resource, status).is_empty();
+    status
         .retiring_keys
         .iter()
-        .flat_map(|r| [Some(&r.delete_after), r.delete_by.as_ref()])
+        .flat_map(move |r| [(r.delete_by.is_none() || !waiting).then_some(&r.delete_after), r.delete_by.as_ref()])
         .flatten()
         .filter_map(|deadline| deadline.parse::<Timestamp>().ok())
-        .chain(plan::next_rotation_at(resource, status));
-    // While old keys wait for rollouts, the targets are looked at every few seconds (and a
-    // target not restarted yet is restarted at once).
-    let waiting = rollout::waiting(resource, status);
-    let poll = match waiting.iter().any(|e| e.restarted_at.is_none()) {
-        true => Some(Duration::ZERO),
-        false => (!waiting.is_empty()).then_some(rollout::POLL_INTERVAL),
-    };
-    deadlines.map(until).chain(poll).chain([resync]).min().unwrap_or(resync) + Duration::from_millis(100)
+}
+
+fn until(deadline: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+/// When a target the retiring keys wait for is next looked at: its rollout every few seconds once
+/// restarted; its restart at once, or when the backoff after a failed restart ends.
+fn rollout_wake(entry: &crate::api::RolloutTargetStatus, now: Timestamp) -> Duration {
+    if entry.restarted_at.is_some() {
+        return rollout::POLL_INTERVAL;
+    }
+    match entry.next_restart_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
+        Some(retry_at) => until(retry_at, now),
+        None => Duration::ZERO,
+    }
+}
+
+/// `status` with at most `max` retiring keys once the current key retires too: the oldest
+/// (earliest created, so first in the list) that must go to make room, and the status without
+/// them. None when there is room.
+pub fn make_room(status: &TwilioApiKeyStatus, max: usize) -> Option<(Vec<RetiringKey>, TwilioApiKeyStatus)> {
+    let keep = max.saturating_sub(1);
+    if status.key_sid.is_none() || status.retiring_keys.len() <= keep {
+        return None;
+    }
+    let mut status = status.clone();
+    let evicted: Vec<RetiringKey> = status.retiring_keys.drain(..status.retiring_keys.len() - keep).collect();
+    Some((evicted, status))
 }
 
 #[cfg(test)]
@@ -384,7 +432,15 @@ mod tests {
     }
 
     fn entry(kind: WorkloadKind, name: &str, complete: bool) -> RolloutTargetStatus {
-        RolloutTargetStatus { kind, name: name.into(), complete, restarted_at: Some(NOW.into()), message: None }
+        RolloutTargetStatus {
+            kind,
+            name: name.into(),
+            complete,
+            restarted_at: Some(NOW.into()),
+            message: None,
+            restart_failures: 0,
+            next_restart_at: None,
+        }
     }
 
     #[test]
@@ -504,6 +560,69 @@ mod tests {
         for (spec, status, expected) in cases {
             assert_eq!(next_wake(&resource(spec, None), &status, resync, now()), expected, "{status:?}");
         }
+    }
+
+    /// Defect: a stalled resource whose rotation (or retirement) deadline had passed was woken
+    /// 100 ms later, over and over; each pass went through Twilio.
+    #[test]
+    fn a_stalled_resource_waits_for_its_retry_interval_whatever_deadline_has_passed() {
+        let retry = Duration::from_secs(300);
+        let interval =
+            serde_json::json!({"accountRef": {"name": "main"}, "rotation": {"interval": "1m", "gracePeriod": "0s"}});
+        let overdue = TwilioApiKeyStatus {
+            key_created_at: Some("2025-12-31T00:00:00Z".into()),
+            retiring_keys: vec![retiring("SK0", "2025-01-01T00:00:00Z")],
+            ..Default::default()
+        };
+        let resource = resource(interval, None);
+        assert_eq!(next_wake(&resource, &overdue, retry, now()), Duration::from_millis(100), "Ready: due now");
+        assert_eq!(stalled_wake(&resource, &overdue, retry, now()), retry + Duration::from_millis(100));
+        // A retiring key due before the retry interval ends is still deleted on time.
+        let due_soon = TwilioApiKeyStatus { retiring_keys: vec![retiring("SK0", "2026-01-01T00:00:05Z")], ..overdue };
+        assert_eq!(stalled_wake(&resource, &due_soon, retry, now()), Duration::from_millis(5_100));
+    }
+
+    /// Defect: a rollout restart target that could not be restarted (missing, forbidden) was
+    /// tried again 100 ms later, for up to maxGracePeriod.
+    #[test]
+    fn a_target_whose_restart_failed_is_tried_again_when_its_backoff_ends() {
+        let spec = serde_json::json!({"accountRef": {"name": "main"}, "rolloutRestartTargets": [{"kind": "Deployment", "name": "gone"}]});
+        let mut target = entry(WorkloadKind::Deployment, "gone", false);
+        target.restarted_at = None;
+        target.restart_failures = 3;
+        target.next_restart_at = Some("2026-01-01T00:00:20Z".into());
+        let status = TwilioApiKeyStatus {
+            key_sid: Some("SK1".into()),
+            retiring_keys: vec![RetiringKey { delete_by: Some("2026-01-02T00:00:00Z".into()), ..retiring("SK0", NOW) }],
+            rollout: vec![target.clone()],
+            ..Default::default()
+        };
+        let resync = Duration::from_secs(600);
+        let resource = resource(spec, None);
+        // Its grace period has ended (deleteAfter is now), but it waits for the target: the
+        // next look is when the target's backoff ends.
+        assert_eq!(next_wake(&resource, &status, resync, now()), Duration::from_millis(20_100));
+        assert_eq!(stalled_wake(&resource, &status, resync, now()), Duration::from_millis(30_100));
+        target.next_restart_at = None;
+        let never_tried = TwilioApiKeyStatus { rollout: vec![target], ..status };
+        assert_eq!(next_wake(&resource, &never_tried, resync, now()), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_rotation_at_the_retiring_limit_makes_room_by_the_oldest_keys() {
+        let status = TwilioApiKeyStatus {
+            key_sid: Some("SK9".into()),
+            retiring_keys: ["SK1", "SK2", "SK3", "SK4", "SK5"].iter().map(|sid| retiring(sid, NOW)).collect(),
+            ..Default::default()
+        };
+        let (evicted, kept) = make_room(&status, 5).unwrap();
+        assert_eq!(evicted.iter().map(|k| k.sid.as_str()).collect::<Vec<_>>(), ["SK1"]);
+        assert_eq!(kept.retiring_keys.len(), 4, "the current key retires next: five in all");
+        let (evicted, kept) = make_room(&status, 2).unwrap();
+        assert_eq!(evicted.len(), 4);
+        assert_eq!(kept.retiring_keys[0].sid, "SK5");
+        assert!(make_room(&kept, 5).is_none());
+        assert!(make_room(&TwilioApiKeyStatus { key_sid: None, ..status }, 1).is_none(), "nothing retires");
     }
 
     #[test]

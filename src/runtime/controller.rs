@@ -63,6 +63,7 @@ fn account_controller<A: accounts::AccountResource>(
     let (store, writer) = reflector::store();
     let changes = watcher(accounts, watch_config())
         .backoff(watch_backoff())
+        .modify(crate::keys::held::strip_metadata)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(account_intent_hash, PredicateConfig::default());
@@ -179,8 +180,9 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
     let (store, writer) = reflector::store();
     let changes = watcher(keys, watch_config())
         .backoff(watch_backoff())
-        // The cache holds every key; managedFields (a third of each object) are never read.
-        .modify(|resource: &mut TwilioApiKey| resource.managed_fields_mut().clear())
+        // The cache holds every key, so only what the operator reads: a tenant's writes must not
+        // decide the operator's memory (see keys::held).
+        .modify(crate::keys::held::strip_key)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(intent_hash, PredicateConfig::default())
@@ -244,6 +246,7 @@ where
     };
     watcher(api, watch_config())
         .backoff(watch_backoff())
+        .modify(crate::keys::held::strip_metadata)
         .reflect(cache)
         .touched_objects()
         .predicate_filter(spec_and_readiness, PredicateConfig::default())

@@ -506,6 +506,8 @@ mod tests {
                     complete,
                     restarted_at: Some("2026-01-01T10:50:00Z".into()),
                     message: None,
+                    restart_failures: 0,
+                    next_restart_at: None,
                 }],
                 ..Default::default()
             };

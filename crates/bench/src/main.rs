@@ -5,6 +5,11 @@
 //! TwilioApiKeys and measures how fast and at what cost they become Ready; then, with the
 //! operator stopped, a floor run makes only the calls any operator must make for N keys, at the
 //! same concurrency. It prints its figures as it goes and one JSON line at the end.
+//!
+//! `--hostile N` measures memory instead: N TwilioApiKeys each as large as the API server accepts
+//! (every bounded field at its bound, and 250 KiB of metadata annotations) are created while the
+//! operator is stopped, then the operator starts, lists them all and stalls each; the operator's
+//! peak RSS is what a tenant's objects cost it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -52,6 +57,10 @@ struct Args {
     /// Keep the control plane's state directory afterwards.
     #[arg(long)]
     keep: bool,
+    /// Instead of the run above: measure the operator's peak RSS with N hostile TwilioApiKeys
+    /// (each as large as the API server accepts).
+    #[arg(long)]
+    hostile: Option<usize>,
 }
 
 #[tokio::main]
@@ -63,7 +72,10 @@ async fn main() -> anyhow::Result<()> {
     let dir = kit::repo_root().join("target").join("bench").join(std::process::id().to_string());
     eprintln!("bench: starting a control plane in {}", dir.display());
     let plane = ControlPlane::start(&dir)?;
-    let result = run(&args, &plane, &dir).await;
+    let result = match args.hostile {
+        Some(n) => hostile(&args, &plane, &dir, n).await,
+        None => run(&args, &plane, &dir).await,
+    };
     if let Err(error) = plane.stop(args.keep) {
         eprintln!("bench: stopping the control plane: {error:#}");
     }
@@ -165,6 +177,97 @@ async fn run(args: &Args, plane: &ControlPlane, dir: &Path) -> anyhow::Result<se
         "floor_p99_ms": floor.as_ref().map(|f| round(f.p99_ms, 1)),
         "ratio_to_floor": floor.as_ref().map(|f| round(run.seconds / f.seconds, 3)),
     }))
+}
+
+/// The hostile run: N objects of the largest size the API server accepts, applied while the
+/// operator is stopped; then its start (the initial LIST of all of them) and a stall of each.
+async fn hostile(args: &Args, plane: &ControlPlane, dir: &Path, n: usize) -> anyhow::Result<serde_json::Value> {
+    let client = plane.client().await?;
+    let fake = kit::start_fake_twilio(ACCOUNT_SID, AUTH_TOKEN).await?;
+    let namespace = "hostile";
+    kit::create_namespace(&client, namespace).await?;
+    let keys: Api<TwilioApiKey> = Api::namespaced(client.clone(), namespace);
+    let mut object_bytes = 0;
+    for i in 0..n {
+        let (key, bytes) = largest_key(&keys, &format!("hostile-{i}")).await?;
+        object_bytes = bytes;
+        if i == 0 {
+            let spec = serde_json::to_vec(&key.spec).map(|v| v.len()).unwrap_or(0);
+            eprintln!("bench: each hostile object holds {} KiB as JSON; spec {} KiB", bytes / 1024, spec / 1024);
+        }
+    }
+    let binary = args.operator.clone().unwrap_or_else(kit::operator_binary);
+    let metrics_addr = format!("127.0.0.1:{}", kit::free_port());
+    let started = Instant::now();
+    let mut operator = Operator::launch(
+        &binary,
+        &plane.kubeconfig,
+        &fake.url(),
+        &["--metrics-addr", &metrics_addr],
+        &[("RUST_LOG", &kit::log_filter("warn"))],
+        &dir.join("operator.log"),
+    )?;
+    operator.wait_ready(Duration::from_secs(60)).await?;
+    // Every object stalls (no account in the namespace, or a spec the operator does not hold).
+    let stalled = || async {
+        let list = keys.list(&Default::default()).await?;
+        let done = list.items.iter().filter(|k| k.status.as_ref().is_some_and(|s| !s.conditions.is_empty())).count();
+        anyhow::Ok(done)
+    };
+    let limit = Instant::now() + Duration::from_secs(600);
+    while stalled().await? < n {
+        if Instant::now() > limit {
+            bail!("the hostile objects did not all get a status within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let usage = usage(operator.id())?;
+    eprintln!(
+        "bench: hostile: {n} objects of {} KiB each; all stalled {seconds:.1} s after the operator started; peak RSS {:.1} MiB",
+        object_bytes / 1024,
+        usage.peak_rss_mib
+    );
+    let _ = operator.terminate();
+    Ok(json!({
+        "hostile_objects": n,
+        "object_kib": object_bytes / 1024,
+        "seconds_to_all_stalled": (seconds * 10.0).round() / 10.0,
+        "peak_rss_mib": (usage.peak_rss_mib * 10.0).round() / 10.0,
+    }))
+}
+
+/// Creates TwilioApiKey `name` as large as the API server accepts it: every list and map at its
+/// schema bound, 250 KiB of metadata annotations, and annotation values as long as the schema
+/// lets them be (tried from 16 KiB down). Returns it and its size as JSON.
+async fn largest_key(keys: &Api<TwilioApiKey>, name: &str) -> anyhow::Result<(TwilioApiKey, usize)> {
+    let mut value_len = 16 * 1024;
+    loop {
+        let annotations: BTreeMap<String, String> =
+            (0..64).map(|i| (format!("example.com/a{i}"), "a".repeat(value_len))).collect();
+        let labels: BTreeMap<String, String> = (0..64).map(|i| (format!("example.com/l{i}"), "l".repeat(63))).collect();
+        let template: BTreeMap<String, String> = (0..32).map(|i| (format!("T{i}"), "t".repeat(8192))).collect();
+        let allow: Vec<String> = (0..100).map(|i| format!("/{i}/{}", "p".repeat(250))).collect();
+        let key: TwilioApiKey = serde_json::from_value(json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioApiKey",
+            "metadata": {"name": name, "annotations": {"example.com/padding": "m".repeat(250 * 1024)}},
+            "spec": {
+                "accountRef": {"name": "main"},
+                "keyType": "Restricted",
+                "policy": {"allow": allow},
+                "secret": {"annotations": annotations, "labels": labels, "template": {"data": template}},
+            },
+        }))?;
+        match keys.create(&PostParams::default(), &key).await {
+            Ok(created) => {
+                let bytes = serde_json::to_vec(&created).map(|v| v.len()).unwrap_or(0);
+                return Ok((created, bytes));
+            }
+            Err(kube::Error::Api(status)) if value_len > 1024 && matches!(status.code, 413 | 422) => value_len /= 2,
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 struct Measured {

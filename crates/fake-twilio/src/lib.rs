@@ -60,6 +60,19 @@ pub enum ListingFault {
     EndlessPages,
 }
 
+/// A way for the fake to answer as a hostile or broken server would, set with
+/// [`FakeTwilio::set_answer_fault`]: what the operator reads from Twilio must stay bounded and
+/// harmless whatever comes back.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerFault {
+    /// Key listings (`GET /v1/Keys`) answer their page as usual, followed by this many spaces: a
+    /// valid JSON document of any size.
+    PaddedListings(usize),
+    /// Key creations (`POST /v1/Keys`) are refused with HTTP 400 and this message.
+    RejectCreates(String),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FakeKeyType {
@@ -107,6 +120,7 @@ struct Store {
     recorded: Vec<RecordedRequest>,
     record: bool,
     listing_fault: Option<ListingFault>,
+    answer_fault: Option<AnswerFault>,
     /// Key SID -> how many more listings leave it out (usize::MAX: until cleared).
     hidden_from_listings: HashMap<String, usize>,
     /// Key SID -> DELETE requests for it that reached the handler, whatever the answer.
@@ -263,6 +277,10 @@ impl FakeTwilio {
     }
 
     /// Makes `GET /v1/Keys` hand out wrong next-page URLs from now on (None: behave again).
+    pub fn set_answer_fault(&self, fault: Option<AnswerFault>) {
+        self.shared.lock().answer_fault = fault;
+    }
+
     pub fn set_listing_fault(&self, fault: Option<ListingFault>) {
         self.shared.lock().listing_fault = fault;
     }
@@ -628,7 +646,7 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
             })
         })
         .collect();
-    Ok(Json(json!({
+    let answer = json!({
         "keys": items,
         "meta": {
             "page": page,
@@ -639,8 +657,17 @@ async fn v1_list(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(pa
             "next_page_url": next_page_url,
             "key": "keys",
         }
-    }))
-    .into_response())
+    });
+    let padding = match shared.lock().answer_fault {
+        Some(AnswerFault::PaddedListings(spaces)) => spaces,
+        _ => 0,
+    };
+    if padding > 0 {
+        let mut body = answer.to_string();
+        body.push_str(&" ".repeat(padding));
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn v1_create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Answer {
@@ -655,6 +682,9 @@ async fn v1_create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
     }
     if account != manager {
         return Err(forbidden_account());
+    }
+    if let Some(AnswerFault::RejectCreates(message)) = shared.lock().answer_fault.clone() {
+        return Err(bad_request(message));
     }
     let friendly_name = param(&params, "FriendlyName");
     check_friendly_name(friendly_name)?;

@@ -244,6 +244,7 @@ mod tests {
 
     fn delivered(key_sid: &str) -> Secret {
         let connection = AccountConnection {
+            tenant: String::new(),
             account_sid: ACCOUNT.into(),
             region: "us1".into(),
             edge: None,

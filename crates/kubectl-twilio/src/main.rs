@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("{}", table::terminal_safe(&format!("error: {error:#}")));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -98,11 +98,14 @@ async fn status(client: Client, namespace: &str, name: &str) -> anyhow::Result<E
     let events = match read_events(&client, namespace, &resource).await {
         Ok(events) => events,
         Err(error) => {
-            eprintln!("warning: the Events about {name} could not be read: {error:#}");
+            eprintln!(
+                "{}",
+                table::terminal_safe(&format!("warning: the Events about {name} could not be read: {error:#}"))
+            );
             Vec::new()
         }
     };
-    print!("{}", status::render_status(&resource, &account, &events, Timestamp::now()));
+    print!("{}", table::terminal_safe(&status::render_status(&resource, &account, &events, Timestamp::now())));
     Ok(if status::is_ready(&resource) { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NO) })
 }
 
@@ -151,7 +154,7 @@ async fn rotate(client: Client, namespace: &str, args: RotateArgs) -> anyhow::Re
         .patch(&args.name, &params(), &Patch::Merge(rotate::patch(&value)))
         .await
         .with_context(|| format!("annotating TwilioApiKey {:?}", args.name))?;
-    print!("{}", rotate::requested(&patched, &value, previous.as_deref()));
+    print!("{}", table::terminal_safe(&rotate::requested(&patched, &value, previous.as_deref())));
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
@@ -161,17 +164,18 @@ async fn rotate(client: Client, namespace: &str, args: RotateArgs) -> anyhow::Re
     loop {
         let current = get_key(&keys, namespace, &args.name).await?;
         if let Some(done) = rotate::done(&current, old_sid.as_deref()) {
-            print!("{done}");
+            print!("{}", table::terminal_safe(&done));
             return Ok(ExitCode::SUCCESS);
         }
         if tokio::time::Instant::now() >= deadline {
-            eprintln!(
+            let timed_out = format!(
                 "Timed out after {}: no new key is Ready yet; the resource is {}.\n\
                  See why with: kubectl twilio status {} -n {namespace}",
                 time::human(args.timeout.as_secs() as i64),
                 status::verdict(&current),
                 args.name
             );
+            eprintln!("{}", table::terminal_safe(&timed_out));
             return Ok(ExitCode::from(EXIT_NO));
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -183,11 +187,11 @@ async fn revoke(client: Client, namespace: &str, args: RevokeArgs) -> anyhow::Re
     let resource = get_key(&keys, namespace, &args.name).await?;
     let revoked = !args.undo;
     if let Some(nothing_to_do) = revoke::already(&resource, revoked) {
-        print!("{nothing_to_do}");
+        print!("{}", table::terminal_safe(&nothing_to_do));
         return Ok(ExitCode::SUCCESS);
     }
     if revoked && !args.yes {
-        eprint!("{}", revoke::confirmation(&resource));
+        eprint!("{}", table::terminal_safe(&revoke::confirmation(&resource)));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).context("reading the answer")?;
@@ -200,7 +204,7 @@ async fn revoke(client: Client, namespace: &str, args: RevokeArgs) -> anyhow::Re
         .patch(&args.name, &params(), &Patch::Merge(revoke::patch(revoked)))
         .await
         .with_context(|| format!("patching TwilioApiKey {:?}", args.name))?;
-    print!("{}", revoke::done(&patched, revoked));
+    print!("{}", table::terminal_safe(&revoke::done(&patched, revoked)));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,6 +223,6 @@ async fn inspect_secret(client: Client, namespace: &str, name: &str) -> anyhow::
         }
         None => None,
     };
-    print!("{}", inspect::render_secret(&secret, owner.as_ref(), Timestamp::now()));
+    print!("{}", table::terminal_safe(&inspect::render_secret(&secret, owner.as_ref(), Timestamp::now())));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,13 @@
 //! Aligned text: `Label:  value` lines and columns, as `kubectl describe` prints them.
 
+/// `text` as it may reach a terminal: line breaks stay, and every other control character (a
+/// terminal escape sequence starts with one) or bidirectional formatting character becomes a
+/// space. Condition messages, Events, names in Twilio and Secret metadata are written by
+/// Twilio or by tenants; what the plugin prints of them must not steer the reader's terminal.
+pub fn terminal_safe(text: &str) -> String {
+    text.split('\n').map(twilio_operator::error::printable).collect::<Vec<_>>().join("\n")
+}
+
 /// Width of the labels of [`field`] lines, colon included.
 const LABEL_WIDTH: usize = 18;
 
@@ -44,5 +52,13 @@ mod tests {
         let mut out = String::new();
         field(&mut out, "SID", "SK1");
         assert_eq!(out, "  SID:              SK1\n");
+    }
+
+    #[test]
+    fn what_reaches_the_terminal_carries_no_escape_sequence() {
+        let hostile = "Ready\n  msg: \u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{202e}txt\n";
+        let safe = terminal_safe(hostile);
+        assert_eq!(safe, "Ready\n  msg:  ]0;owned  [2J 31m txt\n");
+        assert!(!safe.chars().any(|c| c.is_control() && c != '\n'));
     }
 }

@@ -98,6 +98,7 @@ pub async fn start_fake_twilio(account_sid: &str, auth_token: &str) -> std::io::
 /// account SID and `password` (its auth token, or not).
 pub fn fake_connection(fake: &FakeTwilio, account_sid: &str, password: &str) -> AccountConnection {
     AccountConnection {
+        tenant: String::new(),
         account_sid: account_sid.into(),
         region: "us1".into(),
         edge: None,

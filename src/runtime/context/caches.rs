@@ -12,6 +12,22 @@ use crate::accounts::AccountResource;
 use crate::api::{AccountKind, AccountRef, ClusterTwilioAccount, TwilioAccount, TwilioApiKey};
 use crate::runtime::metrics::Resources;
 
+/// A TwilioApiKey that uses an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUser {
+    pub namespace: String,
+    pub name: String,
+    /// Its status records a key created through the account (current or retiring); otherwise it
+    /// only names the account in its spec.
+    pub recorded: bool,
+}
+
+impl std::fmt::Display for KeyUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// The caches a keys controller keeps for one watched scope.
 #[derive(Clone)]
 pub struct ScopeCaches {
@@ -74,27 +90,31 @@ impl Caches {
         resources
     }
 
-    /// The TwilioApiKeys (namespace/name) that name the account in their spec or record a key of
-    /// it in their status: while any exists, the account and its credentials must stay.
-    /// `namespace` is the account's own for a TwilioAccount, None for a ClusterTwilioAccount.
-    pub fn keys_using(&self, kind: AccountKind, name: &str, namespace: Option<&str>) -> Vec<String> {
+    /// The TwilioApiKeys that name the account in their spec or record a key of it in their
+    /// status, each once, sorted. `namespace` is the account's own for a TwilioAccount, None for a
+    /// ClusterTwilioAccount. Whether one must be waited for is the account controller's call: a
+    /// key that only names an account that does not allow its namespace never had a key of it.
+    pub fn keys_using(&self, kind: AccountKind, name: &str, namespace: Option<&str>) -> Vec<KeyUser> {
         let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut users: Vec<String> = scopes
+        let mut users: Vec<KeyUser> = scopes
             .values()
             .flat_map(|caches| caches.keys.state())
             .filter(|resource| namespace.is_none() || resource.namespace().as_deref() == namespace)
-            .filter(|resource| {
+            .filter_map(|resource| {
                 let names = |r: &AccountRef| r.kind == kind && r.name == name;
-                names(&resource.spec.account_ref)
-                    || resource.status.as_ref().is_some_and(|status| {
-                        status.account_ref.as_ref().is_some_and(names)
-                            || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
-                    })
+                let recorded = resource.status.as_ref().is_some_and(|status| {
+                    status.account_ref.as_ref().is_some_and(names)
+                        || status.retiring_keys.iter().filter_map(|r| r.account_ref.as_ref()).any(names)
+                });
+                (recorded || names(&resource.spec.account_ref)).then(|| KeyUser {
+                    namespace: resource.namespace().unwrap_or_default(),
+                    name: resource.name_any(),
+                    recorded,
+                })
             })
-            .map(|resource| format!("{}/{}", resource.namespace().unwrap_or_default(), resource.name_any()))
             .collect();
-        users.sort();
-        users.dedup();
+        users.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        users.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
         users
     }
 

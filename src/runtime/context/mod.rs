@@ -7,9 +7,11 @@
 //! - [`OwnWrites`]: echoes of this process's own writes, which are not changes to react to;
 //! - [`Caches`]: the keys controllers' caches of keys and accounts;
 //! - [`CredentialsCache`]: the credentials Secrets' data, as last read;
-//! - [`Backoff`]: per-object retry delays after transient failures.
+//! - [`Backoff`]: per-object retry delays after transient failures;
+//! - [`CreationBudget`]: how many keys each TwilioApiKey may still create this hour.
 
 mod backoff;
+mod budget;
 mod caches;
 mod credentials;
 mod events;
@@ -22,7 +24,8 @@ use std::time::Duration;
 use kube::Client;
 
 pub use backoff::Backoff;
-pub use caches::{Caches, ScopeCaches};
+pub use budget::CreationBudget;
+pub use caches::{Caches, KeyUser, ScopeCaches};
 pub use credentials::CredentialsCache;
 pub use events::{EventType, Events};
 pub use inventory::{Inventories, Inventory};
@@ -37,6 +40,10 @@ pub struct Config {
     pub resync_interval: Duration,
     /// How long after a rotation the rollout restart targets may take before RolloutDelayed.
     pub rollout_deadline: Duration,
+    /// Keys one TwilioApiKey may create within an hour.
+    pub max_key_creations_per_hour: u32,
+    /// Old keys one TwilioApiKey may keep valid at once.
+    pub max_retiring_keys: usize,
 }
 
 pub struct Context {
@@ -50,6 +57,7 @@ pub struct Context {
     pub caches: Caches,
     pub credentials: CredentialsCache,
     pub backoff: Backoff,
+    pub budget: CreationBudget,
 }
 
 impl Context {
@@ -58,13 +66,14 @@ impl Context {
             events: Events::new(client.clone()),
             client,
             twilio,
-            config,
             metrics,
             inventories: Inventories::default(),
             own_writes: OwnWrites::default(),
             caches: Caches::default(),
             credentials: CredentialsCache::default(),
             backoff: Backoff::default(),
+            budget: CreationBudget::new(config.max_key_creations_per_hour),
+            config,
         }
     }
 
@@ -74,6 +83,7 @@ impl Context {
         self.own_writes.forget_key_write(uid);
         self.inventories.mark_create_unsure(uid, false);
         self.backoff.forget(uid);
+        self.budget.forget(uid);
     }
 
     /// The metrics in Prometheus' text format, the gauges about keys read from the caches now.

@@ -4,12 +4,18 @@
 //! 429 and 5xx answers are retried with exponential backoff, jitter and any `Retry-After`; a create
 //! is retried only on 429, which Twilio guarantees was never processed, because a create whose
 //! outcome is unknown must not be repeated blindly (it could leave a second live key behind).
+//!
+//! What Twilio answers is read with bounds: at most [`MAX_ANSWER_BYTES`] per answer, at most the
+//! page size in keys per page, error messages cut to [`MAX_MESSAGE_CHARS`] printable characters.
+//! Requests to one account share its slots fairly between tenants (see [`slots`]).
+
+pub mod slots;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use slots::FairSlots;
 
 use rand::Rng;
 use reqwest::{Method, StatusCode, header::RETRY_AFTER};
@@ -96,6 +102,16 @@ pub struct AccountConnection {
     pub edge: Option<String>,
     pub base_url: String,
     pub credentials: Credentials,
+    /// On whose behalf requests are made (a key's namespace): the account's request slots are
+    /// shared fairly between tenants. Empty for the operator's own calls (verifying an account).
+    pub tenant: String,
+}
+
+impl AccountConnection {
+    /// The same connection, its requests made on behalf of `tenant`.
+    pub fn for_tenant(self, tenant: &str) -> Self {
+        Self { tenant: tenant.to_string(), ..self }
+    }
 }
 
 /// A key as Twilio describes it after creation (no secret).
@@ -252,8 +268,8 @@ pub struct TwilioClient {
     endpoint: Endpoint,
     retry: RetryPolicy,
     page_size: u32,
-    /// One semaphore per account SID bounding the requests in flight to it.
-    in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// The request slots of each account SID, shared fairly between tenants.
+    in_flight: Arc<Mutex<HashMap<String, Arc<FairSlots>>>>,
     /// Where requests are counted (the operator's registry; a private one unless given).
     metrics: Arc<Metrics>,
 }
@@ -353,6 +369,7 @@ impl TwilioClient {
             edge: None,
             base_url: api_base.to_string(),
             credentials: Credentials { username: sid.to_string(), password: secret.clone() },
+            tenant: String::new(),
         };
         let url =
             format!("{api_base}/2010-04-01/Accounts/{account_sid}/Messages.json?PageSize=1&DateSent%3C=2000-01-01");
@@ -390,6 +407,13 @@ impl TwilioClient {
             requested.insert(url.clone());
             let body = self.send(account, Method::GET, &url, None, Idempotency::Idempotent).await?;
             let page: KeyPage = decode(&body)?;
+            if page.keys.len() > self.page_size as usize {
+                return Err(TwilioError::Decode(format!(
+                    "listing keys: a page holds {} keys, more than the {} asked for",
+                    page.keys.len(),
+                    self.page_size
+                )));
+            }
             keys.extend(page.keys);
             let next = match page.meta.next_page_url {
                 Some(next) if !next.is_empty() => next_page_request(&self.endpoint, account, &next)?,
@@ -420,17 +444,17 @@ impl TwilioClient {
         form: Option<&[(&str, String)]>,
         idempotency: Idempotency,
     ) -> Result<bytes::Bytes, TwilioError> {
-        let semaphore = {
+        let slots = {
             let mut limits = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             limits
                 .entry(account.account_sid.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_PER_ACCOUNT)))
+                .or_insert_with(|| FairSlots::new(REQUESTS_IN_FLIGHT_PER_ACCOUNT))
                 .clone()
         };
         let mut attempt = 0;
         loop {
             let result = {
-                let _permit = semaphore.acquire().await.map_err(|e| TwilioError::Transport(e.to_string()))?;
+                let _slot = slots.acquire(&account.tenant).await;
                 self.send_once(account, method.clone(), url, form).await
             };
             let err = match result {
@@ -479,12 +503,36 @@ impl TwilioClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.bytes().await.map_err(|e| TwilioError::Transport(transport_message(&e)))?;
+        let body = read_bounded(response, MAX_ANSWER_BYTES).await?;
         if status.is_success() {
             return Ok(body);
         }
         Err(classify(status, &body, retry_after))
     }
+}
+
+/// The most bytes of one answer the client reads: a page of 1000 keys is about 400 KB. A longer
+/// answer is an error, and is not read to its end.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most characters of an error message from Twilio that the operator keeps.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// The body of `response`, or an error once it exceeds `max` bytes (by its Content-Length, or
+/// while reading).
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<bytes::Bytes, TwilioError> {
+    let too_long = || TwilioError::Decode(format!("the answer is longer than {} KiB; not read", max / 1024));
+    if response.content_length().is_some_and(|length| length > max as u64) {
+        return Err(too_long());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| TwilioError::Transport(transport_message(&e)))? {
+        if body.len() + chunk.len() > max {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The most pages one listing follows. At the default page size of 1000 that is a million keys,
@@ -591,6 +639,8 @@ fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> T
     let message = parsed
         .and_then(|b| b.message)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    // It reaches conditions, Events and logs: short, and unable to steer a terminal.
+    let message = crate::error::printable(&crate::error::shorten(&message, MAX_MESSAGE_CHARS));
     match status.as_u16() {
         404 => TwilioError::NotFound { code },
         401 | 403 => TwilioError::AuthFailed { status: status.as_u16(), code, message },
@@ -680,6 +730,7 @@ mod tests {
 
     fn account(base_url: &str) -> AccountConnection {
         AccountConnection {
+            tenant: String::new(),
             account_sid: "AC0123456789abcdef0123456789abcdef".into(),
             region: "us1".into(),
             edge: None,
