@@ -423,6 +423,9 @@ async fn one_namespace_at_its_worst_does_not_hold_up_another_on_a_shared_account
         assert!(*n <= 10, "{resource} created {n} keys, more than its budget of 10 an hour");
     }
     assert!(!creates.contains_key("outside"), "{creates:?}");
+    // Each create is followed by at most a rename or a delete of that key, and its retirement.
+    let total_creates: u64 = creates.values().sum();
+    assert!(about_attacker as u64 <= 2 * total_creates, "{about_attacker} calls for {total_creates} creates");
     let mut live: BTreeMap<String, usize> = BTreeMap::new();
     for key in env.fake.keys() {
         if let Some(resource) = created_by.get(&key.sid) {

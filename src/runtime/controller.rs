@@ -101,10 +101,15 @@ fn account_controller<A: accounts::AccountResource>(
 }
 
 /// Watches are renewed at least every minute: an API server that restarts can leave a watch
-/// open that never delivers another event (seen with 1.20), and a renewal relists.
+/// open that never delivers another event (seen with 1.20), and a renewal relists. Lists come in
+/// pages of [`WATCH_PAGE_SIZE`]: a page is held whole while it is decoded, before the caches
+/// strip what they do not keep, so the page size bounds what a list of objects as large as the
+/// API server accepts costs at once (kube's default, 500, would be hundreds of MiB).
 fn watch_config() -> watcher::Config {
-    watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)
+    watcher::Config::default().timeout(WATCH_TIMEOUT_SECS).page_size(WATCH_PAGE_SIZE)
 }
+
+const WATCH_PAGE_SIZE: u32 = 25;
 
 /// How long a failed watch waits before it tries again: 250 ms, doubling to at most 1 s, reset
 /// by the first event that arrives. kube's default grows to 30 s and resets only after two quiet
