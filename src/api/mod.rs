@@ -449,6 +449,7 @@ pub struct RolloutTargetStatus {
     pub message: Option<String>,
     /// How many restarts in a row failed because the workload is missing or may not be patched.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(with = "i64")]
     pub restart_failures: u32,
     /// After a failed restart: when the operator tries again (RFC 3339), backing off from 5s to 5m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
