@@ -41,6 +41,38 @@ impl Health {
     }
 }
 
+/// Sets a condition of a type other than the three above to True with this reason and message,
+/// keeping its lastTransitionTime while it stays True; says whether it was not there before.
+pub fn set_true(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    let message = crate::error::printable(&message);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            existing.reason = reason.to_string();
+            existing.message = message;
+            existing.observed_generation = generation;
+            false
+        }
+        None => {
+            conditions.push(Condition {
+                type_: type_.to_string(),
+                status: "True".into(),
+                reason: reason.to_string(),
+                message,
+                observed_generation: generation,
+                last_transition_time: Time(now),
+            });
+            true
+        }
+    }
+}
+
 /// The conditions for `health`, keeping each condition's lastTransitionTime unless its status
 /// changes, so that re-applying the same health writes nothing new. Conditions of other types
 /// (such as RolloutDelayed) are kept as they are.

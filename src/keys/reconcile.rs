@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use crate::runtime::context::EventType;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -785,23 +784,11 @@ async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Optio
     }
     match rollout::delayed(resource, &status, ctx.config.rollout_deadline, now) {
         Some(message) => {
-            let condition = Condition {
-                type_: rollout::ROLLOUT_DELAYED.into(),
-                status: "True".into(),
-                reason: "RolloutDeadlineExceeded".into(),
-                message: message.clone(),
-                observed_generation: resource.meta().generation,
-                last_transition_time: Time(now),
-            };
-            match status.conditions.iter_mut().find(|c| c.type_ == rollout::ROLLOUT_DELAYED) {
-                Some(existing) => {
-                    existing.message = message;
-                    existing.observed_generation = resource.meta().generation;
-                }
-                None => {
-                    status.conditions.push(condition);
-                    ctx.events.warning(resource, "RolloutDelayed", "WatchRollout", message).await;
-                }
+            let generation = resource.meta().generation;
+            let (reason, note) = ("RolloutDeadlineExceeded", message.clone());
+            if conditions::set_true(&mut status.conditions, rollout::ROLLOUT_DELAYED, reason, message, generation, now)
+            {
+                ctx.events.warning(resource, "RolloutDelayed", "WatchRollout", note).await;
             }
         }
         None => status.conditions.retain(|c| c.type_ != rollout::ROLLOUT_DELAYED),

@@ -222,20 +222,14 @@ pub fn set_target_missing(resource: &TwilioApiKey, status: &mut TwilioApiKeyStat
         failing.join("; ")
     );
     let generation = resource.meta().generation;
-    match status.conditions.iter_mut().find(|c| c.type_ == ROLLOUT_TARGET_MISSING) {
-        Some(existing) => {
-            existing.message = message;
-            existing.observed_generation = generation;
-        }
-        None => status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: ROLLOUT_TARGET_MISSING.into(),
-            status: "True".into(),
-            reason: "RestartFailed".into(),
-            message,
-            observed_generation: generation,
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-        }),
-    }
+    crate::api::conditions::set_true(
+        &mut status.conditions,
+        ROLLOUT_TARGET_MISSING,
+        "RestartFailed",
+        message,
+        generation,
+        now,
+    );
 }
 
 /// "Deployment/a, StatefulSet/b".
