@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) on 127.0.0.1,
-# without Docker or internet: the API server and controller manager are built once from Debian
-# bookworm's `kubernetes` source package and cached outside the repository. `up-node` adds a
-# node (containerd, kubelet, kube-proxy, kube-scheduler, built the same way) so that Pods run.
+# without Docker or internet: Kubernetes (1.37 by default, TWILIO_OPERATOR_KUBERNETES=1.33 for
+# the oldest the operator supports) and its etcd are built once from their Go modules
+# (hack/k8s/vX.Y/go.mod, through the Go module proxy) and cached outside the repository, keyed by
+# version. `up-node` adds a node (containerd, kubelet, kube-proxy, kube-scheduler) so that Pods run.
 #
-#   hack/control-plane.sh build            build (or reuse) the cached binaries
+#   hack/control-plane.sh build            build (or reuse) the cached binaries; prints their directory
 #   hack/control-plane.sh up DIR [CRD...]  start a control plane whose state lives in DIR; the CRD
 #                                          files are created before the controller manager starts
 #                                          (its garbage collector only discovers types at start-up)
@@ -18,40 +19,66 @@
 #                                          10.96.0.0/24; one node cluster per machine
 #   hack/control-plane.sh import-image DIR TAR...
 #                                          import OCI image tars (hack/image.sh) into the node
+#   hack/control-plane.sh find-go          the Go that builds (hack/tools.sh uses it too)
 #
 # `up` writes DIR/kubeconfig (admin) and DIR/env (with a node: NODE_IP, NODE_NAME, POD_CIDR,
 # SERVICE_CIDR, CONTAINERD_ADDRESS too). With WATCH_PID=<pid>, the control plane stops by itself
 # when that process exits, so a test run that is killed leaves nothing behind.
 set -Eeuo pipefail
 
-K8S_SOURCE_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
-K8S_VERSION="v1.20.2"
+# Which Kubernetes: a Go module per minor version in hack/k8s/ (v1.37, the newest, by default; v1.33,
+# the oldest that the operator's client supports, for the compatibility run). Its go.mod pins the
+# exact release and, through go.sum, every dependency.
+KUBERNETES=${TWILIO_OPERATOR_KUBERNETES:-1.37}
+KUBERNETES=${KUBERNETES#v}
+HACK_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+MODULE_DIR="$HACK_DIR/k8s/v$KUBERNETES"
+if [ ! -f "$MODULE_DIR/go.mod" ]; then
+  echo "control-plane: no recipe for Kubernetes $KUBERNETES (TWILIO_OPERATOR_KUBERNETES); there are:" \
+    "$(cd "$HACK_DIR/k8s" && ls -d v*/ | tr -d / | tr '\n' ' ')" >&2
+  exit 2
+fi
+K8S_VERSION=$(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+)$/\2/p' "$MODULE_DIR/go.mod")
+[ -n "$K8S_VERSION" ] || { echo "control-plane: $MODULE_DIR/go.mod requires no k8s.io/kubernetes" >&2; exit 2; }
+# Bumped when the way the binaries are built changes (the cache then rebuilds them).
 RECIPE_REVISION="1"
 CACHE_ROOT="${TWILIO_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/twilio-operator}"
 BIN_DIR="$CACHE_ROOT/kubernetes-$K8S_VERSION-r$RECIPE_REVISION/bin"
-APT_PACKAGES=(golang-go etcd-server rsync dpkg-dev openssl curl golang-github-modern-go-reflect2-dev)
-# The node: kubelet, kube-proxy and kube-scheduler from the same tree, cached apart from the
-# control plane's binaries (their recipe has a revision of its own), and what they run on.
-NODE_RECIPE_REVISION="1"
-NODE_BIN_DIR="$CACHE_ROOT/kubernetes-$K8S_VERSION-node-r$NODE_RECIPE_REVISION/bin"
+# The module and build caches of Go, shared by every version and by hack/tools.
+GO_CACHE_ENV=(GOMODCACHE="$CACHE_ROOT/go-mod" GOCACHE="$CACHE_ROOT/go-build" GOFLAGS=-mod=readonly CGO_ENABLED=0)
+# The control plane: etcd (the version this Kubernetes' go.mod pins), the API server, the
+# controller manager, and kubectl for the people and tests that use it.
+CONTROL_PLANE_COMMANDS=(etcd kube-apiserver kube-controller-manager kubectl)
+APT_PACKAGES=(openssl curl python3)
+# The node: kubelet, kube-proxy and kube-scheduler from the same module, and what they run on.
 NODE_COMMANDS=(kubelet kube-proxy kube-scheduler)
 NODE_APT_PACKAGES=(containerd runc containernetworking-plugins iptables nftables conntrack iproute2
   busybox-static python3 util-linux)
 
 log() { echo "control-plane: $*" >&2; }
 
-# Kubernetes 1.20's tree builds only with Debian's Go 1.19 (golang-go) in GOPATH mode. Machines
-# may also have a newer Go first on PATH (/usr/local/go), which refuses that layout: put Debian's
-# first, and check it is the one found, before anything runs go.
-DEBIAN_GO_BIN=/usr/lib/go-1.19/bin
-use_debian_go() {
-  export PATH="$DEBIAN_GO_BIN:$PATH"
-  local version
-  version=$(go version 2>/dev/null || true)
-  case "$version" in
-    "go version go1.19"*) ;;
-    *) log "need Debian's Go 1.19 at $DEBIAN_GO_BIN (package golang-go), found: ${version:-no go}"; exit 1 ;;
+# The Go package of a command of the module.
+go_package() {
+  case "$1" in
+    etcd) echo go.etcd.io/etcd/server/v3 ;;
+    *) echo "k8s.io/kubernetes/cmd/$1" ;;
   esac
+}
+
+# A Go that can build the module: the one on PATH or /usr/local/go (Go 1.21 and later fetch the
+# toolchain the module asks for through the module proxy when they are older, unless GOTOOLCHAIN
+# says otherwise).
+find_go() {
+  local go version
+  for go in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go; do
+    [ -n "$go" ] && [ -x "$go" ] || continue
+    version=$("$go" env GOVERSION 2>/dev/null || true)
+    case "$version" in
+      go1.2[1-9]* | go1.[3-9][0-9]* | go[2-9]*) echo "$go"; return 0 ;;
+    esac
+  done
+  log "building Kubernetes $K8S_VERSION needs Go 1.21 or later (https://go.dev/dl/; found: $(go version 2>/dev/null || echo none))"
+  exit 1
 }
 
 missing_packages() {
@@ -77,81 +104,45 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
 }
 
-ensure_deb_src() {
-  if grep -rqs '^Types: .*deb-src' /etc/apt/sources.list.d/ || grep -qs '^deb-src' /etc/apt/sources.list; then
-    return 0
-  fi
-  if [ "$(id -u)" != 0 ]; then
-    log "no deb-src entry; as root, add one (Types: deb-src, same URIs/Suites as debian.sources) and run apt-get update"
-    exit 1
-  fi
-  log "adding deb-src entries for Debian's kubernetes source package"
-  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
-    > /etc/apt/sources.list.d/twilio-operator-deb-src.sources
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-}
-
-# Builds the commands named after DEST (e.g. kube-apiserver) from Debian's kubernetes source tree
-# with the three fixes the tree needs, into DEST (replaced as a whole once all are built).
+# Builds the named commands of the module that are not in BIN_DIR yet, one `go build` each (the
+# packages they share are compiled once, into Go's build cache), printing the time of each.
 build_commands() {
-  local dest=$1; shift
-  ensure_packages "${APT_PACKAGES[@]}"
-  use_debian_go
-  ensure_deb_src
-  local work
-  work=$(mktemp -d "${TMPDIR:-/tmp}/twilio-operator-k8s-build.XXXXXX")
-  log "building $* $K8S_VERSION in $work (a few minutes each, once)"
-  (cd "$work" && apt-get source -qq "kubernetes=$K8S_SOURCE_VERSION" >&2)
-  local src
-  src=$(find "$work" -maxdepth 1 -type d -name 'kubernetes-*' | head -n 1)
-  # The vendored reflect2 1.0.1 crashes on Go >= 1.18; Debian ships 1.0.2.
-  local reflect2="$src/vendor/github.com/modern-go/reflect2"
-  rm -f "$reflect2"/*.go "$reflect2"/*.s
-  find /usr/share/gocode/src/github.com/modern-go/reflect2/ -maxdepth 1 \( -name '*.go' -o -name '*.s' \) \
-    ! -name '*_test.go' -exec cp {} "$reflect2/" \;
-  # The generated OpenAPI definitions are not in the tarball.
-  (cd "$src" && env -u GOPATH make gen_openapi >&2)
-  # Go 1.19 rejects the module/vendor layout; build in GOPATH mode as 1.20's Makefile does.
-  local gopath="$work/gopath"
-  mkdir -p "$gopath/src/k8s.io"
-  ln -s "$src" "$gopath/src/k8s.io/kubernetes"
-  local pkg=k8s.io/kubernetes/vendor/k8s.io
-  local ldflags="-s -w"
-  for versionpkg in "$pkg/component-base/version" "$pkg/client-go/pkg/version"; do
-    ldflags+=" -X $versionpkg.gitVersion=$K8S_VERSION -X $versionpkg.gitMajor=1 -X $versionpkg.gitMinor=20"
+  local missing=() cmd
+  for cmd in "$@"; do
+    [ -x "$BIN_DIR/$cmd" ] || missing+=("$cmd")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  local go started minor=${K8S_VERSION#v1.}
+  go=$(find_go)
+  minor=${minor%%.*}
+  mkdir -p "$BIN_DIR"
+  local ldflags="-s -w" versionpkg
+  for versionpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $versionpkg.gitVersion=$K8S_VERSION -X $versionpkg.gitMajor=1 -X $versionpkg.gitMinor=$minor"
     ldflags+=" -X $versionpkg.gitTreeState=clean"
   done
-  mkdir -p "$work/bin"
-  local cmd started
-  for cmd in "$@"; do
-    log "go build $cmd"
+  started=$SECONDS
+  log "downloading the Go modules of Kubernetes $K8S_VERSION (once; cached in $CACHE_ROOT/go-mod)"
+  (cd "$MODULE_DIR" && env "${GO_CACHE_ENV[@]}" "$go" mod download >&2)
+  log "go mod download took $((SECONDS - started)) s"
+  for cmd in "${missing[@]}"; do
+    log "go build $cmd $K8S_VERSION (minutes, once; cached in $BIN_DIR)"
     started=$SECONDS
-    (cd "$gopath/src/k8s.io/kubernetes" &&
-      GO111MODULE=off GOPATH="$gopath" CGO_ENABLED=0 GOPROXY=off GOFLAGS='' \
-        go build -ldflags "$ldflags" -o "$work/bin/$cmd" "./cmd/$cmd" >&2)
-    log "go build $cmd took $((SECONDS - started)) s"
+    (cd "$MODULE_DIR" && env "${GO_CACHE_ENV[@]}" "$go" build -trimpath -ldflags "$ldflags" \
+      -o "$BIN_DIR/$cmd.tmp" "$(go_package "$cmd")" >&2)
+    mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
+    log "go build $cmd $K8S_VERSION took $((SECONDS - started)) s"
   done
-  mkdir -p "$(dirname "$dest")"
-  rm -rf "$dest.tmp" && mv "$work/bin" "$dest.tmp" && mv "$dest.tmp" "$dest"
-  rm -rf "$work"
-  log "cached in $dest"
 }
 
 build() {
-  if [ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/kube-controller-manager" ]; then
-    return 0
-  fi
-  build_commands "$BIN_DIR" kube-apiserver kube-controller-manager
+  ensure_packages "${APT_PACKAGES[@]}"
+  build_commands "${CONTROL_PLANE_COMMANDS[@]}"
 }
 
-# The node's binaries, in a cache directory of their own (the control plane's stays valid).
 build_node() {
   build
-  local cmd missing=0
-  for cmd in "${NODE_COMMANDS[@]}"; do
-    [ -x "$NODE_BIN_DIR/$cmd" ] || missing=1
-  done
-  [ "$missing" = 0 ] || build_commands "$NODE_BIN_DIR" "${NODE_COMMANDS[@]}"
+  build_commands "${NODE_COMMANDS[@]}"
   ensure_packages "${NODE_APT_PACKAGES[@]}"
 }
 
@@ -217,9 +208,6 @@ up() {
   local dir=$1; shift
   build
   [ "${NODE:-0}" != 1 ] || node_preflight
-  ensure_packages etcd-server openssl curl python3
-  # kubectl is for the people and tests that use the control plane: any kubectl will do.
-  command -v kubectl > /dev/null || ensure_packages kubernetes-client
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   : > "$dir/pids"
@@ -242,7 +230,7 @@ up() {
   local etcd_port etcd_peer_port api_port
   etcd_port=$(free_port); etcd_peer_port=$(free_port); api_port=$(free_port)
   local etcd_url="http://127.0.0.1:$etcd_port"
-  setsid etcd --name local --data-dir "$dir/etcd" \
+  setsid "$BIN_DIR/etcd" --name local --data-dir "$dir/etcd" \
     --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
@@ -269,7 +257,7 @@ ENV
   done
 
   setsid "$BIN_DIR/kube-controller-manager" --kubeconfig="$dir/kcm.kubeconfig" \
-    --port=0 --secure-port=0 --leader-elect=false --controllers='*' \
+    --secure-port=0 --leader-elect=false --controllers='*' \
     --use-service-account-credentials=false --service-account-private-key-file="$dir/sa.key" \
     --root-ca-file="$dir/ca.crt" --cluster-signing-cert-file="$dir/ca.crt" \
     --cluster-signing-key-file="$dir/ca.key" \
@@ -277,7 +265,7 @@ ENV
   echo $! >> "$dir/pids"
   [ "${NODE:-0}" != 1 ] || node_up "$dir" "$server"
   trap - ERR
-  log "ready: KUBECONFIG=$dir/kubeconfig"
+  log "ready: Kubernetes $K8S_VERSION, KUBECONFIG=$dir/kubeconfig"
   echo "$dir/kubeconfig"
 }
 
@@ -297,7 +285,7 @@ start_apiserver() {
       --audit-policy-file="$dir/node/audit-policy.yaml" --audit-log-path="$dir/audit.log" --audit-log-format=json)
   fi
   setsid "$BIN_DIR/kube-apiserver" --etcd-servers="$etcd_url" \
-    --bind-address="$api_host" --advertise-address="$api_host" --secure-port="$api_port" --insecure-port=0 \
+    --bind-address="$api_host" --advertise-address="$api_host" --secure-port="$api_port" \
     --tls-cert-file="$dir/serving.crt" --tls-private-key-file="$dir/serving.key" \
     --client-ca-file="$dir/ca.crt" --token-auth-file="$dir/tokens.csv" --authorization-mode=RBAC \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -348,10 +336,9 @@ NODE_LOCK=/run/twilio-operator-node.lock
 SERVICE_CIDR=10.96.0.0/24
 SERVICE_IP=10.96.0.1
 PAUSE_IMAGE=docker.io/library/twilio-operator-pause:busybox
-# Directories of the machine that the kubelet 1.20, containerd and the CNI plugins write to
+# Directories of the machine that the kubelet, containerd and the CNI plugins write to
 # whatever their own directories are; `down` removes what appeared in them.
 NODE_HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/kubelet /var/lib/cni /run/containerd /run/mount)
-HACK_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 
 node_preflight() {
   if [ "$(id -u)" != 0 ]; then
@@ -360,7 +347,7 @@ node_preflight() {
   fi
   build_node
   if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
-    log "warning: only cgroup v2 is mounted; the kubelet 1.20 is checked here on cgroup v1 only"
+    log "warning: only cgroup v2 is mounted; this recipe's kubelet is checked on cgroup v1 only"
   fi
 }
 
@@ -534,7 +521,7 @@ node_up() {
   done
 
   setsid "$NODE_BIN_DIR/kube-scheduler" --kubeconfig="$n/kube-scheduler.kubeconfig" --leader-elect=false \
-    --port=0 --secure-port=0 > "$dir/kube-scheduler.log" 2>&1 < /dev/null &
+    --secure-port=0 > "$dir/kube-scheduler.log" 2>&1 < /dev/null &
   echo $! | tee "$n/kube-scheduler.pid" >> "$dir/pids"
 
   # cgroups: everything the kubelet starts lives under one tree of its own, in every hierarchy.
@@ -632,7 +619,10 @@ authentication:
   webhook: {enabled: false}
   x509: {clientCAFile: $dir/ca.crt}
 authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://$sock
 cgroupDriver: cgroupfs
+# This machine has cgroup v1, which the kubelet refuses since 1.35 unless told (KEP-5573).
+failCgroupV1: false
 cgroupRoot: /$NODE_CGROUP
 failSwapOn: false
 oomScoreAdj: 0
@@ -647,7 +637,6 @@ serializeImagePulls: false
 YAML
   setsid "$NODE_BIN_DIR/kubelet" --config="$n/kubelet.yaml" --kubeconfig="$n/kubelet.kubeconfig" \
     --root-dir="$n/kubelet" --cert-dir="$n/kubelet-pki" --volume-plugin-dir="$n/kubelet-plugins" \
-    --container-runtime=remote --container-runtime-endpoint="unix://$sock" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
     > "$dir/kubelet.log" 2>&1 < /dev/null &
   echo $! | tee "$n/kubelet.pid" >> "$dir/pids"
@@ -671,7 +660,7 @@ YAML
   setsid "$NODE_BIN_DIR/kube-proxy" --config="$n/kube-proxy.yaml" > "$dir/kube-proxy.log" 2>&1 < /dev/null &
   echo $! | tee "$n/kube-proxy.pid" >> "$dir/pids"
 
-  wait_for "the node $NODE_NAME" 120 sh -c "kubectl --kubeconfig '$dir/kubeconfig' --cache-dir '$n/kubectl-cache' get node $NODE_NAME \
+  wait_for "the node $NODE_NAME" 120 sh -c "'$BIN_DIR/kubectl' --kubeconfig '$dir/kubeconfig' --cache-dir '$n/kubectl-cache' get node $NODE_NAME \
     -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
   wait_for "kube-proxy's rule for the kubernetes Service" 60 sh -c \
     "iptables -t nat -S KUBE-SERVICES | grep -qF '$SERVICE_IP/32'"
@@ -839,6 +828,7 @@ import_image() {
 
 case "${1:-}" in
   build) build; echo "$BIN_DIR" ;;
+  find-go) find_go ;;
   build-node) build_node; echo "$NODE_BIN_DIR" ;;
   up) [ $# -ge 2 ] || { echo "usage: $0 up DIR [CRD...]" >&2; exit 2; }; shift; up "$@" ;;
   up-node) [ $# -ge 2 ] || { echo "usage: $0 up-node DIR [CRD...]" >&2; exit 2; }; shift; NODE=1 up "$@" ;;
@@ -846,5 +836,5 @@ case "${1:-}" in
   restart-apiserver) [ $# -eq 3 ] || { echo "usage: $0 restart-apiserver DIR SECONDS" >&2; exit 2; }
     restart_apiserver "$2" "$3" ;;
   import-image) [ $# -ge 3 ] || { echo "usage: $0 import-image DIR TAR..." >&2; exit 2; }; shift; import_image "$@" ;;
-  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) awk 'NR > 1 && /^set -E/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0" >&2; exit 2 ;;
 esac

@@ -23,19 +23,13 @@ if $pods && [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-hack/control-plane.sh build > /dev/null
+echo "== building Kubernetes $(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+)$/\2/p' hack/k8s/v1.37/go.mod)" \
+  "from its Go modules (about 10 minutes, once; cached in ~/.cache/twilio-operator)"
+# kubectl of the same release, from the same build.
+PATH="$(hack/control-plane.sh build):$PATH"
 if $pods; then
-  echo "== building the node (kubelet, kube-proxy, kube-scheduler; about 3 minutes, once)"
+  echo "== building the node (kubelet, kube-proxy, kube-scheduler; about 5 minutes, once)"
   hack/control-plane.sh build-node > /dev/null
-fi
-if ! command -v kubectl > /dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing kubectl (Debian's kubernetes-client)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client > /dev/null
-  else
-    echo "kubectl is missing; as root: apt-get install -y kubernetes-client" >&2
-    exit 1
-  fi
 fi
 echo "== building the operator and the fake Twilio"
 cargo build --quiet -p twilio-operator -p fake-twilio --bins
@@ -59,6 +53,7 @@ else
   hack/control-plane.sh up "$state/cluster" crds/*.yaml > /dev/null
 fi
 export KUBECONFIG="$state/cluster/kubeconfig"
+kubectl version | sed 's/^/   /'
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 twilio_port=$(port)
 metrics_port=$(port)

@@ -5,6 +5,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# Kubernetes from its Go modules (hack/k8s/), built once per version and cached: the newest
+# (1.37) for the whole suite, the oldest the operator supports (1.33, the control plane only) for
+# the compatibility set below; and Helm 4 and the kstatus helper (hack/tools/).
 hack/control-plane.sh build > /dev/null
 # The node (kubelet, kube-proxy, kube-scheduler, containerd) for the tests that need Pods
 # (tests/pods.rs); it needs root, as CI has. Without root those tests skip.
@@ -13,11 +16,8 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "== not root: no node, so tests/pods.rs skips (it runs in CI, as root)"
 fi
-# Helm v4 (its Go library, through the helm-sdkpy wheel) for the chart tests; Debian has no helm.
-if ! python3 -c 'import helm_sdkpy, cffi, yaml' 2> /dev/null; then
-  echo "== installing helm-sdkpy (Helm v4), cffi and PyYAML from PyPI"
-  python3 -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32' cffi pyyaml
-fi
+TWILIO_OPERATOR_KUBERNETES=1.33 hack/control-plane.sh build > /dev/null
+hack/tools.sh build > /dev/null
 # Debian tools the suite runs: promtool (the prometheus package) for the alert rules' unit
 # tests, and Lua 5.1 (the Lua of Argo CD's gopher-lua) for the Argo CD health check tests.
 debian_tool() {
@@ -38,6 +38,18 @@ debian_tool() {
 }
 debian_tool promtool prometheus
 debian_tool lua5.1 lua5.1
+# The exact release hack/k8s/vMINOR/go.mod pins.
+kubernetes_version() {
+  sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+)$/\2/p' "hack/k8s/v$1/go.mod"
+}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== the whole suite on Kubernetes $(kubernetes_version 1.37)"
 cargo test --workspace --all-targets
+# What depends on the API server's own behaviour, again on the oldest Kubernetes the operator's
+# client (kube 5, k8s-openapi 0.29) supports: CRDs and their CEL rules at admission, server-side
+# apply as GitOps tools use it, the chart's install and RBAC, and the key lifecycle, its safety
+# rules and crash recovery (finalizers, foreground and namespace deletion, watches, status).
+echo "== the compatibility set on Kubernetes $(kubernetes_version 1.33)"
+TWILIO_OPERATOR_KUBERNETES=1.33 cargo test --test cel --test crds --test gitops --test chart \
+  --test lifecycle --test safety --test crash --test adoption --test apiserver_restart

@@ -1,8 +1,8 @@
 //! The Helm chart: its CRDs are the generated ones (rendered as resources of the release), it
 //! lints clean, every Pod it makes gets the image pull Secrets, its `helm test` Pod is as strict
 //! as the operator's, its Artifact Hub annotations match crds/, examples/ and values.yaml, its
-//! README is what hack/chart-readme.py generates, and once installed with real Helm (Helm v4's
-//! library through hack/helm.py), its ServiceAccount's permissions are enough for the operator's
+//! README is what hack/chart-readme.py generates, and once installed with the `helm` CLI (Helm 4,
+//! built by hack/tools.sh), its ServiceAccount's permissions are enough for the operator's
 //! whole job and no more: the operator binary runs with that ServiceAccount's token through
 //! create, rotate and delete, and `kubectl auth can-i` shows what it may not do. The upgrade from
 //! the previous chart version is in chart_upgrade.rs.
@@ -26,8 +26,8 @@ fn chart() -> PathBuf {
 }
 
 fn helm(args: &[&str]) -> String {
-    let (succeeded, text) = support::helm_py(args);
-    assert!(succeeded, "hack/helm.py {args:?} failed:\n{text}");
+    let (succeeded, text) = support::helm(args);
+    assert!(succeeded, "helm {args:?} failed:\n{text}");
     text
 }
 
@@ -367,13 +367,8 @@ fn the_prometheus_rule_carries_the_tested_rules() {
 
 #[test]
 fn the_values_schema_rejects_bad_values() {
-    let output = Command::new("python3")
-        .arg(repo_root().join("hack/helm.py"))
-        .args(["template", chart().to_str().unwrap(), "--set", "logFormat=xml"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr).to_string() + &String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "logFormat=xml is refused");
+    let (succeeded, text) = support::helm(&["template", chart().to_str().unwrap(), "--set", "logFormat=xml"]);
+    assert!(!succeeded, "logFormat=xml is refused");
     assert!(text.contains("logFormat"), "the error names the value: {text}");
 }
 
@@ -402,8 +397,8 @@ async fn install(env: &TestEnv, release: &str, namespace: &str, set: &[&str]) ->
     create_namespace(&env.client, namespace).await.expect("create the release namespace");
     let kubeconfig = control_plane().kubeconfig.to_str().unwrap().to_string();
     let chart = chart();
-    let mut args = vec!["install", chart.to_str().unwrap(), release, "--namespace", namespace];
-    args.extend(["--kubeconfig", &kubeconfig, "--wait", "false"]);
+    let mut args = vec!["install", release, chart.to_str().unwrap(), "--namespace", namespace];
+    args.extend(["--kubeconfig", &kubeconfig]);
     args.extend(set.iter().copied());
     let out = helm(&args);
     assert!(out.contains("deployed"), "the release is deployed:\n{out}");
@@ -427,7 +422,7 @@ async fn install(env: &TestEnv, release: &str, namespace: &str, set: &[&str]) ->
 
 /// `kubectl auth can-i` as the ServiceAccount: true for "yes".
 fn can_i(kubeconfig: &Path, args: &[&str]) -> bool {
-    let output = Command::new("kubectl")
+    let output = Command::new(support::tool("kubectl"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["auth", "can-i"])

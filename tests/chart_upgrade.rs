@@ -22,10 +22,10 @@ use twilio_operator::api::TwilioApiKey;
 const KEYS_CRD: &str = "twilioapikeys.twilio-operator.dev";
 const CRDS: [&str; 3] = [KEYS_CRD, "twilioaccounts.twilio-operator.dev", "clustertwilioaccounts.twilio-operator.dev"];
 
-/// hack/helm.py with `args`: whether it succeeded, and what it printed.
+/// helm with `args`: whether it succeeded, and what it printed.
 fn helm(args: &[&str]) -> (bool, String) {
-    let (succeeded, text) = support::helm_py(args);
-    println!("hack/helm.py {args:?}:\n{text}");
+    let (succeeded, text) = support::helm(args);
+    println!("helm {args:?}:\n{text}");
     (succeeded, text)
 }
 
@@ -103,10 +103,10 @@ async fn helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_the_key
     let current = repo_root().join("charts/twilio-operator");
     let current = current.to_str().unwrap();
     create_namespace(&client, "twilio-operator").await.expect("the release namespace");
-    let release = ["--namespace", "twilio-operator", "--kubeconfig", &kubeconfig, "--wait", "false"];
+    let release = ["--namespace", "twilio-operator", "--kubeconfig", &kubeconfig];
 
     // Chart 0.1.0: Helm creates the CRDs from crds/, without ownership metadata.
-    let (ok, out) = helm(&[&["install", previous, "twilio-operator"][..], &release].concat());
+    let (ok, out) = helm(&[&["install", "twilio-operator", previous][..], &release].concat());
     assert!(ok && out.contains("deployed"), "the previous chart installs:\n{out}");
     let key_crd = wait_until("the old TwilioApiKey CRD", || async { crds.get_opt(KEYS_CRD).await.ok()? }).await;
     assert!(!has_friendly_name(&key_crd), "the previous chart's CRD lacks spec.friendlyName");

@@ -46,18 +46,6 @@ fn manifests(dir: &str) -> Vec<(String, Value)> {
     out
 }
 
-/// Removes every `x-kubernetes-validations` (the CRDs' CEL rules) from a manifest.
-fn without_cel_rules(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.remove("x-kubernetes-validations");
-            map.values_mut().for_each(without_cel_rules);
-        }
-        Value::Array(items) => items.iter_mut().for_each(without_cel_rules),
-        _ => {}
-    }
-}
-
 /// The API of a manifest's kind, in its namespace.
 async fn api_for(client: &Client, manifest: &Value) -> Api<DynamicObject> {
     let (group, version) = match manifest["apiVersion"].as_str().unwrap().split_once('/') {
@@ -142,15 +130,7 @@ async fn applying_the_examples_again_would_change_nothing() {
     let fake = start_fake_twilio(EXAMPLE_ACCOUNT, EXAMPLE_TOKEN).await.expect("start fake Twilio");
     // The CRDs first (a GitOps tool syncing them), then examples/ in file order (the namespace first).
     let mut all = manifests("crds");
-    // Before 1.25 the API server knows no CEL rules, and server-side apply refuses a field its
-    // schema does not declare ("field not declared in schema"), so a GitOps tool that applies
-    // the CRDs server-side to such a cluster must leave the rules out (the local control plane
-    // is 1.20; the operator checks the same rules itself).
-    let version = client.apiserver_version().await.expect("the API server's version");
-    let minor: u32 = version.minor.trim_end_matches('+').parse().expect("a numeric minor version");
-    if version.major == "1" && minor < 25 {
-        all.iter_mut().for_each(|(_, crd)| without_cel_rules(crd));
-    }
+    // As they are: every CEL rule included (the API server compiles each and checks its cost).
     all.extend(manifests("examples"));
     let apply = PatchParams::apply(ARGO_CD);
     for (file, manifest) in &all {
@@ -169,6 +149,17 @@ async fn applying_the_examples_again_would_change_nothing() {
             ready_sid(&keys.get(name).await.ok()?).map(|_| ())
         })
         .await;
+    }
+
+    // Flux and Helm 4 wait with kstatus: every example, as the API server holds it now, is Current.
+    let mut live = Vec::new();
+    for (_, manifest) in &all {
+        let object = api_for(&client, manifest).await.get(name_of(manifest)).await.expect("the live object");
+        live.push(serde_json::to_value(&object).unwrap());
+    }
+    for ((file, manifest), (status, message)) in all.iter().zip(support::kstatus(&live)) {
+        println!("kstatus {file} {} {}: {status} {message}", manifest["kind"], name_of(manifest));
+        assert_eq!(status, "Current", "{file}: {} {} is {status}: {message}", manifest["kind"], name_of(manifest));
     }
 
     // Not forced: a conflict (the operator owning a field the manifests set) would fail too.

@@ -5,7 +5,8 @@
 //! read-only root filesystem and no capabilities), in-cluster credentials from its
 //! ServiceAccount (the API server's audit log names the ServiceAccount and the Pod's address),
 //! keys made Ready against the fake Twilio on the node's address; then two replicas, one
-//! leading, and the Lease handed over when the leader Pod is deleted.
+//! leading, and the Lease handed over when the leader Pod is deleted. The release namespace
+//! enforces Pod Security's `restricted` profile, so the chart's Pod is admitted under it.
 //!
 //! It needs root (containerd, a bridge, iptables); without root it is skipped, except in CI.
 
@@ -15,13 +16,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{
-    ACCOUNT_SID, AUTH_TOKEN, NodeCluster, create_key, create_namespace, node_cluster, ready_sid, repo_root,
-    setup_namespace, start_fake_twilio_on, wait_up_to,
+    ACCOUNT_SID, AUTH_TOKEN, NodeCluster, create_key, node_cluster, ready_sid, repo_root, setup_namespace,
+    start_fake_twilio_on, wait_up_to,
 };
 use twilio_operator::api::TwilioApiKey;
 
@@ -29,8 +30,8 @@ const IMAGE: &str = "twilio-operator:dev";
 const RELEASE: &str = "op";
 
 fn helm(args: &[&str]) -> String {
-    let (succeeded, text) = support::helm_py(args);
-    assert!(succeeded, "hack/helm.py {args:?} failed:\n{text}");
+    let (succeeded, text) = support::helm(args);
+    assert!(succeeded, "helm {args:?} failed:\n{text}");
     text
 }
 
@@ -196,8 +197,28 @@ async fn the_chart_runs_the_operator_image_on_a_node_and_hands_the_lease_over() 
     let fake = start_fake_twilio_on(cluster.node_ip.into(), ACCOUNT_SID, AUTH_TOKEN).await.expect("start fake Twilio");
     let team = format!("team-{:04x}", rand::random::<u16>());
     setup_namespace(&client, &team, ACCOUNT_SID, AUTH_TOKEN).await.expect("set up the team namespace");
+    // The release namespace enforces Pod Security's `restricted` profile, as a careful platform
+    // team sets it: the API server admits only Pods that meet it.
     let system = format!("twilio-system-{:04x}", rand::random::<u16>());
-    create_namespace(&client, &system).await.expect("create the release namespace");
+    let restricted = json!({"metadata": {"name": system, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }}});
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(restricted).unwrap())
+        .await
+        .expect("create the release namespace");
+    // It is enforced: a Pod without the profile's securityContext is refused at admission.
+    let loose = json!({"metadata": {"name": "loose"}, "spec": {"containers": [{"name": "c", "image": IMAGE}]}});
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &system);
+    match pods.create(&PostParams::default(), &serde_json::from_value(loose).unwrap()).await {
+        Err(kube::Error::Api(status)) => {
+            println!("Pod Security Admission in {system}: {}", status.message);
+            assert!(status.message.contains("violates PodSecurity \"restricted:latest\""), "{}", status.message);
+        }
+        other => panic!("a Pod that breaks `restricted` is refused in {system}: {other:?}"),
+    }
 
     let chart = repo_root().join("charts/twilio-operator");
     let chart = chart.to_str().unwrap();
@@ -205,8 +226,8 @@ async fn the_chart_runs_the_operator_image_on_a_node_and_hands_the_lease_over() 
     let twilio_url = format!("twilioApiUrl={}", fake.url());
     let installed = helm(&[
         "install",
-        chart,
         RELEASE,
+        chart,
         "--namespace",
         &system,
         "--kubeconfig",
@@ -222,14 +243,12 @@ async fn the_chart_runs_the_operator_image_on_a_node_and_hands_the_lease_over() 
         "crds.enabled=false",
         "--set",
         &twilio_url,
-        "--wait",
-        "true",
+        "--wait=watcher",
         "--timeout",
-        "180",
+        "180s",
     ]);
     println!("{}", installed.lines().take(5).collect::<Vec<_>>().join("\n"));
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &system);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &system);
     let ready = wait_ready_pods(&pods, 1).await;
     show("one replica, after helm install --wait", &ready, None);
@@ -290,10 +309,9 @@ async fn the_chart_runs_the_operator_image_on_a_node_and_hands_the_lease_over() 
         "--reuse-values",
         "--set",
         "replicaCount=2",
-        "--wait",
-        "true",
+        "--wait=watcher",
         "--timeout",
-        "180",
+        "180s",
     ]);
     let ready = wait_ready_pods(&pods, 2).await;
     let leader = wait_up_to(Duration::from_secs(60), "a Pod to hold the Lease", || async {

@@ -1,7 +1,8 @@
 //! "Trust nothing a tenant writes": no value of a TwilioApiKey field crashes or wedges the
-//! operator. What the API server's schema refuses never reaches it (these run on a 1.20 API
-//! server, which enforces lengths and patterns but not CEL); what the schema admits but the
-//! operator cannot honour ends Stalled with reason InvalidSpec before any call to Twilio.
+//! operator. What the API server refuses at admission (the schema's lengths and patterns, and
+//! the CRD's CEL rules) never reaches it; what the API server admits but the operator cannot
+//! honour (on a cluster where the CRD lost its rules, or what no rule covers, such as label
+//! keys) ends Stalled with reason InvalidSpec before any call to Twilio.
 
 use twilio_operator_testkit as support;
 
@@ -27,12 +28,16 @@ async fn a_later_key_becomes_ready(env: &TestEnv) -> String {
     key.status.unwrap().key_sid.expect("status.keySid")
 }
 
-/// Whether the API server admitted the key; a refusal must be a 422 (an API server that enforces
-/// CEL refuses at admission what the operator would stall on).
-fn admitted(result: Result<TwilioApiKey, kube::Error>) -> bool {
+/// Whether the API server admitted the key; a refusal must be a 422 that says `why` (the CRD's
+/// CEL rules refuse at admission what the operator would stall on, with the same words).
+fn admitted(result: Result<TwilioApiKey, kube::Error>, why: &str) -> bool {
     match result {
         Ok(_) => true,
-        Err(kube::Error::Api(status)) if status.code == 422 => false,
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            println!("refused at admission: {}", status.message);
+            assert!(status.message.contains(why), "the refusal names {why:?}: {}", status.message);
+            false
+        }
         Err(error) => panic!("create TwilioApiKey: {error:?}"),
     }
 }
@@ -79,10 +84,10 @@ async fn values_the_schema_bounds_are_refused_at_admission() {
 #[tokio::test]
 async fn a_grace_period_beyond_720h_stalls_the_key_and_not_the_operator() {
     let env = TestEnv::with_operator("bounds-grace").await;
-    // Passes the 1.20 schema (a well-formed duration of 10 characters); a CEL-enforcing API server
-    // refuses it at admission, which is as good.
+    // Passes the schema (a well-formed duration of 10 characters); the CEL rule refuses it at
+    // admission, which is as good; without the rule the operator stalls it.
     let spec = json!({"rotation": {"gracePeriod": "100000000h"}});
-    if !admitted(env.try_create_key("huge-grace", spec).await) {
+    if !admitted(env.try_create_key("huge-grace", spec).await, "spec.rotation.gracePeriod must be at most 720h") {
         return;
     }
     let message = invalid_spec_message(&env, "huge-grace").await;
@@ -99,7 +104,7 @@ async fn intervals_under_a_minute_stall_without_a_key() {
     let env = TestEnv::with_operator("bounds-interval").await;
     for (name, interval) in [("zero", "0s"), ("one-second", "1s")] {
         let spec = json!({"rotation": {"interval": interval, "gracePeriod": "0s"}});
-        if !admitted(env.try_create_key(name, spec).await) {
+        if !admitted(env.try_create_key(name, spec).await, "spec.rotation.interval must be between 1m and 87600h") {
             continue;
         }
         let message = invalid_spec_message(&env, name).await;
@@ -113,15 +118,15 @@ async fn intervals_under_a_minute_stall_without_a_key() {
 #[tokio::test]
 async fn an_invalid_or_reserved_label_key_stalls_before_a_key_is_created() {
     let env = TestEnv::with_operator("bounds-labels").await;
-    // Label keys are not in the schema (a 1.20 API server cannot check map keys); without this
-    // check the Secret write got a 422 after the Twilio key had been created.
+    // Label keys are not in the schema (the CEL rule reserves the operator's, but checks no syntax);
+    // without this check the Secret write got a 422 after the Twilio key had been created.
     for (name, labels) in [
         ("bad-label", json!({"bad key!": "x"})),
         ("reserved-label", json!({"twilio-operator.dev/key-sid": "SK0"})),
         ("managed-by", json!({"app.kubernetes.io/managed-by": "someone-else"})),
     ] {
         let spec = json!({"secret": {"labels": labels}});
-        if !admitted(env.try_create_key(name, spec).await) {
+        if !admitted(env.try_create_key(name, spec).await, "spec.secret.labels must not set") {
             continue;
         }
         let message = invalid_spec_message(&env, name).await;

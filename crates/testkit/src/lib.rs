@@ -18,6 +18,7 @@ mod operator;
 mod wait;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 pub use control_plane::{ControlPlane, client, control_plane, start_control_plane};
 pub use env::TestEnv;
@@ -55,16 +56,69 @@ pub fn operator_binary() -> PathBuf {
     dir.join("twilio-operator")
 }
 
-/// Runs hack/helm.py (Helm through its Python bindings) with `args`: whether it succeeded, and
-/// what it printed (stdout, then stderr).
-pub fn helm_py(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new("python3")
-        .arg(repo_root().join("hack/helm.py"))
+/// The path of a client tool the tests run: `kubectl` of the Kubernetes the control plane runs
+/// (hack/control-plane.sh build), or `helm` and `kstatus` (hack/tools.sh build). Each script
+/// builds what is missing once (test.sh has already) and prints the directory it cached it in.
+pub fn tool(name: &str) -> PathBuf {
+    static KUBERNETES: OnceLock<PathBuf> = OnceLock::new();
+    static TOOLS: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, script) = match name {
+        "kubectl" => (&KUBERNETES, "hack/control-plane.sh"),
+        "helm" | "kstatus" => (&TOOLS, "hack/tools.sh"),
+        other => panic!("no tool {other}: kubectl, helm or kstatus"),
+    };
+    cell.get_or_init(|| {
+        let output = std::process::Command::new(repo_root().join(script))
+            .arg("build")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("run {script} build: {e}"));
+        assert!(output.status.success(), "{script} build failed");
+        let dir = String::from_utf8_lossy(&output.stdout);
+        PathBuf::from(dir.lines().last().unwrap_or_else(|| panic!("{script} build printed no directory")))
+    })
+    .join(name)
+}
+
+/// Runs the `helm` CLI (Helm 4, hack/tools.sh) with `args`: whether it succeeded, and what it
+/// printed (stdout, then stderr).
+pub fn helm(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(tool("helm"))
         .args(args)
+        .env("HELM_CACHE_HOME", repo_root().join("target/helm/cache"))
+        .env("HELM_CONFIG_HOME", repo_root().join("target/helm/config"))
+        .env("HELM_DATA_HOME", repo_root().join("target/helm/data"))
         .output()
-        .expect("run hack/helm.py (python3)");
+        .expect("run helm");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
+}
+
+/// The kstatus status of each object (hack/tools/kstatus: what Flux, kpt and Helm 4 wait on):
+/// one `(status, message)` per object, in order.
+pub fn kstatus(objects: &[serde_json::Value]) -> Vec<(String, String)> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(tool("kstatus"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kstatus");
+    let mut stdin = child.stdin.take().expect("kstatus's stdin");
+    for object in objects {
+        serde_json::to_writer(&mut stdin, object).expect("write to kstatus");
+        stdin.write_all(b"\n").expect("write to kstatus");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("kstatus ran");
+    assert!(output.status.success(), "kstatus failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.splitn(4, '\t').collect();
+            (fields.get(2).unwrap_or(&"").to_string(), fields.get(3).unwrap_or(&"").to_string())
+        })
+        .collect()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

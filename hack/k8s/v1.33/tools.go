@@ -1,0 +1,10 @@
+//go:build tools
+
+// The commands this module builds (hack/control-plane.sh builds them in one go build).
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "go.etcd.io/etcd/server/v3"
+)
