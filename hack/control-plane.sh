@@ -520,7 +520,7 @@ node_up() {
     kubeconfig "$n/$component.kubeconfig" "$server" "$dir/ca.crt" "$(cat "$dir/$component.token")"
   done
 
-  setsid "$NODE_BIN_DIR/kube-scheduler" --kubeconfig="$n/kube-scheduler.kubeconfig" --leader-elect=false \
+  setsid "$BIN_DIR/kube-scheduler" --kubeconfig="$n/kube-scheduler.kubeconfig" --leader-elect=false \
     --secure-port=0 > "$dir/kube-scheduler.log" 2>&1 < /dev/null &
   echo $! | tee "$n/kube-scheduler.pid" >> "$dir/pids"
 
@@ -635,7 +635,7 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 YAML
-  setsid "$NODE_BIN_DIR/kubelet" --config="$n/kubelet.yaml" --kubeconfig="$n/kubelet.kubeconfig" \
+  setsid "$BIN_DIR/kubelet" --config="$n/kubelet.yaml" --kubeconfig="$n/kubelet.kubeconfig" \
     --root-dir="$n/kubelet" --cert-dir="$n/kubelet-pki" --volume-plugin-dir="$n/kubelet-plugins" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
     > "$dir/kubelet.log" 2>&1 < /dev/null &
@@ -657,7 +657,7 @@ oomScoreAdj: 0
 # Leave the machine's conntrack settings alone.
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
-  setsid "$NODE_BIN_DIR/kube-proxy" --config="$n/kube-proxy.yaml" > "$dir/kube-proxy.log" 2>&1 < /dev/null &
+  setsid "$BIN_DIR/kube-proxy" --config="$n/kube-proxy.yaml" > "$dir/kube-proxy.log" 2>&1 < /dev/null &
   echo $! | tee "$n/kube-proxy.pid" >> "$dir/pids"
 
   wait_for "the node $NODE_NAME" 120 sh -c "'$BIN_DIR/kubectl' --kubeconfig '$dir/kubeconfig' --cache-dir '$n/kubectl-cache' get node $NODE_NAME \
@@ -785,7 +785,7 @@ node_down() (
     done
   fi
   ip link del "$NODE_BRIDGE" 2>/dev/null
-  [ -x "$NODE_BIN_DIR/kube-proxy" ] && "$NODE_BIN_DIR/kube-proxy" --cleanup > "$dir/kube-proxy-cleanup.log" 2>&1
+  [ -x "$BIN_DIR/kube-proxy" ] && "$BIN_DIR/kube-proxy" --cleanup > "$dir/kube-proxy-cleanup.log" 2>&1
   iptables_cleanup
   # Tables that only the node made (with nftables' iptables, empty tables stay, and a nat table
   # keeps connection tracking on).
@@ -829,7 +829,7 @@ import_image() {
 case "${1:-}" in
   build) build; echo "$BIN_DIR" ;;
   find-go) find_go ;;
-  build-node) build_node; echo "$NODE_BIN_DIR" ;;
+  build-node) build_node; echo "$BIN_DIR" ;;
   up) [ $# -ge 2 ] || { echo "usage: $0 up DIR [CRD...]" >&2; exit 2; }; shift; up "$@" ;;
   up-node) [ $# -ge 2 ] || { echo "usage: $0 up-node DIR [CRD...]" >&2; exit 2; }; shift; NODE=1 up "$@" ;;
   down) [ $# -eq 2 ] || { echo "usage: $0 down DIR" >&2; exit 2; }; down "$2" ;;
