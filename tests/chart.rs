@@ -39,9 +39,14 @@ fn documents(rendered: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `helm template` of the chart as the release `release-name` (Helm's default name).
 fn template(set: &[&str]) -> Vec<Value> {
+    template_as("release-name", set)
+}
+
+fn template_as(release: &str, set: &[&str]) -> Vec<Value> {
     let chart = chart();
-    let mut args = vec!["template", chart.to_str().unwrap()];
+    let mut args = vec!["template", release, chart.to_str().unwrap()];
     args.extend(set.iter().copied());
     documents(&helm(&args))
 }
@@ -162,7 +167,7 @@ fn image_pull_secrets_reach_every_pod_global_ones_included() {
 #[test]
 fn the_helm_test_pod_asks_readyz_as_strictly_as_the_operator_runs() {
     // No node runs Pods on the test control plane, so the hook is only rendered here, not run.
-    let docs = template(&["--release", "tw", "--namespace", "ops"]);
+    let docs = template_as("tw", &["--namespace", "ops"]);
     let pod = test_pod(&docs).expect("a Pod with helm.sh/hook: test");
     let deployment = of_kind(&docs, "Deployment")[0];
     let operator_pod = &deployment["spec"]["template"]["spec"];
@@ -186,14 +191,15 @@ fn the_helm_test_pod_asks_readyz_as_strictly_as_the_operator_runs() {
         assert!(!matches, "the test Pod's labels {labels:?} match the selector {selector:?}");
     }
     // A NetworkPolicy that restricts who may reach the metrics port admits the test Pod.
-    let restricted = template(&[
-        "--release",
+    let restricted = template_as(
         "tw",
-        "--set",
-        "networkPolicy.enabled=true",
-        "--set-json",
-        r#"networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"name":"monitoring"}}}]"#,
-    ]);
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set-json",
+            r#"networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"name":"monitoring"}}}]"#,
+        ],
+    );
     let policy = of_kind(&restricted, "NetworkPolicy")[0];
     let from = policy["spec"]["ingress"][0]["from"].as_sequence().unwrap();
     let pod = test_pod(&restricted).unwrap();

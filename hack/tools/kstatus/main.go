@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,17 +35,21 @@ func main() {
 func run(in io.Reader, out io.Writer) error {
 	decoder := yaml.NewYAMLOrJSONDecoder(bufio.NewReader(in), 4096)
 	for {
-		var object map[string]interface{}
-		if err := decoder.Decode(&object); err != nil {
+		var raw json.RawMessage
+		if err := decoder.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		}
-		if object == nil {
+		if len(raw) == 0 || string(raw) == "null" {
 			continue
 		}
-		u := &unstructured.Unstructured{Object: object}
+		// Decoded as the API machinery does, so that numbers such as metadata.generation are int64.
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(raw); err != nil {
+			return err
+		}
 		if u.IsList() {
 			list, err := u.ToList()
 			if err != nil {
