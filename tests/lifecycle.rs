@@ -146,10 +146,16 @@ async fn accounts_report_verified_credentials_and_main_keys_work_too() {
 #[tokio::test]
 async fn invalid_spec_is_stalled_with_the_field_named_and_no_twilio_call() {
     let env = TestEnv::with_operator("invalid").await;
-    env.create_key("no-policy", json!({"keyType": "Restricted"})).await;
-    let key = env.wait_for_condition("no-policy", "False", "InvalidSpec").await;
+    // What a CEL rule covers is refused at admission, with the rule's message.
+    match env.try_create_key("no-policy", json!({"keyType": "Restricted"})).await {
+        Err(kube::Error::Api(status)) => assert!(status.message.contains("spec.policy is required"), "{status:?}"),
+        other => panic!("a Restricted key without a policy is refused at admission: {other:?}"),
+    }
+    // What no rule covers (a label key a Secret cannot carry) the operator stalls on.
+    env.create_key("bad-label", json!({"secret": {"labels": {"bad key!": "x"}}})).await;
+    let key = env.wait_for_condition("bad-label", "False", "InvalidSpec").await;
     let ready = key.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
-    assert!(ready.message.contains("spec.policy"), "{}", ready.message);
+    assert!(ready.message.contains("spec.secret.labels"), "{}", ready.message);
     assert_eq!(env.fake.request_counts().keys().filter(|k| k.starts_with("create_key")).count(), 0);
 }
 
