@@ -255,6 +255,9 @@ ENV
       -H 'Content-Type: application/yaml' --data-binary "@$crd" \
       "$server/apis/apiextensions.k8s.io/v1/customresourcedefinitions" > /dev/null
   done
+  # Served once Established: until then the API server answers 404 for their resources.
+  [ "$#" = 0 ] || "$BIN_DIR/kubectl" --kubeconfig "$dir/kubeconfig" --cache-dir "$dir/kubectl-cache" \
+    wait --for=condition=Established crd --all --timeout=60s > /dev/null
 
   setsid "$BIN_DIR/kube-controller-manager" --kubeconfig="$dir/kcm.kubeconfig" \
     --secure-port=0 --leader-elect=false --controllers='*' \
