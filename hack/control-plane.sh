@@ -309,9 +309,13 @@ down() {
     return 0
   fi
   [ -f "$dir/pids" ] || return 0
-  while read -r pid; do
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-  done < "$dir/pids"
+  # The API server and the controller manager first, then etcd (the first line): an API server
+  # whose etcd went first never finishes its graceful shutdown (1.37's stayed up for good), so
+  # SIGTERM, and SIGKILL whatever still runs after 5 s.
+  local pids=()
+  mapfile -t pids < <(grep -E '^[0-9]+$' "$dir/pids")
+  [ "${#pids[@]}" -lt 2 ] || stop_processes 5 "${pids[@]:1}"
+  [ "${#pids[@]}" = 0 ] || stop_processes 5 "${pids[0]}"
   : > "$dir/pids"
 }
 
