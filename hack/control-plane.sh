@@ -314,8 +314,9 @@ down() {
   # SIGTERM, and SIGKILL whatever still runs after 5 s.
   local pids=()
   mapfile -t pids < <(grep -E '^[0-9]+$' "$dir/pids")
-  [ "${#pids[@]}" -lt 2 ] || stop_processes 5 "${pids[@]:1}"
-  [ "${#pids[@]}" = 0 ] || stop_processes 5 "${pids[0]}"
+  # (`|| true`: not under errexit, for a pid already gone, such as a restarted API server's.)
+  [ "${#pids[@]}" -lt 2 ] || stop_processes 5 "${pids[@]:1}" || true
+  [ "${#pids[@]}" = 0 ] || stop_processes 5 "${pids[0]}" || true
   : > "$dir/pids"
 }
 
