@@ -779,8 +779,13 @@ async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Optio
             }
         }
     }
-    if !rollout::waiting(resource, &previous).is_empty() && rollout::waiting(resource, &status).is_empty() {
+    let waited_for = rollout::names(&rollout::waiting(resource, &previous));
+    let waiting_for = rollout::names(&rollout::waiting(resource, &status));
+    if !waited_for.is_empty() && waiting_for.is_empty() {
         status = status::rolled_out(resource, &status, now);
+    } else if waited_for != waiting_for && conditions::ready_of(&status.conditions) == Some(("True", "KeyReady")) {
+        // Some targets rolled out: the Ready message names only those still waited for.
+        status = status::ready(resource, &status, now);
     }
     match rollout::delayed(resource, &status, ctx.config.rollout_deadline, now) {
         Some(message) => {
