@@ -9,7 +9,10 @@
 #   hack/control-plane.sh up DIR [CRD...]  start a control plane whose state lives in DIR; the CRD
 #                                          files are created before the controller manager starts
 #                                          (its garbage collector only discovers types at start-up)
-#   hack/control-plane.sh down DIR         stop the processes started by `up DIR` (or `up-node`)
+#   hack/control-plane.sh down DIR [--discard]
+#                                          stop the processes started by `up DIR` (or `up-node`);
+#                                          --discard also removes the cluster's data (etcd's, the
+#                                          node's containers and images), keeping logs and kubeconfig
 #   hack/control-plane.sh restart-apiserver DIR SECONDS
 #                                          stop the API server, wait, start it again (same etcd, port)
 #   hack/control-plane.sh build-node       build (or reuse) kubelet, kube-proxy and kube-scheduler
@@ -23,7 +26,8 @@
 #
 # `up` writes DIR/kubeconfig (admin) and DIR/env (with a node: NODE_IP, NODE_NAME, POD_CIDR,
 # SERVICE_CIDR, CONTAINERD_ADDRESS too). With WATCH_PID=<pid>, the control plane stops by itself
-# when that process exits, so a test run that is killed leaves nothing behind.
+# when that process exits and its data is discarded (etcd alone preallocates 64 MB), so a test
+# run, even a killed one, leaves only logs behind.
 set -Eeuo pipefail
 
 # Which Kubernetes: a Go module per minor version in hack/k8s/ (v1.37, the newest, by default; v1.33,
@@ -105,7 +109,9 @@ ensure_packages() {
 }
 
 # Builds the named commands of the module that are not in BIN_DIR yet, one `go build` each (the
-# packages they share are compiled once, into Go's build cache), printing the time of each.
+# packages they share are compiled once, into Go's build cache), printing the time of each. Go's
+# build cache is emptied once they are built: it grows to some 6 GB a version, and only a rebuild
+# would use it, which a new version makes anyway.
 build_commands() {
   local missing=() cmd
   for cmd in "$@"; do
@@ -133,6 +139,7 @@ build_commands() {
     mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
     log "go build $cmd $K8S_VERSION took $((SECONDS - started)) s"
   done
+  (cd "$MODULE_DIR" && env "${GO_CACHE_ENV[@]}" "$go" clean -cache)
 }
 
 build() {
@@ -141,8 +148,8 @@ build() {
 }
 
 build_node() {
-  build
-  build_commands "${NODE_COMMANDS[@]}"
+  ensure_packages "${APT_PACKAGES[@]}"
+  build_commands "${CONTROL_PLANE_COMMANDS[@]}" "${NODE_COMMANDS[@]}"
   ensure_packages "${NODE_APT_PACKAGES[@]}"
 }
 
@@ -214,7 +221,7 @@ up() {
   # Whatever was started is stopped again if start-up fails half-way, or when WATCH_PID exits.
   trap 'down "$dir"; exit 1' ERR
   if [ -n "${WATCH_PID:-}" ]; then
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3"' \
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; "$2" down "$3" --discard' \
       watchdog "$WATCH_PID" "$(readlink -f "$0")" "$dir" > /dev/null 2>&1 < /dev/null &
   fi
   local api_host=127.0.0.1
@@ -318,6 +325,21 @@ down() {
   [ "${#pids[@]}" -lt 2 ] || stop_processes 5 "${pids[@]:1}" || true
   [ "${#pids[@]}" = 0 ] || stop_processes 5 "${pids[0]}" || true
   : > "$dir/pids"
+}
+
+# The cluster's data, once `down` stopped it: etcd's, and the node's (containerd's root with the
+# images and the containers' filesystems) unless something is still mounted there.
+discard() {
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  rm -rf "${dir:?}/etcd"
+  if [ -d "$dir/node" ] || [ -d "$dir/images" ]; then
+    if awk -v d="$(cd "$dir" && pwd)/" 'index($5, d) == 1 {found = 1} END {exit !found}' /proc/self/mountinfo; then
+      log "$dir: mounts are left under it, so the node's data stays"
+      return 0
+    fi
+    rm -rf "${dir:?}/node" "${dir:?}/images"
+  fi
 }
 
 restart_apiserver() {
@@ -840,7 +862,10 @@ case "${1:-}" in
   build-node) build_node; echo "$BIN_DIR" ;;
   up) [ $# -ge 2 ] || { echo "usage: $0 up DIR [CRD...]" >&2; exit 2; }; shift; up "$@" ;;
   up-node) [ $# -ge 2 ] || { echo "usage: $0 up-node DIR [CRD...]" >&2; exit 2; }; shift; NODE=1 up "$@" ;;
-  down) [ $# -eq 2 ] || { echo "usage: $0 down DIR" >&2; exit 2; }; down "$2" ;;
+  down) [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = --discard ]; } \
+      || { echo "usage: $0 down DIR [--discard]" >&2; exit 2; }
+    down "$2"
+    [ $# -eq 2 ] || discard "$2" ;;
   restart-apiserver) [ $# -eq 3 ] || { echo "usage: $0 restart-apiserver DIR SECONDS" >&2; exit 2; }
     restart_apiserver "$2" "$3" ;;
   import-image) [ $# -ge 3 ] || { echo "usage: $0 import-image DIR TAR..." >&2; exit 2; }; shift; import_image "$@" ;;

@@ -8,12 +8,12 @@ cd "$root"
 # Kubernetes from its Go modules (hack/k8s/), built once per version and cached: the newest
 # (1.37) for the whole suite, the oldest the operator supports (1.33, the control plane only) for
 # the compatibility set below; and Helm 4 and the kstatus helper (hack/tools/).
-hack/control-plane.sh build > /dev/null
-# The node (kubelet, kube-proxy, kube-scheduler, containerd) for the tests that need Pods
-# (tests/pods.rs); it needs root, as CI has. Without root those tests skip.
+# With root, as CI has, the node too (kubelet, kube-proxy, kube-scheduler, containerd) for the
+# tests that need Pods (tests/pods.rs); without root those tests skip.
 if [ "$(id -u)" = 0 ]; then
   hack/control-plane.sh build-node > /dev/null
 else
+  hack/control-plane.sh build > /dev/null
   echo "== not root: no node, so tests/pods.rs skips (it runs in CI, as root)"
 fi
 TWILIO_OPERATOR_KUBERNETES=1.33 hack/control-plane.sh build > /dev/null

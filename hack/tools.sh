@@ -24,9 +24,10 @@ build() {
   go=$("$HACK_DIR/control-plane.sh" find-go)
   local env=(GOMODCACHE="$CACHE_ROOT/go-mod" GOCACHE="$CACHE_ROOT/go-build" GOFLAGS=-mod=readonly CGO_ENABLED=0)
   mkdir -p "$BIN_DIR"
-  local cmd pkg ldflags started
+  local cmd pkg ldflags started built=0
   for cmd in helm kstatus; do
     [ -x "$BIN_DIR/$cmd" ] && continue
+    built=1
     case "$cmd" in
       helm) pkg=helm.sh/helm/v4/cmd/helm
         ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
@@ -38,6 +39,8 @@ build() {
     mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
     log "go build $cmd took $((SECONDS - started)) s"
   done
+  # Go's build cache only serves a rebuild (see control-plane.sh): emptied once they are built.
+  [ "$built" = 0 ] || (cd "$MODULE_DIR" && env "${env[@]}" "$go" clean -cache)
   echo "$BIN_DIR"
 }
 
