@@ -2,7 +2,8 @@
 //!
 //! The modules are the rooms of the operator:
 //! - [`api`]: the custom resources (TwilioApiKey, TwilioAccount, ClusterTwilioAccount), their
-//!   conditions and durations: the contract users write against.
+//!   conditions and durations, the marks on delivered Secrets, text made printable: the contract
+//!   users write against, in a crate of its own (`crates/api`) that the kubectl plugin shares.
 //! - [`keys`]: reconciling a TwilioApiKey: pure planning and status building, the Secret it
 //!   delivers, and the executor that carries out one step at a time.
 //! - [`accounts`]: which account a key uses (tenant isolation), and the account controller.
@@ -11,7 +12,8 @@
 //! - [`error`]: the one error type, with the retry or stall decision for each cause.
 
 pub mod accounts;
-pub mod api;
+/// The custom resources, from the API crate (`crates/api`), which the kubectl plugin shares.
+pub use twilio_operator_api as api;
 pub mod error;
 pub mod keys;
 pub mod runtime;

@@ -149,7 +149,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::with_options(args.metrics_per_resource));
     let client = kube_client(metrics.clone()).await?;
     let twilio = TwilioClient::new(Endpoint::from_flag(args.twilio_api_url.as_deref()), RetryPolicy::default())?
-        .with_metrics(metrics.clone());
+        .with_observer(metrics.clone());
     let config = Config {
         resync_interval: args.resync_interval,
         rollout_deadline: args.rollout_deadline,

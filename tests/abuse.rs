@@ -147,7 +147,7 @@ async fn oversized_specs_are_refused_at_admission_or_stalled_without_a_key() {
     let env = TestEnv::with_operator("oversized").await;
     let huge = json!({"secret": {"annotations": {"big": "x".repeat(1_300_000)}}});
     let refused = env.try_create_key("huge", huge).await.expect_err("the API server refuses it");
-    println!("refused: {}", twilio_operator::error::shorten(&support_message(&refused), 120));
+    println!("refused: {}", twilio_operator::api::text::shorten(&support_message(&refused), 120));
     println!("refused: ...{}", &support_message(&refused)[support_message(&refused).len().saturating_sub(60)..]);
     assert!(support_message(&refused).contains("4096"), "{refused}");
 

@@ -66,7 +66,7 @@ fn the_rules_name_only_metrics_the_operator_exports() {
     let metrics = Metrics::with_options(false);
     metrics.reconciled("TwilioApiKey", "ok", Duration::from_millis(5));
     metrics.reconcile_error("TwilioApiKey", "kube");
-    metrics.twilio_request("create_key", "201", Duration::from_millis(5));
+    twilio_operator::twilio::RequestObserver::request_done(&metrics, "create_key", "201", Duration::from_millis(5));
     metrics.key_operation(KeyOperation::Created);
     metrics.rotation("interval_elapsed");
     metrics.kube_request(&http::Request::get("/api/v1/secrets").body(()).unwrap());

@@ -5,27 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
-use crate::api::duration;
+use crate::api::ownership::ObservedSecret;
 use crate::api::{AccountRef, KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
 use crate::keys::status;
-use crate::twilio::{AccountConnection, Key};
-
-/// What a Secret of the resource holds, as far as the plan needs to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ObservedSecret {
-    Missing,
-    /// Exists but belongs to someone else.
-    Foreign,
-    /// Owned by this resource. `delivered` is the SID of the key it holds when its data is
-    /// intact (the key SID the operator wrote, the account's SID and a secret); None when someone
-    /// altered it. `current_template` tells whether it follows the current spec.secret.
-    Owned {
-        delivered: Option<String>,
-        current_template: bool,
-    },
-}
+use crate::twilio::Key;
 
 /// What the operator observed for one key.
 #[derive(Clone, Debug)]
@@ -171,31 +156,10 @@ pub fn rotation_cause(resource: &TwilioApiKey, observed: &Observed) -> Option<Ro
     if annotation.is_some() && annotation != status.last_rotate_annotation.as_ref() {
         return Some(RotationCause::RotateAnnotation);
     }
-    if next_rotation_at(resource, &status).is_some_and(|due| due <= observed.now) {
+    if status::next_rotation_at(resource, &status).is_some_and(|due| due <= observed.now) {
         return Some(RotationCause::IntervalElapsed);
     }
     None
-}
-
-/// When the current key is due for rotation by spec.rotation.interval.
-pub fn next_rotation_at(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<Timestamp> {
-    let interval = resource.spec.rotation.as_ref()?.interval.as_ref()?;
-    let interval = SignedDuration::try_from(duration::parse(interval).ok()?).ok()?;
-    let created: Timestamp = status.key_created_at.as_ref()?.parse().ok()?;
-    created.checked_add(interval).ok()
-}
-
-/// Twilio key SIDs: "SK" and 32 hexadecimal digits. Anything else is never put into a URL.
-pub fn is_key_sid(sid: &str) -> bool {
-    sid.len() == 34 && sid.starts_with("SK") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// The policy to give the key in Twilio: the spec's, for a Restricted key.
-pub fn restricted_policy(resource: &TwilioApiKey) -> Option<Vec<String>> {
-    match resource.spec.key_type {
-        KeyType::Restricted => resource.spec.policy.as_ref().map(|p| p.allow.clone()),
-        KeyType::Standard => None,
-    }
 }
 
 /// The keys an interrupted attempt of this resource left in the account: those still carrying
@@ -288,19 +252,6 @@ pub fn deletion_groups(resource: &TwilioApiKey, keys: &[RetiringKey]) -> Vec<Del
             .push(retired.sid.clone());
     }
     groups.into_values().collect()
-}
-
-/// The connection that reaches keys created in account `key_account_sid` through the account
-/// resource that now connects as `connection`: an auth token addresses its account by SID, so a
-/// changed account SID is followed; a Main key is used as it is.
-pub fn connection_for_account(mut connection: AccountConnection, key_account_sid: Option<&str>) -> AccountConnection {
-    if let Some(old_sid) = key_account_sid.filter(|sid| *sid != connection.account_sid) {
-        if connection.credentials.username == connection.account_sid {
-            connection.credentials.username = old_sid.to_string();
-        }
-        connection.account_sid = old_sid.to_string();
-    }
-    connection
 }
 
 #[cfg(test)]
@@ -572,43 +523,6 @@ mod tests {
     }
 
     #[test]
-    fn keys_of_a_former_account_sid_are_reached_with_an_auth_token_only() {
-        let connect = |username: &str| AccountConnection {
-            tenant: String::new(),
-            account_sid: "ACnew".into(),
-            region: "us1".into(),
-            edge: None,
-            base_url: "https://iam.twilio.com".into(),
-            credentials: crate::twilio::Credentials {
-                username: username.into(),
-                password: crate::twilio::SecretString::from("token"),
-            },
-        };
-        let token = connection_for_account(connect("ACnew"), Some("ACold"));
-        assert_eq!((token.account_sid.as_str(), token.credentials.username.as_str()), ("ACold", "ACold"));
-        let main_key = connection_for_account(connect("SKmain"), Some("ACold"));
-        assert_eq!((main_key.account_sid.as_str(), main_key.credentials.username.as_str()), ("ACold", "SKmain"));
-        let same = connection_for_account(connect("ACnew"), Some("ACnew"));
-        assert_eq!(same.account_sid, "ACnew");
-        assert_eq!(connection_for_account(connect("ACnew"), None).account_sid, "ACnew");
-    }
-
-    #[test]
-    fn only_well_formed_sids_reach_a_url() {
-        assert!(is_key_sid("SK0123456789abcdef0123456789ABCDEF"));
-        for bad in [
-            "",
-            "SK",
-            "SK0123456789abcdef0123456789abcde",
-            "AC0123456789abcdef0123456789abcdef",
-            "SK0123456789abcdef0123456789abcd/..",
-            "SK0123456789abcdef0123456789abcdeg",
-        ] {
-            assert!(!is_key_sid(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn repairs_are_warnings_and_asked_rotations_are_not() {
         use RotationCause::*;
         for (cause, repair) in [(SecretDrift, true), (KeyMissing, true), (KeyTypeChanged, false)] {
@@ -619,23 +533,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_policy_sent_to_twilio_is_the_specs_for_restricted_keys_only() {
-        let mut k = standard();
-        k.spec.policy = Some(KeyPolicy { allow: vec!["/a".into()] });
-        assert_eq!(restricted_policy(&k), None);
-        k.spec.key_type = KeyType::Restricted;
-        assert_eq!(restricted_policy(&k), Some(vec!["/a".to_string()]));
-    }
-
     mod properties {
         use super::super::*;
+        use crate::api::duration;
         use crate::api::{
             AccountKind, AccountRef, DeletionPolicy, KeyPolicy, RetiringKey, RotationSpec, SecretKeys, SecretTemplate,
             TwilioApiKeySpec, TwilioApiKeyStatus, WorkloadKind,
         };
         use crate::api::{MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX};
         use crate::keys::validate::{MAX_GRACE_PERIOD, MAX_INTERVAL, MIN_INTERVAL, validate};
+        use k8s_openapi::jiff::SignedDuration;
         use proptest::prelude::*;
 
         /// `default` cases, or PROPTEST_CASES for a longer search.
@@ -870,7 +777,7 @@ mod tests {
                 let _ = next_step(&resource, &observed);
                 let _ = rotation_cause(&resource, &observed);
                 let status = resource.status.clone().unwrap_or_default();
-                let _ = next_rotation_at(&resource, &status);
+                let _ = status::next_rotation_at(&resource, &status);
                 let _ = crate::keys::status::retire_due(&resource, &status, now);
                 let _ = crate::keys::status::next_wake(&resource, &status, std::time::Duration::from_secs(600), now);
                 let _ = crate::keys::rollout::delayed(&resource, &status, std::time::Duration::from_secs(600), now);

@@ -15,12 +15,13 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::accounts::resolve;
 use crate::api::conditions::{self, Health};
+use crate::api::ownership::{self, ObservedSecret};
 use crate::api::{
     DeletionPolicy, FIELD_MANAGER, FINALIZER, KEY_SID_ANNOTATION, PENDING_FRIENDLY_NAME_PREFIX, RetiringKey,
     TwilioApiKey, TwilioApiKeyStatus, WorkloadKind,
 };
 use crate::error::{AdoptionRefusal, Error, Result, SecretHolder};
-use crate::keys::plan::{self, Observed, ObservedSecret, RotationCause, Step};
+use crate::keys::plan::{self, Observed, RotationCause, Step};
 use crate::keys::{held, rollout, secret, status, validate};
 use crate::runtime::context::Context;
 use crate::runtime::metrics::KeyOperation;
@@ -214,7 +215,7 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
         Some(target) => target.as_ref(),
     };
     // Kubernetes does not let a Secret's type change; say so before anything is done for it.
-    if let Some(found) = at_desired_name.filter(|s| secret::is_owned(resource, s))
+    if let Some(found) = at_desired_name.filter(|s| ownership::is_owned(resource, s))
         && found.type_.as_deref().unwrap_or(secret::DEFAULT_TYPE) != secret::desired_type(resource)
     {
         let message = format!(
@@ -226,8 +227,8 @@ async fn apply(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     }
     let delivered_account = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
     let mut observed = Observed {
-        delivering: secret::observe(resource, delivering_secret.as_ref(), &delivered_account),
-        target: target_secret.as_ref().map(|s| secret::observe(resource, s.as_ref(), &connection.account_sid)),
+        delivering: ownership::observe(resource, delivering_secret.as_ref(), &delivered_account),
+        target: target_secret.as_ref().map(|s| ownership::observe(resource, s.as_ref(), &connection.account_sid)),
         account_sid: connection.account_sid.clone(),
         region: connection.region.clone(),
         now: Timestamp::now(),
@@ -302,7 +303,7 @@ async fn live_status(ctx: &Context, resource: &TwilioApiKey) -> Result<Option<Tw
 /// still carries the resource's pending name. Nothing else proves it: a Secret that names a SID
 /// is only a claim.
 async fn created_by(ctx: &Context, connection: &AccountConnection, resource: &TwilioApiKey, sid: &str) -> Result<bool> {
-    if !plan::is_key_sid(sid) {
+    if !crate::api::is_key_sid(sid) {
         return Ok(false);
     }
     match ctx.twilio.fetch_key(connection, sid).await {
@@ -444,7 +445,7 @@ async fn finish_delivery(
     let mut finished = status.clone();
     if let Some(stale) = status.stale_secret_name.as_ref().filter(|name| **name != resource.desired_secret_name()) {
         let secret = secrets(ctx, resource).get_opt(stale).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| secret::is_owned(resource, s)) {
+        if let Some(secret) = secret.filter(|s| ownership::is_owned(resource, s)) {
             delete_secret(ctx, resource, &secret).await?;
         }
     }
@@ -483,7 +484,7 @@ async fn issue(
     sweep_orphans(resource, ctx, connection, &[]).await?;
     let request = KeyRequest {
         friendly_name: resource.pending_friendly_name(),
-        restricted_policy: plan::restricted_policy(resource),
+        restricted_policy: resource.restricted_policy().map(|p| p.allow.clone()),
     };
     let created = match ctx.twilio.create_key(connection, &request).await {
         Ok(created) => created,
@@ -632,7 +633,7 @@ async fn update_in_place(
     let previous = resource.status.clone().unwrap_or_default();
     let sid = previous.key_sid.clone().unwrap_or_default();
     let friendly_name = resource.desired_friendly_name();
-    let policy = plan::restricted_policy(resource);
+    let policy = resource.restricted_policy().map(|p| p.allow.clone());
     match ctx.twilio.update_key(connection, &sid, &friendly_name, policy.as_deref()).await {
         Ok(_) => {}
         Err(TwilioError::NotFound { .. }) => {
@@ -953,7 +954,7 @@ async fn revoke(resource: &TwilioApiKey, ctx: &Context, connection: &AccountConn
     sweep_orphans(resource, ctx, connection, &[]).await?;
     for name in status::secret_names(resource, &status) {
         let secret = secrets(ctx, resource).get_opt(&name).await.map_err(Error::kube("read Secret"))?;
-        if let Some(secret) = secret.filter(|s| secret::is_owned(resource, s)) {
+        if let Some(secret) = secret.filter(|s| ownership::is_owned(resource, s)) {
             delete_secret(ctx, resource, &secret).await?;
         }
     }
@@ -973,7 +974,7 @@ async fn delete_keys(ctx: &Context, resource: &TwilioApiKey, keys: &[RetiringKey
         // the account (a ClusterTwilioAccount may no longer allow the namespace).
         let source = resolve::resolve_recorded(ctx, &namespace, &group.account_ref).await?;
         let connection = resolve::connect(ctx, &source).await?.for_tenant(&namespace);
-        let connection = plan::connection_for_account(connection, group.account_sid.as_deref());
+        let connection = connection.for_key_account(group.account_sid.as_deref());
         for sid in &group.sids {
             // A key already gone (404) counts as deleted, but not as deleted by this call.
             if ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))? {
@@ -1008,7 +1009,7 @@ async fn cleanup(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
     let mut owned_secrets = Vec::new();
     for name in status::secret_names(resource, &status) {
         if let Some(secret) = secrets.get_opt(&name).await.map_err(Error::kube("read Secret"))?
-            && secret::is_owned(resource, &secret)
+            && ownership::is_owned(resource, &secret)
         {
             owned_secrets.push(secret);
         }
@@ -1038,7 +1039,7 @@ async fn cleanup(resource: &TwilioApiKey, ctx: &Context) -> Result<Action> {
             let account_sid = status.account_sid.clone().unwrap_or_else(|| connection.account_sid.clone());
             for secret in &owned_secrets {
                 if let ObservedSecret::Owned { delivered: Some(sid), .. } =
-                    secret::observe(resource, Some(secret), &account_sid)
+                    ownership::observe(resource, Some(secret), &account_sid)
                     && status.key_sid.as_ref() != Some(&sid)
                     && created_by(ctx, connection, resource, &sid).await?
                 {
@@ -1176,7 +1177,7 @@ async fn write_secret(
     }
     let error = Error::kube("write Secret")(error);
     match api.get_opt(&name).await {
-        Ok(Some(now)) if secret::is_owned(resource, &now) => {
+        Ok(Some(now)) if ownership::is_owned(resource, &now) => {
             if now.annotations().get(KEY_SID_ANNOTATION).map(String::as_str) == Some(sid) {
                 return Ok(());
             }

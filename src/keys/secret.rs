@@ -18,19 +18,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::api::{
-    DATA_KEYS_ANNOTATION, KEY_SID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretKeys, TEMPLATE_ANNOTATION,
-    TwilioApiKey,
+    DATA_KEYS_ANNOTATION, KEY_SID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TEMPLATE_ANNOTATION, TwilioApiKey,
 };
 
-/// On a delivered Secret: the name of the TwilioApiKey it belongs to (in the same namespace).
-pub const OWNER_ANNOTATION: &str = "twilio-operator.dev/owner";
-/// On a delivered Secret: the UID of the TwilioApiKey it belongs to.
-pub const OWNER_UID_ANNOTATION: &str = "twilio-operator.dev/owner-uid";
-/// On a delivered Secret: the label and annotation keys the operator added from spec.secret, so
-/// that a key removed from the spec is removed from the Secret while other writers' keys stay.
-pub const APPLIED_METADATA_ANNOTATION: &str = "twilio-operator.dev/applied-metadata";
+use crate::api::ownership::{
+    APPLIED_METADATA_ANNOTATION, OWNER_ANNOTATION, OWNER_UID_ANNOTATION, data_keys_annotation,
+    has_legacy_owner_reference, is_owned, template_fingerprint, written_keys,
+};
 use crate::error::AdoptionRefusal;
-use crate::keys::plan::ObservedSecret;
 use crate::twilio::{AccountConnection, ExposeSecret, SecretString};
 
 /// The Secret's type when the spec sets none.
@@ -99,36 +94,6 @@ pub fn desired(
     })
 }
 
-fn data_keys_annotation(keys: &SecretKeys) -> String {
-    format!("{},{},{}", keys.account_sid, keys.api_key_sid, keys.api_key_secret)
-}
-
-/// A fingerprint of `spec.secret`'s keys, labels, annotations, type and template (FNV-1a over their
-/// JSON, which is stable across builds, unlike std's hasher). Fields a spec does not set add
-/// nothing, so that Secrets written before they existed still match.
-fn template_fingerprint(resource: &TwilioApiKey) -> String {
-    let template = &resource.spec.secret;
-    let mut json =
-        serde_json::to_string(&(&template.keys, &template.labels, &template.annotations)).unwrap_or_default();
-    if template.secret_type.is_some() || template.template.is_some() {
-        json.push_str(&serde_json::to_string(&(&template.secret_type, &template.template)).unwrap_or_default());
-    }
-    let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}")
-}
-
-/// The data keys the operator wrote into this Secret (from its annotation; the spec's when absent).
-fn written_keys(resource: &TwilioApiKey, secret: &Secret) -> SecretKeys {
-    secret
-        .annotations()
-        .get(DATA_KEYS_ANNOTATION)
-        .and_then(|names| {
-            let mut parts = names.splitn(3, ',').map(str::to_string);
-            Some(SecretKeys { account_sid: parts.next()?, api_key_sid: parts.next()?, api_key_secret: parts.next()? })
-        })
-        .unwrap_or_else(|| resource.spec.secret.keys.clone())
-}
-
 /// The Secret to delete once the key is delivered under the desired name: the one that
 /// delivered it before, if this resource wrote it under another name (or one still waiting to be
 /// deleted from an earlier move).
@@ -137,21 +102,6 @@ pub fn stale_after_delivery(resource: &TwilioApiKey, delivering_secret: Option<&
         .filter(|s| s.name_any() != resource.desired_secret_name() && is_owned(resource, s))
         .map(|s| s.name_any())
         .or_else(|| resource.status.as_ref().and_then(|s| s.stale_secret_name.clone()))
-}
-
-/// Whether the Secret is marked as this resource's (a claim anyone with write access to the
-/// Secret can make; it decides only what the operator writes into or deletes of that Secret).
-pub fn is_owned(resource: &TwilioApiKey, secret: &Secret) -> bool {
-    let Some(uid) = resource.uid() else {
-        return false;
-    };
-    secret.annotations().get(OWNER_UID_ANNOTATION) == Some(&uid) || has_legacy_owner_reference(resource, secret)
-}
-
-/// Earlier versions made the resource the Secret's owner; the next write removes that reference.
-fn has_legacy_owner_reference(resource: &TwilioApiKey, secret: &Secret) -> bool {
-    let uid = resource.uid();
-    secret.owner_references().iter().any(|r| Some(&r.uid) == uid.as_ref())
 }
 
 /// A merge patch that turns `existing` (a Secret of this resource) into `desired`: data entries,
@@ -219,31 +169,6 @@ pub fn release_patch(resource: &TwilioApiKey, existing: &Secret) -> serde_json::
     })
 }
 
-/// Whether the Secret belongs to this resource, which key of `account_sid` it delivers if its
-/// data is as the operator wrote it, and whether it follows the current `spec.secret`.
-pub fn observe(resource: &TwilioApiKey, secret: Option<&Secret>, account_sid: &str) -> ObservedSecret {
-    let Some(secret) = secret else {
-        return ObservedSecret::Missing;
-    };
-    if !is_owned(resource, secret) {
-        return ObservedSecret::Foreign;
-    }
-    let keys = written_keys(resource, secret);
-    let data = secret.data.clone().unwrap_or_default();
-    let text = |data_key: &str| data.get(data_key).and_then(|v| String::from_utf8(v.0.clone()).ok());
-    let written_sid = secret.annotations().get(KEY_SID_ANNOTATION);
-    let delivered = text(&keys.api_key_sid).filter(|sid| {
-        Some(sid) == written_sid
-            && text(&keys.account_sid).as_deref() == Some(account_sid)
-            && text(&keys.api_key_secret).is_some_and(|s| !s.is_empty())
-    });
-    let current_template = secret.annotations().get(TEMPLATE_ANNOTATION) == Some(&template_fingerprint(resource))
-        && secret.name_any() == resource.desired_secret_name()
-        && secret.annotations().get(OWNER_UID_ANNOTATION).is_some()
-        && !has_legacy_owner_reference(resource, secret);
-    ObservedSecret::Owned { delivered, current_template }
-}
-
 /// What a Secret offered for adoption claims: a key SID and its secret. A claim only: the
 /// operator adopts the key once Twilio accepts this very pair (see `adopt` in the executor).
 pub struct AdoptionClaim {
@@ -282,11 +207,11 @@ pub fn adoption_claim(
             secret_key: keys.api_key_secret.clone(),
         });
     }
-    if !crate::keys::plan::is_key_sid(&sid) {
+    if !crate::api::is_key_sid(&sid) {
         return Err(AdoptionRefusal::NotAKeySid { sid_key: keys.api_key_sid.clone() });
     }
     if let Some(found) = text(&keys.account_sid).filter(|found| !found.is_empty() && found != account_sid) {
-        let found = crate::error::shorten(&found, 40);
+        let found = crate::api::text::shorten(&found, 40);
         return Err(AdoptionRefusal::OtherAccount { found, expected: account_sid.to_string() });
     }
     Ok(AdoptionClaim { sid, secret: SecretString::from(key_secret) })
@@ -318,6 +243,7 @@ pub fn delivered_secret(resource: &TwilioApiKey, secret: &Secret) -> Option<Secr
 mod tests {
     use super::*;
     use crate::api::TwilioApiKeyStatus;
+    use crate::api::ownership::{ObservedSecret, observe};
 
     fn resource() -> TwilioApiKey {
         let mut resource: TwilioApiKey = serde_json::from_value(serde_json::json!({

@@ -7,12 +7,12 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::{Resource, ResourceExt};
 
 use crate::api::conditions::{self, Health};
+use crate::api::duration;
 use crate::api::{KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
-use crate::keys::{plan, rollout};
+use crate::keys::rollout;
 use crate::twilio::Key;
 
 /// The grace period when spec.rotation does not set one.
-const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(600);
 
 /// Where a delivered key lives in Twilio.
 #[derive(Clone, Debug)]
@@ -33,7 +33,7 @@ pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) ->
     if let Some(old) = previous.key_sid.as_ref().filter(|old| old.as_str() != issued.sid) {
         // Validation bounds the grace periods; past jiff's range the key would never retire.
         let after = |period: SignedDuration| now.checked_add(period).unwrap_or(Timestamp::MAX).to_string();
-        let grace = grace_period(resource);
+        let grace = resource.grace_period();
         let waits_for_rollouts = !resource.spec.rollout_restart_targets.is_empty();
         retiring.push(RetiringKey {
             sid: old.clone(),
@@ -52,7 +52,7 @@ pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) ->
         account_ref: Some(resource.spec.account_ref.clone()),
         region: Some(issued.region.to_string()),
         friendly_name: Some(issued.friendly_name),
-        policy: restricted_policy_spec(resource),
+        policy: resource.restricted_policy().cloned(),
         secret_name: Some(resource.desired_secret_name()),
         key_created_at: Some(now.to_string()),
         last_rotation_trigger: resource.spec.rotation.as_ref().and_then(|r| r.trigger.clone()),
@@ -84,15 +84,10 @@ pub fn updated_in_place(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKey
     let previous = resource.status.clone().unwrap_or_default();
     let status = TwilioApiKeyStatus {
         friendly_name: Some(resource.desired_friendly_name()),
-        policy: restricted_policy_spec(resource),
+        policy: resource.restricted_policy().cloned(),
         ..previous
     };
     ready(resource, &status, now)
-}
-
-/// The spec's policy when it applies (Restricted keys only).
-fn restricted_policy_spec(resource: &TwilioApiKey) -> Option<crate::api::KeyPolicy> {
-    resource.spec.policy.clone().filter(|_| resource.spec.key_type == KeyType::Restricted)
 }
 
 /// `status` with Ready conditions (or Reconciling while the key still waits for its name in
@@ -115,7 +110,7 @@ pub fn ready(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestam
     TwilioApiKeyStatus {
         observed_generation: resource.meta().generation,
         conditions: conditions::conditions_for(&status.conditions, &health, resource.meta().generation, now),
-        next_rotation_at: plan::next_rotation_at(resource, status).map(|t| t.to_string()),
+        next_rotation_at: next_rotation_at(resource, status).map(|t| t.to_string()),
         ..status.clone()
     }
 }
@@ -138,7 +133,7 @@ pub fn revoked(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
 /// each key that waited for them starts again, so that it covers the Pods a finished rollout
 /// still leaves terminating (and consumers that are not targets), never past its deleteBy.
 pub fn rolled_out(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestamp) -> TwilioApiKeyStatus {
-    let after_grace = now.checked_add(grace_period(resource)).unwrap_or(Timestamp::MAX);
+    let after_grace = now.checked_add(resource.grace_period()).unwrap_or(Timestamp::MAX);
     let mut status = status.clone();
     for key in status.retiring_keys.iter_mut() {
         let Some(latest) = key.delete_by.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) else { continue };
@@ -205,22 +200,19 @@ pub fn secret_names(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec
     names
 }
 
-/// How long a replaced key stays valid.
-pub fn grace_period(resource: &TwilioApiKey) -> SignedDuration {
-    let grace = resource
-        .spec
-        .rotation
-        .as_ref()
-        .and_then(|r| crate::api::duration::parse(&r.grace_period).ok())
-        .unwrap_or(DEFAULT_GRACE_PERIOD);
-    SignedDuration::try_from(grace).unwrap_or(SignedDuration::from_mins(10))
+/// When the current key is due for rotation by spec.rotation.interval.
+pub fn next_rotation_at(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<Timestamp> {
+    let interval = resource.spec.rotation.as_ref()?.interval.as_ref()?;
+    let interval = SignedDuration::try_from(duration::parse(interval).ok()?).ok()?;
+    let created: Timestamp = status.key_created_at.as_ref()?.parse().ok()?;
+    created.checked_add(interval).ok()
 }
 
 /// When to look at the resource again: at the next resync, or earlier when a retired key's grace
 /// period ends or the key is due for interval rotation (a little after, so that it is due).
 /// Deadlines live in the status, so they survive restarts.
 pub fn next_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: Duration, now: Timestamp) -> Duration {
-    let deadlines = deadlines(resource, status).chain(plan::next_rotation_at(resource, status)).map(|t| until(t, now));
+    let deadlines = deadlines(resource, status).chain(next_rotation_at(resource, status)).map(|t| until(t, now));
     // While old keys wait for rollouts, the targets are looked at every few seconds (a target not
     // restarted yet is restarted at once, one whose restart failed when its backoff ends).
     let rollouts = rollout::waiting(resource, status).into_iter().map(|entry| rollout_wake(entry, now));

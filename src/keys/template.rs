@@ -108,7 +108,7 @@ pub fn check(resource: &TwilioApiKey) -> Result<(), String> {
             && key.len() <= 253
             && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
-            let key = crate::error::shorten(key, 80);
+            let key = crate::api::text::shorten(key, 80);
             return Err(format!("spec.secret.template.data key {key:?} is not a valid Secret data key"));
         }
         if [&keys.account_sid, &keys.api_key_sid, &keys.api_key_secret].contains(&key) {
@@ -135,7 +135,7 @@ pub fn check(resource: &TwilioApiKey) -> Result<(), String> {
     let env = environment();
     for (key, source) in &template.data {
         env.template_from_str(source).map_err(|error| {
-            format!("spec.secret.template.data.{key}: {}", crate::error::shorten(&error.to_string(), 200))
+            format!("spec.secret.template.data.{key}: {}", crate::api::text::shorten(&error.to_string(), 200))
         })?;
     }
     render_explained(resource, &values).map(|_| ())

@@ -9,7 +9,7 @@ use crate::api::{GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX,
 
 /// A field value for a message, at most 80 characters.
 fn shorten_field(text: &str) -> String {
-    crate::error::shorten(text, 80)
+    crate::api::text::shorten(text, 80)
 }
 
 /// The longest spec.rotation.gracePeriod: 720h (30 days).

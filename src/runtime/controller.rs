@@ -215,7 +215,7 @@ async fn keys_controller(ctx: Arc<Context>, scope: Option<String>, config: Contr
         .watches_stream(owned_secrets, |secret: SecretMeta| {
             // The Secret names its resource in an annotation (it has no ownerReference, see
             // crate::keys::secret); a Secret that names none wakes nothing.
-            let owner = secret.annotations().get(crate::keys::secret::OWNER_ANNOTATION)?;
+            let owner = secret.annotations().get(crate::api::ownership::OWNER_ANNOTATION)?;
             Some(ObjectRef::new(owner).within(&secret.namespace()?))
         })
         .watches_stream(spec_changes(accounts, account_writer), move |account: TwilioAccount| {

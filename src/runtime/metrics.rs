@@ -74,6 +74,18 @@ struct PerResource {
 /// is usually done within this).
 const RETIRING_OVERDUE_AFTER_SECONDS: i64 = 300;
 
+/// The Twilio client tells of each request: counted by operation and status, timed by operation.
+impl crate::twilio::RequestObserver for Metrics {
+    fn request_done(&self, operation: &'static str, status: &str, elapsed: Duration) {
+        self.twilio_requests
+            .get_or_create(&vec![("operation", operation.to_string()), ("status", status.to_string())])
+            .inc();
+        self.twilio_request_duration
+            .get_or_create(&vec![("operation", operation.to_string())])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
 impl Metrics {
     /// A registry with every metric of the operator, all at zero, without per-resource series.
     pub fn new() -> Self {
@@ -218,15 +230,6 @@ impl Metrics {
     /// A reconciliation met an error; `reason` is the error's bounded label.
     pub fn reconcile_error(&self, kind: &'static str, reason: &'static str) {
         self.reconcile_errors.get_or_create(&vec![("kind", kind.to_string()), ("reason", reason.to_string())]).inc();
-    }
-
-    pub fn twilio_request(&self, operation: &'static str, status: &str, elapsed: Duration) {
-        self.twilio_requests
-            .get_or_create(&vec![("operation", operation.to_string()), ("status", status.to_string())])
-            .inc();
-        self.twilio_request_duration
-            .get_or_create(&vec![("operation", operation.to_string())])
-            .observe(elapsed.as_secs_f64());
     }
 
     pub fn key_operation(&self, operation: KeyOperation) {

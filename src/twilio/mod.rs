@@ -21,7 +21,6 @@ use rand::Rng;
 use reqwest::{Method, StatusCode, header::RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::metrics::Metrics;
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// Where requests go: Twilio's real regional hosts, or one base URL for everything (a fake
@@ -111,6 +110,19 @@ impl AccountConnection {
     /// The same connection, its requests made on behalf of `tenant`.
     pub fn for_tenant(self, tenant: &str) -> Self {
         Self { tenant: tenant.to_string(), ..self }
+    }
+
+    /// The connection that reaches keys created in account `key_account_sid` through the
+    /// account resource that now connects as this one: an auth token addresses its account by
+    /// SID, so a changed account SID is followed; a Main key is used as it is.
+    pub fn for_key_account(mut self, key_account_sid: Option<&str>) -> Self {
+        if let Some(old_sid) = key_account_sid.filter(|sid| *sid != self.account_sid) {
+            if self.credentials.username == self.account_sid {
+                self.credentials.username = old_sid.to_string();
+            }
+            self.account_sid = old_sid.to_string();
+        }
+        self
     }
 }
 
@@ -270,8 +282,23 @@ pub struct TwilioClient {
     page_size: u32,
     /// The request slots of each account SID, shared fairly between tenants.
     in_flight: Arc<Mutex<HashMap<String, Arc<FairSlots>>>>,
-    /// Where requests are counted (the operator's registry; a private one unless given).
-    metrics: Arc<Metrics>,
+    /// Told of every request (the runtime counts them in its metrics); nobody unless given.
+    observer: Arc<dyn RequestObserver>,
+}
+
+/// Who hears of each request the client made: its operation (a bounded label such as
+/// `create_key`), its HTTP status (or `transport` when no answer came) and how long it took.
+/// The client defines it so that it depends on nothing above it; the runtime's metrics implement it.
+pub trait RequestObserver: Send + Sync + std::fmt::Debug {
+    fn request_done(&self, operation: &'static str, status: &str, elapsed: Duration);
+}
+
+/// The observer of a client that was given none.
+#[derive(Debug)]
+struct Unobserved;
+
+impl RequestObserver for Unobserved {
+    fn request_done(&self, _operation: &'static str, _status: &str, _elapsed: Duration) {}
 }
 
 #[derive(Deserialize)]
@@ -293,12 +320,12 @@ impl TwilioClient {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| TwilioError::Transport(e.to_string()))?;
-        Ok(Self { http, endpoint, retry, page_size: 1000, in_flight: Arc::default(), metrics: Arc::default() })
+        Ok(Self { http, endpoint, retry, page_size: 1000, in_flight: Arc::default(), observer: Arc::new(Unobserved) })
     }
 
-    /// Counts requests in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
+    /// Tells `observer` of every request.
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -492,11 +519,11 @@ impl TwilioClient {
             request = request.form(form);
         }
         let response = request.send().await.map_err(|e| {
-            self.metrics.twilio_request(operation, "transport", started.elapsed());
+            self.observer.request_done(operation, "transport", started.elapsed());
             TwilioError::Transport(transport_message(&e))
         })?;
         let status = response.status();
-        self.metrics.twilio_request(operation, status.as_str(), started.elapsed());
+        self.observer.request_done(operation, status.as_str(), started.elapsed());
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -587,7 +614,7 @@ fn describe_url(url: &str) -> String {
         Ok(url) => {
             let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
             let text = format!("{}://{}{port}{}", url.scheme(), url.host_str().unwrap_or(""), url.path());
-            crate::error::shorten(&text, 120)
+            crate::api::text::shorten(&text, 120)
         }
         Err(_) => "(not a URL)".into(),
     }
@@ -597,7 +624,7 @@ fn describe_url(url: &str) -> String {
 fn describe_url_text(text: &str) -> String {
     if text.starts_with('/') && !text.starts_with("//") {
         let path = text.split(['?', '#']).next().unwrap_or("");
-        return crate::error::shorten(path, 120);
+        return crate::api::text::shorten(path, 120);
     }
     describe_url(text)
 }
@@ -640,7 +667,7 @@ fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> T
         .and_then(|b| b.message)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
     // It reaches conditions, Events and logs: short, and unable to steer a terminal.
-    let message = crate::error::printable(&crate::error::shorten(&message, MAX_MESSAGE_CHARS));
+    let message = crate::api::text::printable(&crate::api::text::shorten(&message, MAX_MESSAGE_CHARS));
     match status.as_u16() {
         404 => TwilioError::NotFound { code },
         401 | 403 => TwilioError::AuthFailed { status: status.as_u16(), code, message },
@@ -657,6 +684,25 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, TwilioError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_a_former_account_sid_are_reached_with_an_auth_token_only() {
+        let connect = |username: &str| AccountConnection {
+            tenant: String::new(),
+            account_sid: "ACnew".into(),
+            region: "us1".into(),
+            edge: None,
+            base_url: "https://iam.twilio.com".into(),
+            credentials: Credentials { username: username.into(), password: SecretString::from("token") },
+        };
+        let token = connect("ACnew").for_key_account(Some("ACold"));
+        assert_eq!((token.account_sid.as_str(), token.credentials.username.as_str()), ("ACold", "ACold"));
+        let main_key = connect("SKmain").for_key_account(Some("ACold"));
+        assert_eq!((main_key.account_sid.as_str(), main_key.credentials.username.as_str()), ("ACold", "SKmain"));
+        let same = connect("ACnew").for_key_account(Some("ACnew"));
+        assert_eq!(same.account_sid, "ACnew");
+        assert_eq!(connect("ACnew").for_key_account(None).account_sid, "ACnew");
+    }
 
     #[test]
     fn credentials_and_new_keys_never_show_their_secrets() {

@@ -181,7 +181,7 @@ Examples:
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    twilio_operator::api::duration::parse(text)
+    twilio_operator_api::duration::parse(text)
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use twilio_operator::api::{DATA_KEYS_ANNOTATION, GROUP, KEY_SID_ANNOTATION, TwilioApiKey};
-use twilio_operator::keys::plan::ObservedSecret;
-use twilio_operator::keys::secret::{OWNER_ANNOTATION, OWNER_UID_ANNOTATION, is_owned, observe};
+use twilio_operator_api::ownership::{OWNER_ANNOTATION, OWNER_UID_ANNOTATION, ObservedSecret, is_owned, observe};
+use twilio_operator_api::{DATA_KEYS_ANNOTATION, GROUP, KEY_SID_ANNOTATION, TwilioApiKey};
 
 use crate::table::field;
 use crate::time::stamp;

@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
-use twilio_operator::api::{
+use twilio_operator_api::{
     AccountKind, AccountRef, ClusterTwilioAccount, ROTATE_ANNOTATION, TwilioAccount, TwilioApiKey,
 };
 

@@ -3,7 +3,7 @@
 //! the confirmation and the texts.
 
 use kube::ResourceExt;
-use twilio_operator::api::TwilioApiKey;
+use twilio_operator_api::TwilioApiKey;
 
 /// The merge patch that sets `spec.revoked`.
 pub fn patch(revoked: bool) -> serde_json::Value {

@@ -4,8 +4,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use twilio_operator::api::{ROTATE_ANNOTATION, TwilioApiKey};
-use twilio_operator::keys::status::grace_period;
+use twilio_operator_api::{ROTATE_ANNOTATION, TwilioApiKey};
 
 use crate::status::is_ready;
 use crate::time::{human, to_the_second};
@@ -46,7 +45,7 @@ pub fn requested(resource: &TwilioApiKey, value: &str, previous: Option<&str>) -
     let namespace = resource.namespace().unwrap_or_default();
     let status = resource.status.clone().unwrap_or_default();
     let secret = status.secret_name.clone().unwrap_or_else(|| resource.desired_secret_name());
-    let grace = human(grace_period(resource).as_secs());
+    let grace = human(resource.grace_period().as_secs());
     let mut out = format!(
         "Requested a rotation of TwilioApiKey {namespace}/{name}: annotation {ROTATE_ANNOTATION}={value} (was {}).\n",
         previous.unwrap_or("unset")

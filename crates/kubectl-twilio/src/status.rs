@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use twilio_operator::api::conditions::{READY, RECONCILING, STALLED};
-use twilio_operator::api::{AccountKind, AccountRef, ROTATE_ANNOTATION, TwilioApiKey};
+use twilio_operator_api::conditions::{READY, RECONCILING, STALLED};
+use twilio_operator_api::{AccountKind, AccountRef, ROTATE_ANNOTATION, TwilioApiKey};
 
 use crate::table::{field, table};
 use crate::time::{age, stamp};

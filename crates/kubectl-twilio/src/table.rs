@@ -5,7 +5,7 @@
 /// space. Condition messages, Events, names in Twilio and Secret metadata are written by
 /// Twilio or by tenants; what the plugin prints of them must not steer the reader's terminal.
 pub fn terminal_safe(text: &str) -> String {
-    text.split('\n').map(twilio_operator::error::printable).collect::<Vec<_>>().join("\n")
+    text.split('\n').map(twilio_operator_api::text::printable).collect::<Vec<_>>().join("\n")
 }
 
 /// Width of the labels of [`field`] lines, colon included.

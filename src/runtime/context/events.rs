@@ -94,7 +94,7 @@ fn event(
         }),
         reason: Some(reason.into()),
         action: Some(action.into()),
-        message: Some(truncate(crate::error::printable(&note), MAX_NOTE_BYTES)),
+        message: Some(truncate(crate::api::text::printable(&note), MAX_NOTE_BYTES)),
         involved_object: regarding,
         source: Some(EventSource { component: Some(FIELD_MANAGER.into()), host: None }),
         reporting_component: Some(FIELD_MANAGER.into()),

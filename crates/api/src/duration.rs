@@ -18,7 +18,7 @@ pub fn format(duration: Duration) -> String {
 /// text longer than [`MAX_LEN`], or a sum that does not fit a [`Duration`], is an error.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let invalid =
-        || format!("{:?} is not a duration such as 30s, 10m or 720h", crate::error::shorten(text, MAX_LEN + 8));
+        || format!("{:?} is not a duration such as 30s, 10m or 720h", crate::text::shorten(text, MAX_LEN + 8));
     let mut rest = text.trim();
     if rest.is_empty() || rest.len() > MAX_LEN {
         return Err(invalid());

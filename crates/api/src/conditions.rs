@@ -51,7 +51,7 @@ pub fn set_true(
     generation: Option<i64>,
     now: Timestamp,
 ) -> bool {
-    let message = crate::error::printable(&message);
+    let message = crate::text::printable(&message);
     match conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(existing) => {
             existing.reason = reason.to_string();
@@ -92,7 +92,7 @@ pub fn conditions_for(
     // as null, and a reader of any one condition learns the whole story.
     let make = |type_: &str, status: &str| {
         // What Twilio or a tenant wrote can reach a message: it must not steer a terminal.
-        let (reason, message) = (health.reason().to_string(), crate::error::printable(health.message()));
+        let (reason, message) = (health.reason().to_string(), crate::text::printable(health.message()));
         let last_transition_time = previous
             .iter()
             .find(|c| c.type_ == type_ && c.status == status)

@@ -7,11 +7,14 @@
 
 pub mod conditions;
 pub mod duration;
+pub mod ownership;
 pub mod reference;
+pub mod text;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::jiff::SignedDuration;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -671,6 +674,30 @@ impl TwilioApiKey {
     pub fn desired_secret_name(&self) -> String {
         self.spec.secret.name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
+
+    /// The policy the key has in Twilio: the spec's, for a Restricted key (a Standard key has none).
+    pub fn restricted_policy(&self) -> Option<&KeyPolicy> {
+        self.spec.policy.as_ref().filter(|_| self.spec.key_type == KeyType::Restricted)
+    }
+
+    /// How long a replaced key stays valid: `spec.rotation.gracePeriod`, 10 minutes by default.
+    pub fn grace_period(&self) -> SignedDuration {
+        let grace = self
+            .spec
+            .rotation
+            .as_ref()
+            .and_then(|r| duration::parse(&r.grace_period).ok())
+            .unwrap_or(DEFAULT_GRACE_PERIOD);
+        SignedDuration::try_from(grace).unwrap_or(SignedDuration::from_mins(10))
+    }
+}
+
+/// The grace period when the spec sets none.
+const DEFAULT_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Twilio key SIDs: "SK" and 32 hexadecimal digits. Anything else is never put into a URL.
+pub fn is_key_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.starts_with("SK") && sid[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// The CRDs as YAML documents, keyed by the file name they are committed under in `crds/`.
@@ -700,5 +727,38 @@ fn drop_null_enum_values(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_enum_values),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_sent_to_twilio_is_the_specs_for_restricted_keys_only() {
+        let mut key: TwilioApiKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioApiKey",
+            "metadata": {"name": "app", "namespace": "team"},
+            "spec": {"accountRef": {"name": "main"}, "policy": {"allow": ["/a"]}},
+        }))
+        .unwrap();
+        assert_eq!(key.restricted_policy(), None);
+        key.spec.key_type = KeyType::Restricted;
+        assert_eq!(key.restricted_policy(), Some(&KeyPolicy { allow: vec!["/a".into()] }));
+    }
+
+    #[test]
+    fn only_well_formed_sids_reach_a_url() {
+        assert!(is_key_sid("SK0123456789abcdef0123456789ABCDEF"));
+        for bad in [
+            "",
+            "SK",
+            "SK0123456789abcdef0123456789abcde",
+            "AC0123456789abcdef0123456789abcdef",
+            "SK0123456789abcdef0123456789abcd/..",
+            "SK0123456789abcdef0123456789abcdeg",
+        ] {
+            assert!(!is_key_sid(bad), "{bad:?}");
+        }
     }
 }
