@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -111,7 +110,7 @@ async fn verify<A: AccountResource>(
         // call per account and interval serves both.
         Ok(connection) => ctx
             .inventories
-            .get(&ctx.twilio, &connection, std::time::Duration::ZERO)
+            .get(&ctx.twilio, &connection, std::time::Duration::ZERO, ctx.now())
             .await
             .map(|_| ())
             .map_err(Error::twilio("verify credentials")),
@@ -159,12 +158,7 @@ async fn write_account_status<A: AccountResource>(account: &A, ctx: &Context, he
     let previous = account.account_status().cloned().unwrap_or_default();
     let status = TwilioAccountStatus {
         observed_generation: account.meta().generation,
-        conditions: conditions::conditions_for(
-            &previous.conditions,
-            health,
-            account.meta().generation,
-            Timestamp::now(),
-        ),
+        conditions: conditions::conditions_for(&previous.conditions, health, account.meta().generation, ctx.now()),
     };
     if status == previous {
         return Ok(false);

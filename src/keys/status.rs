@@ -10,9 +10,7 @@ use crate::api::conditions::{self, Health};
 use crate::api::duration;
 use crate::api::{KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
 use crate::keys::rollout;
-use crate::twilio::Key;
-
-/// The grace period when spec.rotation does not set one.
+use crate::twilio::{AccountConnection, Key};
 
 /// Where a delivered key lives in Twilio.
 #[derive(Clone, Debug)]
@@ -23,6 +21,13 @@ pub struct Issued<'a> {
     /// The name the status records: the spec's for a key Twilio renames right after this
     /// status is written, the pending name for one found in its Secret (renamed later in the pass).
     pub friendly_name: String,
+}
+
+impl<'a> Issued<'a> {
+    /// Key `sid`, made through `connection`'s account and Region.
+    pub fn through(connection: &'a AccountConnection, sid: &'a str, friendly_name: String) -> Self {
+        Issued { sid, account_sid: &connection.account_sid, region: &connection.region, friendly_name }
+    }
 }
 
 /// The status once `issued` is delivered: the key it replaces, if any, starts its grace period.

@@ -32,22 +32,24 @@ pub struct Inventories {
 }
 
 impl Inventories {
-    /// The account's keys as listed at most `max_age` ago, listing them with `twilio` if needed.
+    /// The account's keys as listed at most `max_age` before `now`, listing them with `twilio`
+    /// if needed.
     pub async fn get(
         &self,
         twilio: &TwilioClient,
         account: &AccountConnection,
         max_age: Duration,
+        now: Timestamp,
     ) -> Result<Arc<Inventory>, TwilioError> {
         let slot = self.slot(account);
         let mut slot = slot.lock().await;
         let max_age = SignedDuration::try_from(max_age).unwrap_or_default();
         if let Some(inventory) = slot.as_ref()
-            && inventory.listed_at.checked_add(max_age).is_ok_and(|fresh_until| fresh_until > Timestamp::now())
+            && inventory.listed_at.checked_add(max_age).is_ok_and(|fresh_until| fresh_until > now)
         {
             return Ok(inventory.clone());
         }
-        let listed_at = Timestamp::now();
+        let listed_at = now;
         let keys = twilio.list_keys(account).await?;
         let inventory = Arc::new(Inventory { listed_at, keys: keys.into_iter().map(|k| (k.sid.clone(), k)).collect() });
         *slot = Some(inventory.clone());

@@ -1,6 +1,6 @@
 //! What every reconciliation shares, in named parts that each own their state:
 //!
-//! - the Kubernetes and Twilio clients and the operator's settings;
+//! - the Kubernetes and Twilio clients, the operator's settings and the [`Clock`];
 //! - [`Events`]: Kubernetes Events about resources;
 //! - [`Metrics`]: the Prometheus registry;
 //! - [`Inventories`]: what this process knows of each account's keys in Twilio;
@@ -13,6 +13,7 @@
 mod backoff;
 mod budget;
 mod caches;
+mod clock;
 mod credentials;
 mod events;
 mod inventory;
@@ -26,6 +27,7 @@ use kube::Client;
 pub use backoff::Backoff;
 pub use budget::CreationBudget;
 pub use caches::{Caches, KeyUser, ScopeCaches};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::CredentialsCache;
 pub use events::{EventType, Events};
 pub use inventory::{Inventories, Inventory};
@@ -58,6 +60,7 @@ pub struct Context {
     pub credentials: CredentialsCache,
     pub backoff: Backoff,
     pub budget: CreationBudget,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Context {
@@ -74,7 +77,18 @@ impl Context {
             backoff: Backoff::default(),
             budget: CreationBudget::new(config.max_key_creations_per_hour),
             config,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same context, reading the time from `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The time now, as the context's clock says.
+    pub fn now(&self) -> k8s_openapi::jiff::Timestamp {
+        self.clock.now()
     }
 
     /// The resource `uid` is gone: nothing about it needs remembering.
