@@ -129,8 +129,18 @@ struct Store {
     deleted: Vec<String>,
     /// Account SID -> how long each of its key listings takes before it is answered.
     slow_listings: HashMap<String, Duration>,
+    /// Failures planned for the next requests of an operation, in order (see [`FakeTwilio::fail_next`]).
+    planned_failures: Vec<PlannedFailure>,
     /// Basic-auth user name (an account or key SID) -> how its requests authenticated.
     authentications: BTreeMap<String, Authentications>,
+}
+
+/// A failure planned for the next request of an operation.
+#[derive(Clone, Debug)]
+struct PlannedFailure {
+    operation: String,
+    status: u16,
+    after_effect: bool,
 }
 
 /// How the requests made as one user authenticated.
@@ -274,6 +284,15 @@ impl FakeTwilio {
     pub fn list_requests(&self) -> u64 {
         let store = self.shared.lock();
         store.counts.iter().filter(|(k, _)| k.starts_with("list_keys ")).map(|(_, n)| n).sum()
+    }
+
+    /// Answers the next request of `operation` (as the request counts name them: `create_key`,
+    /// `update_key`, `delete_key`, `fetch_key`, `list_keys`) with HTTP `status` instead of
+    /// carrying it out; with `after_effect`, carries it out first and loses the answer (as a
+    /// timeout does). Planned failures of one operation come in the order they were planned.
+    pub fn fail_next(&self, operation: &str, status: u16, after_effect: bool) {
+        let failure = PlannedFailure { operation: operation.to_string(), status, after_effect };
+        self.shared.lock().planned_failures.push(failure);
     }
 
     /// Makes `GET /v1/Keys` hand out wrong next-page URLs from now on (None: behave again).
@@ -954,8 +973,22 @@ async fn observe(State(shared): State<Arc<Shared>>, request: Request, next: Next
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
+    let planned = {
+        let mut store = shared.lock();
+        let index = store.planned_failures.iter().position(|f| f.operation == operation);
+        index.map(|i| store.planned_failures.remove(i))
+    };
+    let planned_error = |status: u16| {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        twilio_error(status, 20500, "Planned failure").into_response()
+    };
     let injected = faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate.clamp(0.0, 1.0));
-    let (response, recorded) = if injected {
+    let (response, recorded) = if let Some(planned) = planned {
+        if planned.after_effect {
+            drop(next.run(request).await);
+        }
+        (planned_error(planned.status), None)
+    } else if injected {
         let error = if rand::rng().random_bool(0.5) {
             twilio_error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")
         } else {

@@ -6,8 +6,8 @@
 //!   kind of step: [`issue`], [`record`], [`adopt`], [`update`], [`rewrite`], [`settle`],
 //!   [`revoke`]), record ([`finish`]), with what holds whatever the step ([`rollouts`],
 //!   [`retire`]);
-//! - [`cleanup`]: deletion;
-//! - [`report`]: failures, as conditions, Events and retries;
+//! - deletion, in [`cleanup`];
+//! - failures, reported as conditions, Events and retries by [`report`];
 //! - what steps share: [`proof`] (what proves a key this resource's), [`writes`] (status and
 //!   Secret writes), [`twilio_keys`] (deletions in Twilio), [`outcome`].
 
@@ -26,6 +26,8 @@ mod revoke;
 mod rewrite;
 mod rollouts;
 mod settle;
+#[cfg(test)]
+mod tests;
 mod twilio_keys;
 mod update;
 mod writes;
