@@ -44,6 +44,8 @@ kubernetes_version() {
 }
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# No two files of a crate's src/ import each other, directly or around a circle.
+python3 hack/module-cycles.py
 echo "== the whole suite on Kubernetes $(kubernetes_version 1.37)"
 cargo test --workspace --all-targets
 # What depends on the API server's own behaviour, again on the oldest Kubernetes the operator's
