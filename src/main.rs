@@ -175,7 +175,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         leadership = Some(acquired);
     }
-    ctx.metrics.set_leader(true);
+    ctx.metrics.process.set_leader(true);
     tracing::info!(
         namespaces = ?args.watch_namespaces,
         twilio = ?ctx.twilio.endpoint(),
@@ -221,7 +221,7 @@ async fn kube_client(metrics: Arc<Metrics>) -> anyhow::Result<kube::Client> {
             .context("the retry policy")?,
     );
     let counted = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-        metrics.kube_request(&request);
+        metrics.process.kube_request(&request);
         request
     });
     // Each attempt is counted: the counting layer is inside the retrying one. Retrying needs a

@@ -64,12 +64,13 @@ fn every_alert_has_unit_tests() {
 fn the_rules_name_only_metrics_the_operator_exports() {
     // Families with labels show up once a sample exists: record one of each.
     let metrics = Metrics::with_options(false);
-    metrics.reconciled("TwilioApiKey", "ok", Duration::from_millis(5));
-    metrics.reconcile_error("TwilioApiKey", "kube");
+    let reconciliation = metrics.reconcile.timed("TwilioApiKey", async { Ok::<(), ()>(()) }, |_| "ok");
+    futures::executor::block_on(reconciliation).unwrap();
+    metrics.reconcile.error("TwilioApiKey", "kube");
     twilio_operator::twilio::RequestObserver::request_done(&metrics, "create_key", "201", Duration::from_millis(5));
-    metrics.key_operation(KeyOperation::Created);
-    metrics.rotation("interval_elapsed");
-    metrics.kube_request(&http::Request::get("/api/v1/secrets").body(()).unwrap());
+    metrics.keys.operation(KeyOperation::Created);
+    metrics.keys.rotation("interval_elapsed");
+    metrics.process.kube_request(&http::Request::get("/api/v1/secrets").body(()).unwrap());
     let resources = Resources { keys: vec![], accounts: vec![("TwilioAccount", vec![])] };
     let exposition = metrics.render(&resources);
     let exported: BTreeSet<String> = exposition

@@ -23,25 +23,29 @@ use crate::twilio::TwilioError;
 /// first, thus ends with every key deleted in Twilio rather than with keys nobody can delete.
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = A::KIND, namespace = %account.namespace().unwrap_or_default(), object = %account.name_any()))]
 pub async fn reconcile<A: AccountResource>(account: Arc<A>, ctx: Arc<Context>) -> Result<Action> {
-    let started = std::time::Instant::now();
     let api = account.api(ctx.client.clone());
     // A refused or missing credential is reported in status, not returned as an error; the
     // reconciliation is still counted under what the verification found.
     let verification = std::sync::Mutex::new("ok");
-    let result = finalizer(&api, FINALIZER, account, |event| async {
-        match event {
-            FinalizerEvent::Apply(account) => verify(account, &ctx, &verification).await,
-            FinalizerEvent::Cleanup(account) => release(account, &ctx).await,
+    let pass = async {
+        let result = finalizer(&api, FINALIZER, account, |event| async {
+            match event {
+                FinalizerEvent::Apply(account) => verify(account, &ctx, &verification).await,
+                FinalizerEvent::Cleanup(account) => release(account, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+        if let Err(error) = &result {
+            ctx.metrics.reconcile.error(A::KIND, error.label());
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if let Err(error) = &result {
-        ctx.metrics.reconcile_error(A::KIND, error.label());
-    }
-    let found = *verification.lock().unwrap_or_else(|p| p.into_inner());
-    ctx.metrics.reconciled(A::KIND, result.as_ref().err().map_or(found, Error::label), started.elapsed());
-    result
+        result
+    };
+    let label = |result: &Result<Action>| {
+        let found = *verification.lock().unwrap_or_else(|p| p.into_inner());
+        result.as_ref().err().map_or(found, Error::label)
+    };
+    ctx.metrics.reconcile.timed(A::KIND, pass, label).await
 }
 
 /// Deletion of an account: it waits while keys use it, then lets go of its credentials Secret.
@@ -147,7 +151,7 @@ async fn verify<A: AccountResource>(
         ctx.events.warning(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
     }
     if let Err(error) = &outcome {
-        ctx.metrics.reconcile_error(A::KIND, error.label());
+        ctx.metrics.reconcile.error(A::KIND, error.label());
         *found.lock().unwrap_or_else(|p| p.into_inner()) = error.label();
     }
     Ok(action)

@@ -51,9 +51,9 @@ pub(super) async fn issue(
             return Err(Error::twilio("create key")(error));
         }
     };
-    ctx.metrics.key_operation(KeyOperation::Created);
+    ctx.metrics.keys.operation(KeyOperation::Created);
     if let Some(cause) = cause {
-        ctx.metrics.rotation(cause.label());
+        ctx.metrics.keys.rotation(cause.label());
     }
     tracing::info!(key_sid = %created.sid, cause = cause.map(RotationCause::describe), "created Twilio key");
     let desired = match secret::desired(resource, connection, &connection.account_sid, &created.sid, &created.secret) {

@@ -33,7 +33,6 @@ mod update;
 mod writes;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -49,28 +48,31 @@ use writes::key_api;
 
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = KIND, namespace = %resource.namespace().unwrap_or_default(), object = %resource.name_any()))]
 pub async fn reconcile(resource: Arc<TwilioApiKey>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    // A spec too large to hold was stripped in the cache (see keys::held); nothing is done for it
-    // until it shrinks. Deletion reads the whole resource from the API server, and cleans up.
-    let oversized = resource.meta().deletion_timestamp.is_none().then(|| held::oversized(&resource)).flatten();
-    let result = match oversized {
-        Some(problem) => report(&ctx, &resource, Err(Error::InvalidSpec { problem })).await,
-        None => reconcile_current(&ctx, resource.clone()).await,
-    };
-    // Errors of apply and cleanup were counted by `report`; adding or removing the finalizer
-    // fails before or after them.
-    if let Err(Error::Finalizer(inner)) = &result
-        && !matches!(**inner, FinalizerError::ApplyFailed(_) | FinalizerError::CleanupFailed(_))
-    {
-        ctx.metrics.reconcile_error(KIND, "finalizer");
-    }
-    let label = result.as_ref().err().map_or("ok", Error::label);
-    ctx.metrics.reconciled(KIND, label, started.elapsed());
+    let label = |result: &Result<Action>| result.as_ref().err().map_or("ok", Error::label);
+    let result = ctx.metrics.reconcile.timed(KIND, reconcile_counted(&ctx, &resource), label).await;
     match (&result, resource.meta().deletion_timestamp.is_some()) {
         // Cleaned up: the finalizer is gone and so, soon, is the resource.
         (Ok(_), true) => ctx.forget_resource(&resource.uid().unwrap_or_default()),
         (Ok(_), false) => ctx.backoff.reset(resource.as_ref()),
         (Err(_), _) => {}
+    }
+    result
+}
+
+/// The pass, its errors counted: those of apply and cleanup by `report`, those of adding or
+/// removing the finalizer (before or after them) here.
+async fn reconcile_counted(ctx: &Arc<Context>, resource: &Arc<TwilioApiKey>) -> Result<Action> {
+    // A spec too large to hold was stripped in the cache (see keys::held); nothing is done for it
+    // until it shrinks. Deletion reads the whole resource from the API server, and cleans up.
+    let oversized = resource.meta().deletion_timestamp.is_none().then(|| held::oversized(resource)).flatten();
+    let result = match oversized {
+        Some(problem) => report(ctx, resource, Err(Error::InvalidSpec { problem })).await,
+        None => reconcile_current(ctx, resource.clone()).await,
+    };
+    if let Err(Error::Finalizer(inner)) = &result
+        && !matches!(**inner, FinalizerError::ApplyFailed(_) | FinalizerError::CleanupFailed(_))
+    {
+        ctx.metrics.reconcile.error(KIND, "finalizer");
     }
     result
 }

@@ -63,7 +63,7 @@ pub(super) async fn record_adopted(
     let issued = status::Issued::through(connection, &key.sid, key.friendly_name.clone().unwrap_or_default());
     let status = status::adopted(resource, issued, key, ctx.now());
     record_delivery(ctx, resource, status, delivered).await?;
-    ctx.metrics.key_operation(KeyOperation::Adopted);
+    ctx.metrics.keys.operation(KeyOperation::Adopted);
     let note = format!(
         "Adopted key {} from Secret {secret_name}: Twilio accepted its secret in account {}",
         key.sid, connection.account_sid

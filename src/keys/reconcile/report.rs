@@ -30,7 +30,7 @@ pub(super) async fn report(ctx: &Context, resource: &TwilioApiKey, result: Resul
         Ok(action) => return Ok(action),
         Err(error) => error,
     };
-    ctx.metrics.reconcile_error(KIND, error.label());
+    ctx.metrics.reconcile.error(KIND, error.label());
     let stall_reason = error.stall_reason();
     let health = match stall_reason {
         Some(reason) => Health::Stalled { reason, message: error.to_string() },

@@ -26,7 +26,7 @@ pub(super) async fn delete_keys(ctx: &Context, resource: &TwilioApiKey, keys: &[
         for sid in &group.sids {
             // A key already gone (404) counts as deleted, but not as deleted by this call.
             if ctx.twilio.delete_key(&connection, sid).await.map_err(Error::twilio("delete key"))? {
-                ctx.metrics.key_operation(KeyOperation::Deleted);
+                ctx.metrics.keys.operation(KeyOperation::Deleted);
             }
         }
     }
@@ -56,8 +56,8 @@ pub(super) async fn sweep_orphans(
         if !ctx.twilio.delete_key(connection, sid).await.map_err(Error::twilio("delete orphaned key"))? {
             continue; // gone already
         }
-        ctx.metrics.key_operation(KeyOperation::OrphanDeleted);
-        ctx.metrics.leaked_key_found();
+        ctx.metrics.keys.operation(KeyOperation::OrphanDeleted);
+        ctx.metrics.keys.leaked_key_found();
         let note = format!("Deleted key {sid}, created by an interrupted attempt and never delivered");
         ctx.events.warning(resource, "OrphanKeyDeleted", "DeleteKey", note).await;
     }

@@ -1,42 +1,37 @@
-//! Prometheus metrics with bounded labels: resource kinds, operations, HTTP statuses, error
-//! labels and rotation causes, never names of resources or keys.
-//!
-//! One [`Metrics`] is made at start, registered once, and shared (held by the context and the
-//! Twilio client). Counters are updated where things happen; the gauges about keys (how many,
-//! how old the oldest) are computed at scrape time from the controllers' caches, so they cannot
-//! drift from the truth.
+//! The gauges about resources (how many keys, how old, when due, retiring, by condition),
+//! computed at scrape time from the controllers' caches, so that they cannot drift from the truth.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::TwilioApiKey;
 
-type Labels = Vec<(&'static str, String)>;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConditionLabels {
+    kind: &'static str,
+    condition: String,
+    status: String,
+    reason: String,
+}
 
-pub struct Metrics {
-    registry: Registry,
-    reconciles: Family<Labels, Counter>,
-    reconcile_errors: Family<Labels, Counter>,
-    reconcile_duration: Family<Labels, Histogram>,
-    twilio_requests: Family<Labels, Counter>,
-    twilio_request_duration: Family<Labels, Histogram>,
-    key_operations: Family<Labels, Counter>,
-    rotations: Family<Labels, Counter>,
-    leaked_keys_found: Counter,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    namespace: String,
+    name: String,
+}
+
+pub struct ResourceMetrics {
     managed_keys: Gauge,
     oldest_key_age: Gauge,
-    resource_conditions: Family<Labels, Gauge>,
+    conditions: Family<ConditionLabels, Gauge>,
     next_rotation: Gauge,
     rotation_overdue: Gauge,
     retiring_keys: Gauge,
@@ -44,104 +39,20 @@ pub struct Metrics {
     /// Per-resource series, only with `--metrics-per-resource` (a label per resource is
     /// unbounded: thousands of series for thousands of keys).
     per_resource: Option<PerResource>,
-    leader: Gauge,
-    kube_requests: Family<Labels, Counter>,
-}
-
-fn duration_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.005, 2.0, 14))
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Series with a namespace and name label for each TwilioApiKey (opt-in).
 struct PerResource {
-    next_rotation: Family<Labels, Gauge>,
-    key_created: Family<Labels, Gauge>,
+    next_rotation: Family<ResourceLabels, Gauge>,
+    key_created: Family<ResourceLabels, Gauge>,
 }
 
 /// How late a retiring key's deletion may be before it counts as overdue (a retry with backoff
 /// is usually done within this).
 const RETIRING_OVERDUE_AFTER_SECONDS: i64 = 300;
 
-/// The Twilio client tells of each request: counted by operation and status, timed by operation.
-impl crate::twilio::RequestObserver for Metrics {
-    fn request_done(&self, operation: &'static str, status: &str, elapsed: Duration) {
-        self.twilio_requests
-            .get_or_create(&vec![("operation", operation.to_string()), ("status", status.to_string())])
-            .inc();
-        self.twilio_request_duration
-            .get_or_create(&vec![("operation", operation.to_string())])
-            .observe(elapsed.as_secs_f64());
-    }
-}
-
-impl Metrics {
-    /// A registry with every metric of the operator, all at zero, without per-resource series.
-    pub fn new() -> Self {
-        Self::with_options(false)
-    }
-
-    /// A registry with every metric of the operator; `per_resource` adds series labelled with
-    /// each TwilioApiKey's namespace and name.
-    pub fn with_options(per_resource: bool) -> Self {
-        let mut registry = Registry::with_prefix("twilio_operator");
-        let reconciles = Family::<Labels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciliations by kind and result (ok or an error label)",
-            reconciles.clone(),
-        );
-        let reconcile_errors = Family::<Labels, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconciliations that met an error, by kind and reason (stalled ones included)",
-            reconcile_errors.clone(),
-        );
-        let reconcile_duration =
-            Family::<Labels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of reconciliations by kind",
-            reconcile_duration.clone(),
-        );
-        let twilio_requests = Family::<Labels, Counter>::default();
-        registry.register(
-            "twilio_requests",
-            "Requests to Twilio by operation and HTTP status",
-            twilio_requests.clone(),
-        );
-        let twilio_request_duration =
-            Family::<Labels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
-        registry.register(
-            "twilio_request_duration_seconds",
-            "Duration of requests to Twilio by operation",
-            twilio_request_duration.clone(),
-        );
-        let key_operations = Family::<Labels, Counter>::default();
-        registry.register(
-            "key_operations",
-            "Twilio keys created and deleted by the operator (orphan_deleted: leaked by an interrupted create)",
-            key_operations.clone(),
-        );
-        let rotations = Family::<Labels, Counter>::default();
-        registry.register("rotations", "Key rotations by cause", rotations.clone());
-        let leaked_keys_found = Counter::default();
-        registry.register(
-            "leaked_keys_found",
-            "Keys found in Twilio that an interrupted create left undelivered (each is deleted)",
-            leaked_keys_found.clone(),
-        );
+impl ResourceMetrics {
+    pub fn register(registry: &mut Registry, per_resource: bool) -> Self {
         let managed_keys = Gauge::default();
         registry.register("managed_keys", "TwilioApiKeys that currently hold a key in Twilio", managed_keys.clone());
         let oldest_key_age = Gauge::default();
@@ -150,11 +61,11 @@ impl Metrics {
             "Age of the oldest current key among the managed keys (0 when there is none)",
             oldest_key_age.clone(),
         );
-        let resource_conditions = Family::<Labels, Gauge>::default();
+        let conditions = Family::default();
         registry.register(
             "resource_conditions",
             "Resources by kind and by the status and reason of each condition (Ready, Reconciling, Stalled); a resource the operator has not reported on yet counts as Ready Unknown",
-            resource_conditions.clone(),
+            conditions.clone(),
         );
         let next_rotation = Gauge::default();
         registry.register(
@@ -177,13 +88,13 @@ impl Metrics {
             retiring_keys_overdue.clone(),
         );
         let per_resource = per_resource.then(|| {
-            let next_rotation = Family::<Labels, Gauge>::default();
+            let next_rotation = Family::default();
             registry.register(
                 "key_next_rotation_timestamp_seconds",
                 "When each TwilioApiKey's key is due for interval rotation (Unix time)",
                 next_rotation.clone(),
             );
-            let key_created = Family::<Labels, Gauge>::default();
+            let key_created = Family::default();
             registry.register(
                 "key_created_timestamp_seconds",
                 "When each TwilioApiKey's current key was created (Unix time)",
@@ -191,89 +102,20 @@ impl Metrics {
             );
             PerResource { next_rotation, key_created }
         });
-        let leader = Gauge::default();
-        registry.register("leader", "1 while this process reconciles (holds the lease, or runs alone)", leader.clone());
-        let kube_requests = Family::<Labels, Counter>::default();
-        registry.register(
-            "kube_requests",
-            "Requests to the Kubernetes API server by verb (get, list or watch, post, put, patch, delete)",
-            kube_requests.clone(),
-        );
-        Metrics {
-            registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            twilio_requests,
-            twilio_request_duration,
-            key_operations,
-            rotations,
-            leaked_keys_found,
+        Self {
             managed_keys,
             oldest_key_age,
-            resource_conditions,
+            conditions,
             next_rotation,
             rotation_overdue,
             retiring_keys,
             retiring_keys_overdue,
             per_resource,
-            leader,
-            kube_requests,
         }
     }
 
-    pub fn reconciled(&self, kind: &'static str, result: &'static str, elapsed: Duration) {
-        self.reconciles.get_or_create(&vec![("kind", kind.to_string()), ("result", result.to_string())]).inc();
-        self.reconcile_duration.get_or_create(&vec![("kind", kind.to_string())]).observe(elapsed.as_secs_f64());
-    }
-
-    /// A reconciliation met an error; `reason` is the error's bounded label.
-    pub fn reconcile_error(&self, kind: &'static str, reason: &'static str) {
-        self.reconcile_errors.get_or_create(&vec![("kind", kind.to_string()), ("reason", reason.to_string())]).inc();
-    }
-
-    pub fn key_operation(&self, operation: KeyOperation) {
-        self.key_operations.get_or_create(&vec![("operation", operation.label().to_string())]).inc();
-    }
-
-    pub fn rotation(&self, cause: &'static str) {
-        self.rotations.get_or_create(&vec![("cause", cause.to_string())]).inc();
-    }
-
-    pub fn leaked_key_found(&self) {
-        self.leaked_keys_found.inc();
-    }
-
-    pub fn set_leader(&self, leading: bool) {
-        self.leader.set(i64::from(leading));
-    }
-
-    /// Counts a request to the Kubernetes API server (called by the client's request layer).
-    pub fn kube_request<B>(&self, request: &http::Request<B>) {
-        let verb = match *request.method() {
-            http::Method::GET if request.uri().query().is_some_and(|q| q.contains("watch=true")) => "watch",
-            http::Method::GET => "get",
-            http::Method::POST => "post",
-            http::Method::PUT => "put",
-            http::Method::PATCH => "patch",
-            http::Method::DELETE => "delete",
-            _ => "other",
-        };
-        self.kube_requests.get_or_create(&vec![("verb", verb.to_string())]).inc();
-    }
-
-    /// The registry in Prometheus' text exposition format, with the gauges about resources
-    /// computed from `resources` (the controllers' caches) now.
-    pub fn render(&self, resources: &Resources) -> String {
-        self.observe(resources, Timestamp::now());
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
-    }
-
-    /// Sets the gauges about resources from what the caches hold at `now`.
-    fn observe(&self, resources: &Resources, now: Timestamp) {
+    /// Sets the gauges from what the caches hold at `now`.
+    pub fn observe(&self, resources: &Resources, now: Timestamp) {
         let gauges = ResourceGauges::of(resources, now);
         self.managed_keys.set(gauges.managed_keys);
         self.oldest_key_age.set(gauges.oldest_key_age);
@@ -282,18 +124,16 @@ impl Metrics {
         self.retiring_keys.set(gauges.retiring_keys);
         self.retiring_keys_overdue.set(gauges.retiring_keys_overdue);
         // Counts that fell to zero are dropped, not kept at 0 forever.
-        self.resource_conditions.clear();
+        self.conditions.clear();
         for ((kind, condition, status, reason), count) in gauges.conditions {
-            let labels =
-                vec![("kind", kind.to_string()), ("condition", condition), ("status", status), ("reason", reason)];
-            self.resource_conditions.get_or_create(&labels).set(count);
+            self.conditions.get_or_create(&ConditionLabels { kind, condition, status, reason }).set(count);
         }
         if let Some(per_resource) = &self.per_resource {
             per_resource.next_rotation.clear();
             per_resource.key_created.clear();
             for resource in &resources.keys {
                 let labels =
-                    vec![("namespace", resource.namespace().unwrap_or_default()), ("name", resource.name_any())];
+                    ResourceLabels { namespace: resource.namespace().unwrap_or_default(), name: resource.name_any() };
                 let Some(status) = resource.status.as_ref() else { continue };
                 if let Some(at) = parse_time(status.next_rotation_at.as_deref()) {
                     per_resource.next_rotation.get_or_create(&labels).set(at.as_second());
@@ -387,33 +227,12 @@ fn count_conditions(counts: &mut ConditionCounts, kind: &'static str, conditions
     }
 }
 
-/// What the operator did to a key in Twilio.
-#[derive(Clone, Copy, Debug)]
-pub enum KeyOperation {
-    Created,
-    Deleted,
-    /// Deleted a key an interrupted create had left undelivered.
-    OrphanDeleted,
-    /// Took over a key found in a Secret, once proven (`spec.secret.adopt`).
-    Adopted,
-}
-
-impl KeyOperation {
-    fn label(self) -> &'static str {
-        match self {
-            KeyOperation::Created => "created",
-            KeyOperation::Deleted => "deleted",
-            KeyOperation::OrphanDeleted => "orphan_deleted",
-            KeyOperation::Adopted => "adopted",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::conditions::{Health, conditions_for};
     use crate::api::{RetiringKey, TwilioApiKeyStatus};
+    use crate::runtime::metrics::Metrics;
 
     const NOW: &str = "2026-01-01T12:00:00Z";
 
