@@ -4,6 +4,7 @@
 //! leaves behind, as the next pass finds it.
 
 mod fake_kube;
+mod issuing;
 mod steps;
 
 use std::sync::Arc;
@@ -156,4 +157,20 @@ impl Harness {
     fn advance(&self, by: SignedDuration) {
         self.clock.advance(by);
     }
+}
+
+const FINALIZER_ADDED: &str = "patch twilioapikeys/app";
+const STATUS: &str = "patch twilioapikeys/app/status";
+
+/// A resource that created its key, delivered it and settled; the timeline emptied.
+async fn delivered() -> Harness {
+    let h = Harness::new().await;
+    h.apply(json!({}));
+    h.settle().await;
+    h.timeline.take();
+    h
+}
+
+fn pending_name() -> String {
+    "twilio-operator:pending:uid-app".into()
 }
