@@ -8,22 +8,24 @@ use super::*;
 
 // --- Create ---
 
+/// The effects of a new resource's first pass, in order: the finalizer, the account listed (for
+/// keys an earlier attempt left), the key created, the Secret written, the status recording the
+/// key, the key renamed from its pending name.
+const FIRST_CREATE: [&str; 6] = [
+    FINALIZER_ADDED,
+    "twilio list_keys 200",
+    "twilio create_key 201",
+    "create secrets/app",
+    STATUS,
+    "twilio update_key 200",
+];
+
 #[tokio::test]
 async fn create_lists_creates_writes_the_secret_records_and_then_renames() {
     let h = Harness::new().await;
     h.apply(json!({}));
     h.pass().await.unwrap();
-    assert_eq!(
-        h.effects(),
-        [
-            FINALIZER_ADDED,
-            "twilio list_keys 200",
-            "twilio create_key 201",
-            "create secrets/app",
-            STATUS,
-            "twilio update_key 200"
-        ]
-    );
+    assert_eq!(h.effects(), FIRST_CREATE);
     let sid = h.recorded_sid().expect("the status records the key");
     assert_eq!(h.delivered_sid().as_deref(), Some(sid.as_str()));
     assert_eq!(h.twilio.friendly_name(&sid).as_deref(), Some("team/app"));
@@ -84,17 +86,7 @@ async fn a_secret_write_whose_answer_was_lost_is_judged_by_what_the_api_server_h
     h.apply(json!({}));
     h.kube.fail_next("create", "secrets/app", 500, true);
     h.pass().await.unwrap();
-    assert_eq!(
-        h.effects(),
-        [
-            FINALIZER_ADDED,
-            "twilio list_keys 200",
-            "twilio create_key 201",
-            "create secrets/app",
-            STATUS,
-            "twilio update_key 200"
-        ]
-    );
+    assert_eq!(h.effects(), FIRST_CREATE);
     assert_eq!(h.delivered_sid(), h.recorded_sid());
     assert_eq!(h.live_keys().len(), 1);
 }
