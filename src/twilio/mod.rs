@@ -187,19 +187,19 @@ struct ErrorBody {
 #[derive(Debug, thiserror::Error)]
 pub enum TwilioError {
     /// 404 / 20404: the key (or account path) does not exist.
-    #[error("not found in Twilio (HTTP 404, code {code:?})")]
+    #[error("not found in Twilio (HTTP 404{})", code_suffix(*.code))]
     NotFound { code: Option<i64> },
     /// 401 / 403: the credential was refused; retrying will not help until it changes.
-    #[error("Twilio refused the credential (HTTP {status}, code {code:?}): {message}")]
+    #[error("Twilio refused the credential (HTTP {status}{}): {message}", code_suffix(*.code))]
     AuthFailed { status: u16, code: Option<i64>, message: String },
     /// 429: Twilio's concurrency limit; the request was not processed.
-    #[error("rate limited by Twilio (HTTP 429, code {code:?})")]
+    #[error("rate limited by Twilio (HTTP 429{})", code_suffix(*.code))]
     RateLimited { code: Option<i64>, retry_after: Option<Duration> },
     /// 5xx: Twilio failed.
-    #[error("Twilio server error (HTTP {status}, code {code:?}): {message}")]
+    #[error("Twilio server error (HTTP {status}{}): {message}", code_suffix(*.code))]
     Server { status: u16, code: Option<i64>, message: String, retry_after: Option<Duration> },
     /// Another 4xx: the request itself is wrong.
-    #[error("Twilio rejected the request (HTTP {status}, code {code:?}): {message}")]
+    #[error("Twilio rejected the request (HTTP {status}{}): {message}", code_suffix(*.code))]
     Rejected { status: u16, code: Option<i64>, message: String },
     /// No answer: connection refused, reset or timed out.
     #[error("could not reach Twilio: {0}")]
@@ -207,6 +207,11 @@ pub enum TwilioError {
     /// An answer that does not parse.
     #[error("unexpected answer from Twilio: {0}")]
     Decode(String),
+}
+
+/// ", code 20404" when Twilio named its error code, nothing when it did not.
+fn code_suffix(code: Option<i64>) -> String {
+    code.map(|code| format!(", code {code}")).unwrap_or_default()
 }
 
 impl TwilioError {
@@ -715,6 +720,14 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("SK1") && shown.contains("AC1"), "{shown}");
         assert_eq!(new_key.secret.expose_secret(), "hunter2-secret");
+    }
+
+    #[test]
+    fn error_messages_name_twilios_code_only_when_there_is_one() {
+        let server =
+            TwilioError::Server { status: 503, code: Some(20500), message: "Unavailable".into(), retry_after: None };
+        assert_eq!(server.to_string(), "Twilio server error (HTTP 503, code 20500): Unavailable");
+        assert_eq!(TwilioError::NotFound { code: None }.to_string(), "not found in Twilio (HTTP 404)");
     }
 
     #[test]
