@@ -23,6 +23,7 @@
 #   hack/control-plane.sh import-image DIR TAR...
 #                                          import OCI image tars (hack/image.sh) into the node
 #   hack/control-plane.sh find-go          the Go that builds (hack/tools.sh uses it too)
+#   hack/control-plane.sh version          the Kubernetes release that would be built and run
 #
 # `up` writes DIR/kubeconfig (admin) and DIR/env (with a node: NODE_IP, NODE_NAME, POD_CIDR,
 # SERVICE_CIDR, CONTAINERD_ADDRESS too). With WATCH_PID=<pid>, the control plane stops by itself
@@ -859,6 +860,7 @@ import_image() {
 case "${1:-}" in
   build) build; echo "$BIN_DIR" ;;
   find-go) find_go ;;
+  version) echo "$K8S_VERSION" ;;
   build-node) build_node; echo "$BIN_DIR" ;;
   up) [ $# -ge 2 ] || { echo "usage: $0 up DIR [CRD...]" >&2; exit 2; }; shift; up "$@" ;;
   up-node) [ $# -ge 2 ] || { echo "usage: $0 up-node DIR [CRD...]" >&2; exit 2; }; shift; NODE=1 up "$@" ;;

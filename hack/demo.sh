@@ -23,7 +23,7 @@ if $pods && [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-echo "== building Kubernetes $(sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+)$/\2/p' hack/k8s/v1.37/go.mod)" \
+echo "== building Kubernetes $(hack/control-plane.sh version)" \
   "from its Go modules (about 7 minutes on 2 cores, once; cached in ~/.cache/twilio-operator)"
 # kubectl of the same release, from the same build.
 PATH="$(hack/control-plane.sh build):$PATH"

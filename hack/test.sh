@@ -40,7 +40,7 @@ debian_tool promtool prometheus
 debian_tool lua5.1 lua5.1
 # The exact release hack/k8s/vMINOR/go.mod pins.
 kubernetes_version() {
-  sed -nE 's/^(require)?[[:space:]]*k8s\.io\/kubernetes (v[0-9.]+)$/\2/p' "hack/k8s/v$1/go.mod"
+  TWILIO_OPERATOR_KUBERNETES=$1 hack/control-plane.sh version
 }
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
