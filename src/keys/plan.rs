@@ -100,6 +100,20 @@ pub enum Step {
     UpToDate,
 }
 
+/// The key a Secret of the resource delivers and its status does not record, when the plan
+/// records such a key (the resource is not revoked, and no foreign Secret holds the desired
+/// name): a claim, which observation proves or rejects before the plan is asked.
+pub fn unrecorded_claim<'a>(resource: &TwilioApiKey, observed: &'a Observed) -> Option<&'a str> {
+    if resource.spec.revoked || observed.target.as_ref().unwrap_or(&observed.delivering) == &ObservedSecret::Foreign {
+        return None;
+    }
+    let current = resource.status.as_ref().and_then(|s| s.key_sid.as_deref());
+    match &observed.delivering {
+        ObservedSecret::Owned { delivered: Some(sid), .. } if Some(sid.as_str()) != current => Some(sid),
+        _ => None,
+    }
+}
+
 pub fn next_step(resource: &TwilioApiKey, observed: &Observed) -> Step {
     let status = resource.status.clone().unwrap_or_default();
     let current = status.key_sid.as_ref();
@@ -116,9 +130,11 @@ pub fn next_step(resource: &TwilioApiKey, observed: &Observed) -> Step {
         let may_adopt = resource.spec.secret.adopt && current.is_none() && status.retiring_keys.is_empty();
         return if may_adopt { Step::Adopt } else { Step::Conflict };
     }
+    if let Some(sid) = unrecorded_claim(resource, observed) {
+        return Step::Record(sid.to_string());
+    }
     let current_template = match &observed.delivering {
         ObservedSecret::Owned { delivered: Some(sid), current_template } if Some(sid) == current => *current_template,
-        ObservedSecret::Owned { delivered: Some(sid), .. } => return Step::Record(sid.clone()),
         _ if current.is_some() => return Step::Rotate(RotationCause::SecretDrift),
         _ => return Step::Create,
     };
@@ -774,7 +790,13 @@ mod tests {
                 resource.status = status;
                 resource.metadata.annotations = rotate_annotation.map(|v| [(ROTATE_ANNOTATION.to_string(), v)].into());
                 let observed = Observed { delivering, target, account_sid, region, now };
-                let _ = next_step(&resource, &observed);
+                // Observation judges exactly the claims the plan would record.
+                let claim = unrecorded_claim(&resource, &observed).map(str::to_string);
+                let step = next_step(&resource, &observed);
+                match claim {
+                    Some(sid) => prop_assert_eq!(&step, &Step::Record(sid)),
+                    None => prop_assert!(!matches!(step, Step::Record(_)), "{:?}", step),
+                }
                 let _ = rotation_cause(&resource, &observed);
                 let status = resource.status.clone().unwrap_or_default();
                 let _ = status::next_rotation_at(&resource, &status);

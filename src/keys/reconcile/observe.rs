@@ -11,7 +11,7 @@ use crate::accounts::{AccountSource, resolve};
 use crate::api::ownership::{self, ObservedSecret};
 use crate::api::{TwilioApiKey, TwilioApiKeyStatus};
 use crate::error::{Error, Result};
-use crate::keys::plan::Observed;
+use crate::keys::plan::{self, Observed};
 use crate::keys::secret;
 use crate::runtime::context::Context;
 use crate::twilio::{AccountConnection, Key};
@@ -104,24 +104,17 @@ fn check_secret_type(resource: &TwilioApiKey, at_desired_name: Option<&Secret>) 
 }
 
 /// A Secret of the resource that delivers a key the status lacks makes a claim: proven (by
-/// Twilio) it is recorded; otherwise it is ignored and the Secret is treated as altered. A
-/// revoked resource records nothing, so its claims are not judged.
+/// Twilio) it is recorded; otherwise it is ignored and the Secret is treated as altered.
 async fn judge_claim(
     resource: &TwilioApiKey,
     ctx: &Context,
     status: &TwilioApiKeyStatus,
     observation: &mut Observation,
 ) -> Result<()> {
-    let ObservedSecret::Owned { delivered: Some(sid), .. } = &observation.observed.delivering else {
+    // Judged only when the plan would record it.
+    let Some(sid) = plan::unrecorded_claim(resource, &observation.observed).map(str::to_string) else {
         return Ok(());
     };
-    // Judged only when the plan would record it: not revoked, and no foreign Secret at the
-    // desired name (that is a conflict, or an adoption, first).
-    let foreign_target = observation.observed.target == Some(ObservedSecret::Foreign);
-    if resource.spec.revoked || foreign_target || status.key_sid.as_ref() == Some(sid) {
-        return Ok(());
-    }
-    let sid = sid.clone();
     if proof::created_by(ctx, &observation.connection, resource, &sid).await? {
         observation.claim = Some(ProvenClaim::Created);
         return Ok(());

@@ -135,11 +135,6 @@ impl Harness {
         self.timeline.take().into_iter().filter(|e| !e.starts_with("event ")).collect()
     }
 
-    /// The Events since the last call (and the effects: they are gone too).
-    fn events(&self) -> Vec<String> {
-        self.timeline.take().into_iter().filter_map(|e| e.strip_prefix("event ").map(str::to_string)).collect()
-    }
-
     fn live_keys(&self) -> Vec<FakeKey> {
         self.twilio.keys().into_iter().filter(|k| k.account_sid == ACCOUNT).collect()
     }
