@@ -73,6 +73,12 @@ struct RunArgs {
     /// resource reports RolloutDelayed (and a Warning Event); the old key is kept all the same.
     #[arg(long, env = "ROLLOUT_DEADLINE", default_value = "10m", value_parser = duration::parse)]
     rollout_deadline: std::time::Duration,
+    /// How long after a rotation its rollout restart targets are restarted. Keys rotated within
+    /// this time of each other (one account's interval, a trigger on several resources, a new
+    /// credential) that feed the same workload restart it once: the first restart made after
+    /// both were delivered serves both. 0s restarts at once.
+    #[arg(long, env = "ROLLOUT_RESTART_DELAY", default_value = "10s", value_parser = duration::parse)]
+    rollout_restart_delay: std::time::Duration,
     /// How many keys one TwilioApiKey may have created within an hour (a burst of this many,
     /// refilled evenly over the hour); past it the resource stalls with RotationBudgetExceeded
     /// until its budget allows the next one. Bounds what one resource can spend of its account.
@@ -153,6 +159,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config {
         resync_interval: args.resync_interval,
         rollout_deadline: args.rollout_deadline,
+        rollout_restart_delay: args.rollout_restart_delay,
         max_key_creations_per_hour: args.max_key_creations_per_hour,
         max_retiring_keys: usize::from(args.max_retiring_keys),
     };

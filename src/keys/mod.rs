@@ -9,6 +9,7 @@
 //!   patches that update or release it.
 //! - `template`: the Secret's extra entries, rendered from `spec.secret.template`.
 //! - `rollout`: the workloads restarted after a rotation, and whether they have rolled out (pure).
+//! - `window`: rotation windows, when scheduled rotations may start (pure).
 //! - `reconcile`: the executor: observe, ask the plan, carry out one step, record it.
 //!
 //! Words, one meaning each: the **resource** is the TwilioApiKey; a **key** is a key in Twilio
@@ -24,6 +25,7 @@ pub mod secret;
 pub mod status;
 pub mod template;
 pub mod validate;
+pub mod window;
 
 /// Resources for the unit tests of the pure parts.
 #[cfg(test)]

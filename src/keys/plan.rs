@@ -60,6 +60,19 @@ impl RotationCause {
         matches!(self, RotationCause::SecretDrift | RotationCause::KeyMissing)
     }
 
+    /// The cause as status.history records it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            RotationCause::KeyTypeChanged => "KeyTypeChanged",
+            RotationCause::AccountChanged => "AccountChanged",
+            RotationCause::TriggerChanged => "TriggerChanged",
+            RotationCause::RotateAnnotation => "RotateAnnotation",
+            RotationCause::IntervalElapsed => "IntervalElapsed",
+            RotationCause::SecretDrift => "SecretDrift",
+            RotationCause::KeyMissing => "KeyMissing",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             RotationCause::KeyTypeChanged => "spec.keyType changed",
@@ -172,7 +185,10 @@ pub fn rotation_cause(resource: &TwilioApiKey, observed: &Observed) -> Option<Ro
     if annotation.is_some() && annotation != status.last_rotate_annotation.as_ref() {
         return Some(RotationCause::RotateAnnotation);
     }
-    if status::next_rotation_at(resource, &status).is_some_and(|due| due <= observed.now) {
+    // Only scheduled rotations wait for a window: asked ones (above) and repairs never do.
+    if status::next_rotation_at(resource, &status).is_some_and(|due| due <= observed.now)
+        && status::window_open(resource, observed.now)
+    {
         return Some(RotationCause::IntervalElapsed);
     }
     None
@@ -558,6 +574,7 @@ mod tests {
         };
         use crate::api::{MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX};
         use crate::keys::validate::{MAX_GRACE_PERIOD, MAX_INTERVAL, MIN_INTERVAL, validate};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
         use k8s_openapi::jiff::SignedDuration;
         use proptest::prelude::*;
 
@@ -609,8 +626,14 @@ mod tests {
                     duration_text(),
                     prop::option::of(text(".{0,260}")),
                     prop::option::of(duration_text()),
+                    prop::collection::vec(window(), 0..3),
+                    prop::option::of(any::<u8>()),
                 )),
-                targets in prop::collection::vec((0..3u8, text("[a-z0-9.-]{0,20}")), 0..4),
+                targets in prop::collection::vec((
+                    0..4u8,
+                    prop::option::of(text("[a-z0-9.-]{0,20}")),
+                    prop::option::of(prop::collection::btree_map(metadata_key(), text("[a-z0-9.-]{0,10}"), 0..3)),
+                ), 0..4),
                 flags in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
                 secret_type in prop::option::of(text("[A-Za-z0-9./_-]{0,30}")),
                 template in prop::option::of(prop::collection::btree_map(
@@ -636,24 +659,48 @@ mod tests {
                         secret_type,
                         template: template.map(|data| crate::api::SecretDataTemplate { data }),
                     },
-                    rotation: rotation.map(|(interval, grace_period, trigger, max_grace_period)| RotationSpec {
+                    rotation: rotation.map(|(interval, grace_period, trigger, max_grace_period, windows, history_limit)| RotationSpec {
                         interval,
                         grace_period,
                         trigger,
                         max_grace_period,
+                        windows,
+                        history_limit,
                     }),
                     revoked: flags.0,
                     suspend: flags.1,
                     deletion_policy: if flags.2 { DeletionPolicy::Orphan } else { DeletionPolicy::Delete },
                     rollout_restart_targets: targets
                         .into_iter()
-                        .map(|(kind, name)| crate::api::RolloutRestartTarget {
-                            kind: [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet][usize::from(kind)],
+                        .map(|(kind, name, labels)| crate::api::RolloutRestartTarget {
+                            kind: WORKLOAD_KINDS[usize::from(kind)],
                             name,
+                            selector: labels.map(|labels| LabelSelector { match_labels: Some(labels), match_expressions: None }),
                         })
                         .collect(),
                 }
             }
+        }
+
+        const WORKLOAD_KINDS: [WorkloadKind; 4] =
+            [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet, WorkloadKind::Rollout];
+
+        fn window() -> BoxedStrategy<crate::api::RotationWindow> {
+            let clock = || prop_oneof![text("[0-2][0-9]:[0-5][0-9]"), any::<String>()];
+            let zone = prop::option::of(prop_oneof![
+                Just("UTC".to_string()),
+                Just("Europe/Berlin".to_string()),
+                Just("Australia/Lord_Howe".to_string()),
+                any::<String>(),
+            ]);
+            let days = prop::collection::vec(0..7usize, 0..8);
+            (days, clock(), clock(), zone)
+                .prop_map(|(days, start, end, time_zone)| {
+                    use crate::api::Weekday::*;
+                    let days = days.into_iter().map(|d| [Mon, Tue, Wed, Thu, Fri, Sat, Sun][d]).collect();
+                    crate::api::RotationWindow { days, start, end, time_zone }
+                })
+                .boxed()
         }
 
         fn timestamp_text() -> BoxedStrategy<String> {
@@ -694,7 +741,7 @@ mod tests {
                 last_rotation_trigger in prop::option::of(any::<String>()),
                 last_rotate_annotation in prop::option::of(any::<String>()),
                 retiring in prop::collection::vec((text("SK[0-9]"), timestamp_text(), prop::option::of(timestamp_text())), 0..4),
-                rollout in prop::collection::vec((0..3u8, text("[a-z]{1,5}"), any::<bool>(), prop::option::of(timestamp_text())), 0..3),
+                rollout in prop::collection::vec((0..4u8, text("[a-z]{0,5}"), any::<bool>(), prop::option::of(timestamp_text())), 0..3),
             ) -> TwilioApiKeyStatus {
                 TwilioApiKeyStatus {
                     key_sid,
@@ -714,7 +761,8 @@ mod tests {
                     rollout: rollout
                         .into_iter()
                         .map(|(kind, name, complete, restarted_at)| crate::api::RolloutTargetStatus {
-                            kind: [WorkloadKind::Deployment, WorkloadKind::StatefulSet, WorkloadKind::DaemonSet][usize::from(kind)],
+                            kind: WORKLOAD_KINDS[usize::from(kind)],
+                            selector: (name.len() % 2 == 0).then(|| "app=x".to_string()),
                             name,
                             complete,
                             restarted_at,
@@ -764,7 +812,11 @@ mod tests {
                     }
                     prop_assert!(resource.spec.rollout_restart_targets.len() <= 32);
                     for target in &resource.spec.rollout_restart_targets {
-                        prop_assert!(!target.name.is_empty() && target.name.len() <= 253, "{}", target.name);
+                        match (&target.name, &target.selector) {
+                            (Some(name), None) => prop_assert!(!name.is_empty() && name.len() <= 253, "{name}"),
+                            (None, Some(selector)) => prop_assert!(crate::keys::rollout::selector_problem(selector).is_none()),
+                            _ => prop_assert!(false, "a valid target names a workload or selects them: {target:?}"),
+                        }
                     }
                     for key in resource.spec.secret.labels.keys().chain(resource.spec.secret.annotations.keys()) {
                         prop_assert!(!key.starts_with("twilio-operator.dev/"), "{key}");

@@ -1,19 +1,44 @@
 //! Rollout restart targets: the workloads that consume a key's Secret. After a rotation each is
-//! restarted as `kubectl rollout restart` does (an annotation on its Pod template), and the old
+//! restarted (a Deployment, StatefulSet or DaemonSet as `kubectl rollout restart` does, an
+//! annotation on its Pod template; an Argo Rollout through its `spec.restartAt`), and the old
 //! key is kept until every one has rolled out. Pure: what to patch, whether a workload's status
-//! says all its Pods run a template with the restart, and what the status says meanwhile.
+//! says all its Pods were made after the restart, and what the status says meanwhile.
+//!
+//! One restart serves every key whose Secret was written before it: a workload already
+//! restarted after a key's delivery is not restarted again for that key (see [`served_by`]).
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
+use kube::api::DynamicObject;
+use kube::discovery::ApiResource;
 
-use crate::api::{RolloutTargetStatus, TwilioApiKey, TwilioApiKeyStatus};
+use crate::api::{RolloutRestartTarget, RolloutTargetStatus, TwilioApiKey, TwilioApiKeyStatus, WorkloadKind};
 
 /// On a target's Pod template: when the operator restarted it (RFC 3339). Pods made from a
 /// template carrying it were created after the new key was in the Secret.
 pub const RESTARTED_AT_ANNOTATION: &str = "twilio-operator.dev/restartedAt";
+
+/// On a restarted workload (its own metadata, which starts no rollout): the TwilioApiKey and key
+/// its latest restart was made for, so that other keys the restart serves can say whose it was.
+pub const RESTARTED_FOR_ANNOTATION: &str = "twilio-operator.dev/restartedFor";
+
+/// The most workloads one rotation restarts and waits for, named and matched together.
+pub const MAX_WORKLOADS: usize = 32;
+
+/// The Argo Rollouts kind the operator restarts through spec.restartAt.
+pub fn argo_rollout_resource() -> ApiResource {
+    ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    }
+}
 
 /// The condition a resource carries while a rollout has not finished by the rollout deadline.
 pub const ROLLOUT_DELAYED: &str = "RolloutDelayed";
@@ -31,6 +56,64 @@ pub enum Workload {
     Deployment(Deployment),
     StatefulSet(StatefulSet),
     DaemonSet(DaemonSet),
+    /// An Argo Rollout, as the API server returns it.
+    Rollout(DynamicObject),
+}
+
+impl Workload {
+    /// When the workload was last restarted, as its spec says: the operator's Pod template
+    /// annotation, or an Argo Rollout's spec.restartAt.
+    pub fn restarted_at(&self) -> Option<Timestamp> {
+        let annotation = |template: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+            template?.annotations.as_ref()?.get(RESTARTED_AT_ANNOTATION)?.parse::<Timestamp>().ok()
+        };
+        match self {
+            Workload::Deployment(d) => annotation(d.spec.template.metadata.as_ref()),
+            Workload::StatefulSet(s) => annotation(s.spec.template.metadata.as_ref()),
+            Workload::DaemonSet(d) => annotation(d.spec.template.metadata.as_ref()),
+            Workload::Rollout(r) => r.data.get("spec")?.get("restartAt")?.as_str()?.parse::<Timestamp>().ok(),
+        }
+    }
+
+    /// What the workload's restartedFor annotation says: whom its latest restart was made for.
+    pub fn restarted_for(&self) -> Option<&str> {
+        let meta = match self {
+            Workload::Deployment(d) => d.meta(),
+            Workload::StatefulSet(s) => s.meta(),
+            Workload::DaemonSet(d) => d.meta(),
+            Workload::Rollout(r) => &r.metadata,
+        };
+        meta.annotations.as_ref()?.get(RESTARTED_FOR_ANNOTATION).map(String::as_str)
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        match self {
+            Workload::Deployment(d) => d.meta().resource_version.as_deref(),
+            Workload::StatefulSet(s) => s.meta().resource_version.as_deref(),
+            Workload::DaemonSet(d) => d.meta().resource_version.as_deref(),
+            Workload::Rollout(r) => r.metadata.resource_version.as_deref(),
+        }
+    }
+}
+
+/// The restart a workload already had that serves a key delivered at `delivered_at`: one made at
+/// or after the delivery (its Pods were all made after the Secret held the key) and not after
+/// `now` (a time in the future, which anyone who may edit the workload can write, proves nothing).
+pub fn served_by(workload: &Workload, delivered_at: Timestamp, now: Timestamp) -> Option<Timestamp> {
+    workload.restarted_at().filter(|at| *at >= delivered_at && *at <= now)
+}
+
+/// The time a restart at `now` is recorded as: for an Argo Rollout, whose spec.restartAt holds
+/// whole seconds and which keeps Pods created in that second or later, the next whole second (so
+/// that every Pod it keeps was made after `now`); `now` for the others.
+pub fn restart_time(kind: WorkloadKind, now: Timestamp) -> Timestamp {
+    match kind {
+        WorkloadKind::Rollout => {
+            let whole = Timestamp::from_second(now.as_second()).unwrap_or(now);
+            if whole == now { now } else { whole.checked_add(SignedDuration::from_secs(1)).unwrap_or(now) }
+        }
+        _ => now,
+    }
 }
 
 /// Where a target's rollout stands.
@@ -42,32 +125,51 @@ pub enum Progress {
     Waiting(String),
 }
 
-/// The merge patch that restarts a workload at `at`: a new Pod template annotation, which makes
-/// its controller replace every Pod.
-pub fn restart_patch(at: Timestamp) -> serde_json::Value {
-    serde_json::json!({
-        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: at.to_string()}}}}
-    })
+/// The merge patch that restarts a workload of `kind` at `at` (see [`restart_time`]), made for
+/// `made_for` (the restartedFor annotation). A Deployment, StatefulSet or DaemonSet gets a new Pod
+/// template annotation, which makes its controller replace every Pod; an Argo Rollout a new
+/// spec.restartAt, which makes the Argo Rollouts controller replace every Pod older than that.
+/// With `resource_version`, the API server refuses the patch if the workload changed since it
+/// was read (another key's restart), so that two keys never restart it one after the other.
+pub fn restart_patch(
+    kind: WorkloadKind,
+    at: Timestamp,
+    made_for: &str,
+    resource_version: Option<&str>,
+) -> serde_json::Value {
+    let mut metadata = serde_json::json!({"annotations": {RESTARTED_FOR_ANNOTATION: made_for}});
+    if let Some(version) = resource_version {
+        metadata["resourceVersion"] = version.into();
+    }
+    let spec = match kind {
+        WorkloadKind::Rollout => serde_json::json!({"restartAt": argo_time(at)}),
+        _ => serde_json::json!({"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: at.to_string()}}}}),
+    };
+    serde_json::json!({"metadata": metadata, "spec": spec})
 }
 
-/// Whether every Pod of `workload` runs a template that carries the restart made at
-/// `restarted_at` (or a later one), following `kubectl rollout status`. Pods that are still being
-/// replaced, or that are not available yet, do not count.
+/// `at` as Kubernetes writes a metav1.Time: whole seconds, UTC.
+fn argo_time(at: Timestamp) -> String {
+    Timestamp::from_second(at.as_second()).unwrap_or(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Whether every Pod of `workload` was made after the restart at `restarted_at` (or a later one)
+/// and is available, following `kubectl rollout status`. Pods that are still being replaced, or
+/// that are not available yet, do not count.
 pub fn progress(workload: &Workload, restarted_at: Timestamp) -> Progress {
-    let (meta, template_annotations) = match workload {
-        Workload::Deployment(d) => (d.meta(), d.spec.template.metadata.as_ref()),
-        Workload::StatefulSet(s) => (s.meta(), s.spec.template.metadata.as_ref()),
-        Workload::DaemonSet(d) => (d.meta(), d.spec.template.metadata.as_ref()),
-    };
-    let carried = template_annotations
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
-        .and_then(|at| at.parse::<Timestamp>().ok());
-    if carried.is_none_or(|at| at < restarted_at) {
-        return Progress::Waiting(format!(
-            "its Pod template no longer carries the restart of {restarted_at} ({RESTARTED_AT_ANNOTATION})"
-        ));
+    if workload.restarted_at().is_none_or(|at| at < restarted_at) {
+        let carrier = match workload {
+            Workload::Rollout(_) => "its spec.restartAt",
+            _ => "its Pod template",
+        };
+        return Progress::Waiting(format!("{carrier} no longer carries the restart of {restarted_at}"));
     }
+    let meta = match workload {
+        Workload::Deployment(d) => d.meta(),
+        Workload::StatefulSet(s) => s.meta(),
+        Workload::DaemonSet(d) => d.meta(),
+        Workload::Rollout(r) => &r.metadata,
+    };
     let generation = meta.generation.unwrap_or(0);
     let waiting = |why: String| Progress::Waiting(why);
     match workload {
@@ -155,39 +257,125 @@ pub fn progress(workload: &Workload, restarted_at: Timestamp) -> Progress {
                 Progress::Complete
             }
         }
+        Workload::Rollout(r) => argo_progress(r, generation, restarted_at),
     }
 }
 
-/// The rollout entries for a rotation that just retired a key: one per target, none restarted yet.
-pub fn started(resource: &TwilioApiKey) -> Vec<RolloutTargetStatus> {
-    resource
-        .spec
-        .rollout_restart_targets
-        .iter()
-        .map(|t| RolloutTargetStatus {
-            kind: t.kind,
-            name: t.name.clone(),
-            complete: false,
-            restarted_at: None,
-            message: Some("to be restarted".into()),
-            restart_failures: 0,
-            next_restart_at: None,
-        })
-        .collect()
+/// An Argo Rollout's progress after a restart, from the status its controller writes: it sets
+/// status.restartedAt to spec.restartAt once every Pod was made at or after that time, and
+/// status.phase to Healthy once the Rollout is fully available at its stable revision.
+/// (status.observedGeneration is a string there.)
+fn argo_progress(rollout: &DynamicObject, generation: i64, restarted_at: Timestamp) -> Progress {
+    let status = rollout.data.get("status");
+    let field = |name: &str| status.and_then(|s| s.get(name)).and_then(|v| v.as_str());
+    let observed = field("observedGeneration").and_then(|g| g.parse::<i64>().ok()).unwrap_or(0);
+    if observed < generation {
+        return Progress::Waiting("waiting for the Argo Rollouts controller to see the restart".into());
+    }
+    let done = field("restartedAt").and_then(|t| t.parse::<Timestamp>().ok());
+    if done.is_none_or(|done| done < Timestamp::from_second(restarted_at.as_second()).unwrap_or(restarted_at)) {
+        return Progress::Waiting("Pods made before the restart are still being replaced (status.restartedAt)".into());
+    }
+    match field("phase") {
+        Some("Healthy") => Progress::Complete,
+        Some(phase) => {
+            let message =
+                field("message").map(|m| format!(": {}", crate::api::text::shorten(m, 200))).unwrap_or_default();
+            Progress::Waiting(format!("the Rollout is {phase}{message}"))
+        }
+        None => Progress::Waiting("the Rollout reports no phase yet".into()),
+    }
 }
 
-/// The entries the retiring keys still wait for: targets the spec still names whose rollout has
-/// not completed. Targets removed from the spec are not waited for.
+/// The rollout entries for a rotation that just retired a key: one per named target, none
+/// restarted yet, and one per selector, to be matched (a workload both named and matched is
+/// restarted and waited for once).
+pub fn started(resource: &TwilioApiKey) -> Vec<RolloutTargetStatus> {
+    let mut entries: Vec<RolloutTargetStatus> = Vec::new();
+    for target in &resource.spec.rollout_restart_targets {
+        let (name, selector, message) = match (&target.name, &target.selector) {
+            (Some(name), _) => (name.clone(), None, "to be restarted"),
+            (None, Some(selector)) => (String::new(), Some(selector_text(selector)), "to be matched"),
+            (None, None) => continue,
+        };
+        if entries.iter().any(|e| e.kind == target.kind && e.name == name && e.selector == selector) {
+            continue;
+        }
+        entries.push(RolloutTargetStatus {
+            kind: target.kind,
+            name,
+            selector,
+            complete: false,
+            restarted_at: None,
+            message: Some(message.into()),
+            restart_failures: 0,
+            next_restart_at: None,
+        });
+    }
+    entries
+}
+
+/// Whether `entry` is still a target of the spec: its name is, or the selector that matched it.
+pub fn in_spec(resource: &TwilioApiKey, entry: &RolloutTargetStatus) -> bool {
+    resource.spec.rollout_restart_targets.iter().any(|t| t.kind == entry.kind && targets(t, entry))
+}
+
+fn targets(target: &RolloutRestartTarget, entry: &RolloutTargetStatus) -> bool {
+    match (&entry.selector, &target.selector) {
+        (Some(matched_by), Some(selector)) => *matched_by == selector_text(selector),
+        _ => target.name.as_deref() == Some(entry.name.as_str()),
+    }
+}
+
+/// Whether `entry` is a selector the operator has not matched yet.
+pub fn unmatched(entry: &RolloutTargetStatus) -> bool {
+    entry.name.is_empty() && entry.selector.is_some() && !entry.complete
+}
+
+/// The entries the retiring keys still wait for: targets the spec still has (by name, or by the
+/// selector that matched them) whose rollout has not completed. Targets removed from the spec
+/// are not waited for.
 pub fn waiting<'a>(resource: &TwilioApiKey, status: &'a TwilioApiKeyStatus) -> Vec<&'a RolloutTargetStatus> {
     if status.retiring_keys.is_empty() {
         return vec![];
     }
-    status
-        .rollout
-        .iter()
-        .filter(|e| !e.complete)
-        .filter(|e| resource.spec.rollout_restart_targets.iter().any(|t| t.kind == e.kind && t.name == e.name))
-        .collect()
+    status.rollout.iter().filter(|e| !e.complete).filter(|e| in_spec(resource, e)).collect()
+}
+
+/// A label selector as `kubectl get -l` takes it, and the API server's labelSelector parameter:
+/// `app=api,tier in (a,b),!legacy`. An empty selector is the empty string (everything).
+pub fn selector_text(selector: &LabelSelector) -> String {
+    let labels = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}"));
+    let expressions = selector.match_expressions.iter().flatten().map(|e| {
+        let values = e.values.as_deref().unwrap_or_default().join(",");
+        match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => format!("{} {other} ({values})", e.key),
+        }
+    });
+    labels.chain(expressions).collect::<Vec<_>>().join(",")
+}
+
+/// What is wrong with a selector, by the rules the API server applies to a labelSelector (an
+/// operator it knows, values exactly for In and NotIn); None when it is well formed.
+pub fn selector_problem(selector: &LabelSelector) -> Option<String> {
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                return Some(format!("operator {} on {:?} needs at least one value", e.operator, e.key));
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Some(format!("operator {} on {:?} takes no values", e.operator, e.key));
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => return Some(format!("unknown operator {other:?} (In, NotIn, Exists or DoesNotExist)")),
+        }
+    }
+    None
 }
 
 /// The condition a resource carries while a rollout restart target cannot be restarted (it is
@@ -210,7 +398,7 @@ pub fn set_target_missing(resource: &TwilioApiKey, status: &mut TwilioApiKeyStat
         .map(|e| {
             let why = e.message.as_deref().unwrap_or("could not be restarted");
             let next = e.next_restart_at.as_deref().unwrap_or("later");
-            format!("{}/{}: {why} (tried {} times; next at {next})", e.kind, e.name, e.restart_failures)
+            format!("{}: {why} (tried {} times; next at {next})", entry_name(e), e.restart_failures)
         })
         .collect();
     if failing.is_empty() {
@@ -232,9 +420,17 @@ pub fn set_target_missing(resource: &TwilioApiKey, status: &mut TwilioApiKeyStat
     );
 }
 
-/// "Deployment/a, StatefulSet/b".
+/// "Deployment/a, StatefulSet/b" (a selector not matched yet as "Deployment(app=api)").
 pub fn names(entries: &[&RolloutTargetStatus]) -> String {
-    entries.iter().map(|e| format!("{}/{}", e.kind, e.name)).collect::<Vec<_>>().join(", ")
+    entries.iter().map(|e| entry_name(e)).collect::<Vec<_>>().join(", ")
+}
+
+/// "Deployment/a", or "Deployment(app=api)" for a selector not matched yet.
+pub fn entry_name(entry: &RolloutTargetStatus) -> String {
+    match (&entry.selector, entry.name.is_empty()) {
+        (Some(selector), true) => format!("{}({selector})", entry.kind),
+        _ => format!("{}/{}", entry.kind, entry.name),
+    }
 }
 
 /// How long an old key may wait for rollouts: spec.rotation.maxGracePeriod, by default 24h, and
@@ -266,7 +462,7 @@ pub fn delayed(
     }
     let details = waiting
         .iter()
-        .map(|e| format!("{}/{}: {}", e.kind, e.name, e.message.as_deref().unwrap_or("not complete")))
+        .map(|e| format!("{}: {}", entry_name(e), e.message.as_deref().unwrap_or("not complete")))
         .collect::<Vec<_>>()
         .join("; ");
     let latest = status.retiring_keys.iter().filter_map(|r| r.delete_by.as_deref()).max().unwrap_or("its deadline");
@@ -456,10 +652,126 @@ mod tests {
     }
 
     #[test]
-    fn the_restart_patch_sets_only_the_template_annotation() {
+    fn the_restart_patch_sets_the_template_annotation_or_restart_at_and_whom_it_was_for() {
         assert_eq!(
-            restart_patch(restarted_at()),
-            serde_json::json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: RESTART}}}}})
+            restart_patch(WorkloadKind::Deployment, restarted_at(), "TwilioApiKey a (key SK1)", Some("42")),
+            serde_json::json!({
+                "metadata": {"annotations": {RESTARTED_FOR_ANNOTATION: "TwilioApiKey a (key SK1)"}, "resourceVersion": "42"},
+                "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: RESTART}}}}
+            })
         );
+        let late = "2026-01-01T00:00:00.25Z".parse::<Timestamp>().unwrap();
+        let at = restart_time(WorkloadKind::Rollout, late);
+        assert_eq!(at, "2026-01-01T00:00:01Z".parse::<Timestamp>().unwrap(), "the next whole second");
+        assert_eq!(restart_time(WorkloadKind::Rollout, restarted_at()), restarted_at(), "already whole");
+        assert_eq!(restart_time(WorkloadKind::StatefulSet, late), late);
+        assert_eq!(
+            restart_patch(WorkloadKind::Rollout, at, "x", None),
+            serde_json::json!({
+                "metadata": {"annotations": {RESTARTED_FOR_ANNOTATION: "x"}},
+                "spec": {"restartAt": "2026-01-01T00:00:01Z"}
+            })
+        );
+    }
+
+    fn argo_rollout(generation: i64, restart_at: Option<&str>, status: serde_json::Value) -> Workload {
+        let mut spec = serde_json::json!({"replicas": 2});
+        if let Some(at) = restart_at {
+            spec["restartAt"] = at.into();
+        }
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r", "generation": generation},
+            "spec": spec, "status": status
+        }))
+        .unwrap();
+        Workload::Rollout(object)
+    }
+
+    #[test]
+    fn an_argo_rollout_is_complete_once_its_controller_restarted_every_pod_and_it_is_healthy() {
+        let at = Some(RESTART);
+        let status = |observed: &str, restarted: Option<&str>, phase: &str| {
+            let mut s = serde_json::json!({"observedGeneration": observed, "phase": phase});
+            if let Some(r) = restarted {
+                s["restartedAt"] = r.into();
+            }
+            s
+        };
+        assert_eq!(progress(&argo_rollout(4, at, status("4", at, "Healthy")), restarted_at()), Progress::Complete);
+        waiting_says(progress(&argo_rollout(4, at, status("3", at, "Healthy")), restarted_at()), "controller");
+        waiting_says(progress(&argo_rollout(4, at, status("4", None, "Healthy")), restarted_at()), "restartedAt");
+        let earlier = Some("2025-12-31T00:00:00Z");
+        waiting_says(progress(&argo_rollout(4, at, status("4", earlier, "Healthy")), restarted_at()), "restartedAt");
+        waiting_says(progress(&argo_rollout(4, at, status("4", at, "Degraded")), restarted_at()), "Degraded");
+        waiting_says(progress(&argo_rollout(4, earlier, status("4", earlier, "Healthy")), restarted_at()), "restartAt");
+        waiting_says(progress(&argo_rollout(4, at, serde_json::json!(null)), restarted_at()), "controller");
+    }
+
+    #[test]
+    fn a_restart_made_after_a_delivery_and_not_in_the_future_serves_the_key() {
+        let delivered = "2025-12-31T23:59:58Z".parse::<Timestamp>().unwrap();
+        let now = "2026-01-01T00:00:05Z".parse::<Timestamp>().unwrap();
+        let restarted = deployment(1, 2, Some(RESTART), deployment_status(2, 1, 1, 1));
+        assert_eq!(served_by(&restarted, delivered, now), Some(restarted_at()));
+        let before = "2026-01-01T00:00:01Z".parse::<Timestamp>().unwrap();
+        assert_eq!(served_by(&restarted, before, now), None, "restarted before the key was written");
+        let future = deployment(1, 2, Some("2030-01-01T00:00:00Z"), deployment_status(2, 1, 1, 1));
+        assert_eq!(served_by(&future, delivered, now), None, "a restart time in the future proves nothing");
+        assert_eq!(served_by(&deployment(1, 2, None, deployment_status(2, 1, 1, 1)), delivered, now), None);
+        let rollout = argo_rollout(1, Some(RESTART), serde_json::json!({}));
+        assert_eq!(served_by(&rollout, delivered, now), Some(restarted_at()));
+    }
+
+    fn resource_with(targets: serde_json::Value) -> TwilioApiKey {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioApiKey",
+            "metadata": {"name": "k", "namespace": "team"},
+            "spec": {"accountRef": {"name": "main"}, "rolloutRestartTargets": targets}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_rotation_names_its_targets_and_leaves_selectors_to_be_matched_once_each() {
+        let resource = resource_with(serde_json::json!([
+            {"kind": "Deployment", "name": "web"},
+            {"kind": "Deployment", "selector": {"matchLabels": {"tier": "api"}, "matchExpressions": [
+                {"key": "track", "operator": "In", "values": ["a", "b"]},
+                {"key": "legacy", "operator": "DoesNotExist"}
+            ]}},
+            {"kind": "Rollout", "selector": {}},
+            {"kind": "Deployment", "name": "web"}
+        ]));
+        let entries = started(&resource);
+        let shown: Vec<String> = entries.iter().map(entry_name).collect();
+        assert_eq!(shown, ["Deployment/web", "Deployment(tier=api,track in (a,b),!legacy)", "Rollout()"]);
+        assert!(!unmatched(&entries[0]) && unmatched(&entries[1]) && unmatched(&entries[2]));
+        // A workload matched by a selector is waited for while that selector stays in the spec.
+        let matched = RolloutTargetStatus { name: "api-1".into(), ..entries[1].clone() };
+        assert!(in_spec(&resource, &matched));
+        let changed =
+            resource_with(serde_json::json!([{"kind": "Deployment", "selector": {"matchLabels": {"tier": "web"}}}]));
+        assert!(!in_spec(&changed, &matched), "another selector did not match it");
+        assert!(!in_spec(&changed, &entries[0]), "no longer named");
+    }
+
+    #[test]
+    fn malformed_selectors_are_named_before_the_api_server_sees_them() {
+        let selector = |e: serde_json::Value| -> LabelSelector {
+            serde_json::from_value(serde_json::json!({"matchExpressions": [e]})).unwrap()
+        };
+        assert_eq!(
+            selector_problem(&selector(serde_json::json!({"key": "a", "operator": "In", "values": ["x"]}))),
+            None
+        );
+        for (bad, says) in [
+            (serde_json::json!({"key": "a", "operator": "In"}), "at least one value"),
+            (serde_json::json!({"key": "a", "operator": "Exists", "values": ["x"]}), "no values"),
+            (serde_json::json!({"key": "a", "operator": "Gt", "values": ["1"]}), "unknown operator"),
+        ] {
+            let problem = selector_problem(&selector(bad)).unwrap();
+            assert!(problem.contains(says), "{problem}");
+        }
     }
 }

@@ -8,8 +8,10 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::conditions::{self, Health};
 use crate::api::duration;
-use crate::api::{KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
+use crate::api::{KeyHistoryEntry, KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
+use crate::keys::plan::RotationCause;
 use crate::keys::rollout;
+use crate::keys::window::Schedule;
 use crate::twilio::{AccountConnection, Key};
 
 /// Where a delivered key lives in Twilio.
@@ -21,13 +23,86 @@ pub struct Issued<'a> {
     /// The name the status records: the spec's for a key Twilio renames right after this
     /// status is written, the pending name for one found in its Secret (renamed later in the pass).
     pub friendly_name: String,
+    /// Why the key was made, as status.history says it (see [`history_reason`]).
+    pub reason: &'static str,
 }
 
 impl<'a> Issued<'a> {
-    /// Key `sid`, made through `connection`'s account and Region.
-    pub fn through(connection: &'a AccountConnection, sid: &'a str, friendly_name: String) -> Self {
-        Issued { sid, account_sid: &connection.account_sid, region: &connection.region, friendly_name }
+    /// Key `sid`, made through `connection`'s account and Region, for `reason`.
+    pub fn through(
+        connection: &'a AccountConnection,
+        sid: &'a str,
+        friendly_name: String,
+        reason: &'static str,
+    ) -> Self {
+        Issued { sid, account_sid: &connection.account_sid, region: &connection.region, friendly_name, reason }
     }
+}
+
+/// The reason status.history gives a key issued for `cause`: Created for a first key.
+pub fn history_reason(cause: Option<RotationCause>) -> &'static str {
+    cause.map_or("Created", RotationCause::reason)
+}
+
+/// How many keys status.history lists when spec.rotation.historyLimit is not set.
+pub const DEFAULT_HISTORY_LIMIT: usize = 5;
+
+/// The most keys status.history lists (the schema's bound on historyLimit).
+const MAX_HISTORY_LIMIT: usize = 20;
+
+/// How many keys the resource's status.history lists.
+pub fn history_limit(resource: &TwilioApiKey) -> usize {
+    let limit = resource.spec.rotation.as_ref().and_then(|r| r.history_limit);
+    limit.map_or(DEFAULT_HISTORY_LIMIT, |l| usize::from(l).min(MAX_HISTORY_LIMIT))
+}
+
+/// `history` with the key `issued` delivered at `now`, the key it replaces (`replaced`) retired
+/// then, and no more than the resource's limit (the oldest go first).
+fn history_with(
+    resource: &TwilioApiKey,
+    history: &[KeyHistoryEntry],
+    issued: &Issued<'_>,
+    replaced: Option<&str>,
+    now: Timestamp,
+) -> Vec<KeyHistoryEntry> {
+    let mut history = history.to_vec();
+    for entry in history.iter_mut().filter(|e| Some(e.sid.as_str()) == replaced && e.retired_at.is_none()) {
+        entry.retired_at = Some(now.to_string());
+    }
+    if !history.iter().any(|e| e.sid == issued.sid) {
+        history.push(KeyHistoryEntry {
+            sid: issued.sid.to_string(),
+            reason: issued.reason.to_string(),
+            delivered_at: now.to_string(),
+            retired_at: None,
+            deleted_at: None,
+            deleted_because: None,
+        });
+    }
+    bounded(history, history_limit(resource))
+}
+
+/// The last `limit` entries of `history`.
+fn bounded(mut history: Vec<KeyHistoryEntry>, limit: usize) -> Vec<KeyHistoryEntry> {
+    history.drain(..history.len().saturating_sub(limit));
+    history
+}
+
+/// `history` with the keys `deleted` marked deleted at `now`, because `why`.
+fn history_deleted<'a>(
+    history: &[KeyHistoryEntry],
+    deleted: impl IntoIterator<Item = (&'a str, &'static str)>,
+    now: Timestamp,
+) -> Vec<KeyHistoryEntry> {
+    let mut history = history.to_vec();
+    for (sid, why) in deleted {
+        for entry in history.iter_mut().filter(|e| e.sid == sid && e.deleted_at.is_none()) {
+            entry.retired_at.get_or_insert_with(|| now.to_string());
+            entry.deleted_at = Some(now.to_string());
+            entry.deleted_because = Some(why.to_string());
+        }
+    }
+    history
 }
 
 /// The status once `issued` is delivered: the key it replaces, if any, starts its grace period.
@@ -50,6 +125,8 @@ pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) ->
         // The targets are restarted for this key; Pods that roll out drop every older key too.
         rollout_entries = rollout::started(resource);
     }
+    let replaced = previous.key_sid.as_deref().filter(|old| *old != issued.sid);
+    let history = history_with(resource, &previous.history, &issued, replaced, now);
     let status = TwilioApiKeyStatus {
         key_sid: Some(issued.sid.to_string()),
         key_type: Some(resource.spec.key_type),
@@ -64,6 +141,7 @@ pub fn delivered(resource: &TwilioApiKey, issued: Issued<'_>, now: Timestamp) ->
         last_rotate_annotation: resource.annotations().get(ROTATE_ANNOTATION).cloned(),
         retiring_keys: retiring,
         rollout: rollout_entries,
+        history,
         ..previous
     };
     ready(resource, &status, now)
@@ -107,15 +185,20 @@ pub fn ready(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestam
             let waiting = rollout::names(&waiting);
             message.push_str(&format!("; the old key stays valid until {waiting} rolled out"));
         }
+        if let Some(held) = held_for_window(resource, status, now) {
+            message.push_str(&format!("; {held}"));
+        }
         Health::Ready { reason: "KeyReady", message }
     } else {
         let message = format!("Key {sid} delivered in Secret {secret_name}; its name in Twilio is being set");
         Health::Progressing { reason: "NamingKey", message }
     };
+    let windows = schedule(resource);
     TwilioApiKeyStatus {
         observed_generation: resource.meta().generation,
         conditions: conditions::conditions_for(&status.conditions, &health, resource.meta().generation, now),
-        next_rotation_at: next_rotation_at(resource, status).map(|t| t.to_string()),
+        next_rotation_at: rotation_start(resource, status, now).map(|t| t.to_string()),
+        next_window_at: windows.and_then(|w| w.next_opening_after(now)).map(|t| t.to_string()),
         ..status.clone()
     }
 }
@@ -127,9 +210,11 @@ pub fn revoked(resource: &TwilioApiKey, now: Timestamp) -> TwilioApiKeyStatus {
         reason: "Revoked",
         message: "spec.revoked is true: the resource has no key in Twilio and no Secret".into(),
     };
+    let deleted = all_keys(resource, &previous).into_iter().map(|k| k.sid).collect::<Vec<_>>();
     TwilioApiKeyStatus {
         observed_generation: resource.meta().generation,
         conditions: conditions::conditions_for(&previous.conditions, &health, resource.meta().generation, now),
+        history: history_deleted(&previous.history, deleted.iter().map(|sid| (sid.as_str(), "Revoked")), now),
         ..Default::default()
     }
 }
@@ -168,7 +253,9 @@ pub fn retire_due(
     if due.is_empty() {
         return None;
     }
-    let mut status = TwilioApiKeyStatus { retiring_keys: remaining, ..status.clone() };
+    let deleted = due.iter().map(|r| (r.sid.as_str(), deletion_reason(r, rolled_out)));
+    let history = history_deleted(&status.history, deleted, now);
+    let mut status = TwilioApiKeyStatus { retiring_keys: remaining, history, ..status.clone() };
     if status.retiring_keys.is_empty() {
         status.rollout.clear();
         status
@@ -176,6 +263,17 @@ pub fn retire_due(
             .retain(|c| ![rollout::ROLLOUT_DELAYED, rollout::ROLLOUT_TARGET_MISSING].contains(&c.type_.as_str()));
     }
     Some((due, status))
+}
+
+/// Why a retiring key that is due goes, as status.history says it: GracePeriodEnded (it waited
+/// for no rollout), RolledOut (the rollouts it waited for are done) or MaxGracePeriod (they are
+/// not, and its deleteBy has come).
+pub fn deletion_reason(key: &RetiringKey, rolled_out: bool) -> &'static str {
+    match key.delete_by {
+        None => "GracePeriodEnded",
+        Some(_) if rolled_out => "RolledOut",
+        Some(_) => "MaxGracePeriod",
+    }
 }
 
 /// The current key and every retiring one, each with the account it was created through.
@@ -205,7 +303,7 @@ pub fn secret_names(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Vec
     names
 }
 
-/// When the current key is due for rotation by spec.rotation.interval.
+/// When the current key is due for rotation by spec.rotation.interval (windows aside).
 pub fn next_rotation_at(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) -> Option<Timestamp> {
     let interval = resource.spec.rotation.as_ref()?.interval.as_ref()?;
     let interval = SignedDuration::try_from(duration::parse(interval).ok()?).ok()?;
@@ -213,11 +311,43 @@ pub fn next_rotation_at(resource: &TwilioApiKey, status: &TwilioApiKeyStatus) ->
     created.checked_add(interval).ok()
 }
 
+/// The rotation windows of the spec; None when it sets none (or they do not parse, which
+/// validation reports before any step).
+pub fn schedule(resource: &TwilioApiKey) -> Option<Schedule> {
+    Schedule::parse(&resource.spec.rotation.as_ref()?.windows).ok().flatten()
+}
+
+/// Whether a scheduled rotation may start at `now`: no windows, or one is open.
+pub fn window_open(resource: &TwilioApiKey, now: Timestamp) -> bool {
+    schedule(resource).is_none_or(|windows| windows.is_open(now))
+}
+
+/// When the next scheduled rotation starts: when the key is due by interval, or, with windows,
+/// the first time from then on that one is open; if that time has passed outside any window
+/// (no pass came while it was open), when the next one opens. Stable from pass to pass: it
+/// changes only when a window opens or the key does.
+pub fn rotation_start(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestamp) -> Option<Timestamp> {
+    let due = next_rotation_at(resource, status)?;
+    let Some(windows) = schedule(resource) else { return Some(due) };
+    match windows.open_from(due) {
+        Some(start) if start >= now || windows.is_open(now) => Some(start),
+        _ => windows.open_from(now),
+    }
+}
+
+/// What the Ready message says while a key due for interval rotation waits for a window.
+fn held_for_window(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Timestamp) -> Option<String> {
+    let due = next_rotation_at(resource, status).filter(|due| *due <= now)?;
+    let windows = schedule(resource).filter(|w| !w.is_open(now))?;
+    let opens = windows.open_from(now).map_or("never".to_string(), |t| t.to_string());
+    Some(format!("rotation due since {due} waits for a rotation window, the next opening at {opens}"))
+}
+
 /// When to look at the resource again: at the next resync, or earlier when a retired key's grace
 /// period ends or the key is due for interval rotation (a little after, so that it is due).
 /// Deadlines live in the status, so they survive restarts.
 pub fn next_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: Duration, now: Timestamp) -> Duration {
-    let deadlines = deadlines(resource, status).chain(next_rotation_at(resource, status)).map(|t| until(t, now));
+    let deadlines = deadlines(resource, status).chain(rotation_start(resource, status, now)).map(|t| until(t, now));
     // While old keys wait for rollouts, the targets are looked at every few seconds (a target not
     // restarted yet is restarted at once, one whose restart failed when its backoff ends).
     let rollouts = rollout::waiting(resource, status).into_iter().map(|entry| rollout_wake(entry, now));
@@ -271,13 +401,18 @@ fn rollout_wake(entry: &crate::api::RolloutTargetStatus, now: Timestamp) -> Dura
 /// `status` with at most `max` retiring keys once the current key retires too: the oldest
 /// (earliest created, so first in the list) that must go to make room, and the status without
 /// them. None when there is room.
-pub fn make_room(status: &TwilioApiKeyStatus, max: usize) -> Option<(Vec<RetiringKey>, TwilioApiKeyStatus)> {
+pub fn make_room(
+    status: &TwilioApiKeyStatus,
+    max: usize,
+    now: Timestamp,
+) -> Option<(Vec<RetiringKey>, TwilioApiKeyStatus)> {
     let keep = max.saturating_sub(1);
     if status.key_sid.is_none() || status.retiring_keys.len() <= keep {
         return None;
     }
     let mut status = status.clone();
     let evicted: Vec<RetiringKey> = status.retiring_keys.drain(..status.retiring_keys.len() - keep).collect();
+    status.history = history_deleted(&status.history, evicted.iter().map(|r| (r.sid.as_str(), "RetiringLimit")), now);
     Some((evicted, status))
 }
 
@@ -325,6 +460,7 @@ mod tests {
             account_sid: "AC1",
             region: "us1",
             friendly_name: friendly_name.into(),
+            reason: "Created",
         }
     }
 
@@ -431,6 +567,7 @@ mod tests {
     fn entry(kind: WorkloadKind, name: &str, complete: bool) -> RolloutTargetStatus {
         RolloutTargetStatus {
             kind,
+            selector: None,
             name: name.into(),
             complete,
             restarted_at: Some(NOW.into()),
@@ -612,14 +749,14 @@ mod tests {
             retiring_keys: ["SK1", "SK2", "SK3", "SK4", "SK5"].iter().map(|sid| retiring(sid, NOW)).collect(),
             ..Default::default()
         };
-        let (evicted, kept) = make_room(&status, 5).unwrap();
+        let (evicted, kept) = make_room(&status, 5, now()).unwrap();
         assert_eq!(evicted.iter().map(|k| k.sid.as_str()).collect::<Vec<_>>(), ["SK1"]);
         assert_eq!(kept.retiring_keys.len(), 4, "the current key retires next: five in all");
-        let (evicted, kept) = make_room(&status, 2).unwrap();
+        let (evicted, kept) = make_room(&status, 2, now()).unwrap();
         assert_eq!(evicted.len(), 4);
         assert_eq!(kept.retiring_keys[0].sid, "SK5");
-        assert!(make_room(&kept, 5).is_none());
-        assert!(make_room(&TwilioApiKeyStatus { key_sid: None, ..status }, 1).is_none(), "nothing retires");
+        assert!(make_room(&kept, 5, now()).is_none());
+        assert!(make_room(&TwilioApiKeyStatus { key_sid: None, ..status }, 1, now()).is_none(), "nothing retires");
     }
 
     #[test]

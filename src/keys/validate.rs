@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::api::duration;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
 use crate::api::{GROUP, KeyType, MANAGED_BY_LABEL, PENDING_FRIENDLY_NAME_PREFIX, RolloutRestartTarget, TwilioApiKey};
 
 /// A field value for a message, at most 80 characters.
@@ -110,6 +112,16 @@ pub fn validate(resource: &TwilioApiKey) -> Result<(), String> {
 }
 
 fn validate_rotation(rotation: &crate::api::RotationSpec) -> Result<(), String> {
+    if rotation.windows.len() > MAX_ROTATION_WINDOWS {
+        return Err(format!(
+            "spec.rotation.windows has {} entries; at most {MAX_ROTATION_WINDOWS} are allowed",
+            rotation.windows.len()
+        ));
+    }
+    crate::keys::window::Schedule::parse(&rotation.windows)?;
+    if let Some(limit) = rotation.history_limit.filter(|l| usize::from(*l) > MAX_HISTORY_LIMIT) {
+        return Err(format!("spec.rotation.historyLimit {limit} is more than {MAX_HISTORY_LIMIT}"));
+    }
     let grace = duration::parse(&rotation.grace_period).map_err(|e| format!("spec.rotation.gracePeriod: {e}"))?;
     if grace > MAX_GRACE_PERIOD {
         return Err(format!(
@@ -157,6 +169,11 @@ fn validate_rotation(rotation: &crate::api::RotationSpec) -> Result<(), String> 
     Ok(())
 }
 
+/// The most rotation windows a spec may list (as the schema says).
+const MAX_ROTATION_WINDOWS: usize = 16;
+/// The most keys status.history may list (as the schema says).
+const MAX_HISTORY_LIMIT: usize = 20;
+
 fn validate_rollout_targets(targets: &[RolloutRestartTarget]) -> Result<(), String> {
     if targets.len() > MAX_ROLLOUT_TARGETS {
         return Err(format!(
@@ -165,18 +182,51 @@ fn validate_rollout_targets(targets: &[RolloutRestartTarget]) -> Result<(), Stri
         ));
     }
     for (i, target) in targets.iter().enumerate() {
-        if let Err(why) = dns_subdomain(&target.name) {
-            return Err(format!(
-                "spec.rolloutRestartTargets[{i}].name {:?} is not a valid {} name: {why}",
-                shorten_field(&target.name),
-                target.kind
-            ));
+        match (&target.name, &target.selector) {
+            (Some(name), None) => {
+                if let Err(why) = dns_subdomain(name) {
+                    return Err(format!(
+                        "spec.rolloutRestartTargets[{i}].name {:?} is not a valid {} name: {why}",
+                        shorten_field(name),
+                        target.kind
+                    ));
+                }
+            }
+            (None, Some(selector)) => {
+                validate_selector(selector).map_err(|why| format!("spec.rolloutRestartTargets[{i}].selector: {why}"))?
+            }
+            _ => {
+                return Err(format!(
+                    "spec.rolloutRestartTargets[{i}] must set either name (one workload) or selector (the workloads whose labels match), not both"
+                ));
+            }
         }
         if targets[..i].contains(target) {
-            return Err(format!("spec.rolloutRestartTargets lists {} {} twice", target.kind, target.name));
+            let what = target.name.clone().unwrap_or_else(|| "selector".into());
+            return Err(format!("spec.rolloutRestartTargets lists {} {} twice", target.kind, shorten_field(&what)));
         }
     }
     Ok(())
+}
+
+/// A label selector the API server takes: label keys and values as for labels, operators it
+/// knows, each with the values it needs.
+fn validate_selector(selector: &LabelSelector) -> Result<(), String> {
+    let labels = selector.match_labels.iter().flatten();
+    let keys = labels.clone().map(|(k, _)| k).chain(selector.match_expressions.iter().flatten().map(|e| &e.key));
+    for key in keys {
+        qualified_name(key).map_err(|why| format!("label key {:?} is not valid: {why}", shorten_field(key)))?;
+    }
+    let values = labels
+        .map(|(_, v)| v)
+        .chain(selector.match_expressions.iter().flatten().flat_map(|e| e.values.iter().flatten()));
+    for value in values.filter(|v| !v.is_empty()) {
+        name_part(value).map_err(|why| format!("label value {:?} is not valid: {why}", shorten_field(value)))?;
+    }
+    match crate::keys::rollout::selector_problem(selector) {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
 }
 
 fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {

@@ -49,6 +49,8 @@ const DNS_SUBDOMAIN_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9](
 /// A label value as Kubernetes allows it: empty, or up to 63 of these characters.
 const SECRET_TYPE_PATTERN: &str = r"^[A-Za-z0-9][-A-Za-z0-9._/]*$";
 const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+/// "HH:MM" on a 24-hour clock.
+const CLOCK_TIME_PATTERN: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
 
 /// The desired state of a TwilioApiKey. A spec holds at most 32 KiB in all (as JSON); a larger
 /// one is not acted on (Stalled, InvalidSpec), so that what a tenant writes bounds what the
@@ -118,32 +120,53 @@ pub struct TwilioApiKeySpec {
     /// that made it this resource's). In a namespace that is being deleted, Orphan deletes too.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
-    /// Workloads in this namespace that consume the Secret, at most 32. When the key is rotated,
-    /// each is restarted as `kubectl rollout restart` does (an annotation on its Pod template),
-    /// and the old key stays valid until every one of them has finished rolling out and
+    /// Workloads in this namespace that consume the Secret, at most 32 entries, each naming one
+    /// workload or selecting workloads by their labels. When the key is rotated, each is
+    /// restarted (a Deployment, StatefulSet or DaemonSet as `kubectl rollout restart` does, an
+    /// annotation on its Pod template; an Argo Rollout through its spec.restartAt), and the old
+    /// key stays valid until every one of them has finished rolling out and
     /// rotation.gracePeriod has passed after that (for Pods still terminating), but never past
-    /// rotation.maxGracePeriod.
+    /// rotation.maxGracePeriod. A selector is matched once per rotation; status.rollout lists
+    /// what it matched, and the old key waits for exactly those. Keys rotated together that
+    /// share a workload restart it once (see --rollout-restart-delay).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["kind", "name"]))]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "atomic"))]
     pub rollout_restart_targets: Vec<RolloutRestartTarget>,
 }
 
-/// A workload that reads the delivered Secret and is restarted when the key is rotated.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// A workload that reads the delivered Secret and is restarted when the key is rotated: named,
+/// or selected by labels.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.name) != has(self.selector)",
+        "message": "a rolloutRestartTargets entry sets either name (one workload) or selector (the workloads whose labels match), not both"
+    }
+]))]
 pub struct RolloutRestartTarget {
-    /// Deployment, StatefulSet or DaemonSet.
+    /// Deployment, StatefulSet, DaemonSet (apps/v1) or Rollout (argoproj.io/v1alpha1, Argo
+    /// Rollouts; the operator needs the chart's rbac.argoRollouts to restart one).
     pub kind: WorkloadKind,
     /// The workload's name, in the resource's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
-    pub name: String,
+    pub name: Option<String>,
+    /// The workloads of this kind, in the resource's namespace, whose labels match. Matched when
+    /// a rotation restarts its targets; at most 32 workloads are restarted and waited for per
+    /// rotation (more is reported, and the rest are not restarted). An empty selector matches
+    /// every workload of the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
 }
 
-/// The kinds of workload the operator restarts (group apps, version v1).
+/// The kinds of workload the operator restarts.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum WorkloadKind {
     Deployment,
     StatefulSet,
     DaemonSet,
+    /// An Argo Rollout (argoproj.io/v1alpha1).
+    Rollout,
 }
 
 impl std::fmt::Display for WorkloadKind {
@@ -152,6 +175,7 @@ impl std::fmt::Display for WorkloadKind {
             WorkloadKind::Deployment => "Deployment",
             WorkloadKind::StatefulSet => "StatefulSet",
             WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Rollout => "Rollout",
         })
     }
 }
@@ -362,6 +386,53 @@ pub struct RotationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub max_grace_period: Option<String>,
+    /// When scheduled rotations (interval) may start, at most 16 windows; absent: at any time. A
+    /// key due outside every window is rotated when the next one opens (status.nextRotationAt
+    /// and status.nextWindowAt say when). Repairs (a Secret lost or altered, a key deleted in
+    /// Twilio) and asked rotations (trigger, the rotate annotation, a new keyType or account)
+    /// are never held back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub windows: Vec<RotationWindow>,
+    /// How many keys status.history lists (the current one and those before it), 0 to 20.
+    /// Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub history_limit: Option<u8>,
+}
+
+/// A time of the week in which scheduled rotations may start, e.g. `{days: [Sat, Sun], start:
+/// "02:00", end: "05:00", timeZone: Europe/Berlin}`. A window that ends at or before its start
+/// runs past midnight, into the next day.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationWindow {
+    /// The days the window starts on (in timeZone). Absent: every day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7), extend("x-kubernetes-list-type" = "set"))]
+    pub days: Vec<Weekday>,
+    /// When the window opens, "HH:MM" (24-hour clock, in timeZone).
+    #[schemars(regex(pattern = CLOCK_TIME_PATTERN))]
+    pub start: String,
+    /// When the window closes, "HH:MM"; at or before start: on the next day.
+    #[schemars(regex(pattern = CLOCK_TIME_PATTERN))]
+    pub end: String,
+    /// An IANA time zone, e.g. "Europe/Berlin". Default "UTC". Daylight saving time is followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+}
+
+/// A day of the week.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
 }
 
 fn default_grace_period() -> String {
@@ -434,6 +505,39 @@ pub struct TwilioApiKeyStatus {
     /// key was written, and is complete once all its Pods run a template with that restart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollout: Vec<RolloutTargetStatus>,
+    /// With spec.rotation.windows: when the next window opens (RFC 3339), after the one open
+    /// now, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window_at: Option<String>,
+    /// The latest keys of this resource, oldest first, the current one last: at most
+    /// spec.rotation.historyLimit (default 5). A record for people; the operator never acts on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<KeyHistoryEntry>,
+}
+
+/// One key of a resource, from its creation to its deletion.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyHistoryEntry {
+    /// The key's SID.
+    pub sid: String,
+    /// Why the key was made: Created (the first key), Adopted, Recorded (found delivered after an
+    /// interrupted pass), or the cause of the rotation that made it (TriggerChanged,
+    /// RotateAnnotation, IntervalElapsed, KeyTypeChanged, AccountChanged, SecretDrift, KeyMissing).
+    pub reason: String,
+    /// When the key was delivered into the Secret (RFC 3339).
+    pub delivered_at: String,
+    /// When a newer key replaced it in the Secret (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    /// When the operator deleted it in Twilio (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// Why it was deleted then: GracePeriodEnded, RolledOut (its grace period had ended and the
+    /// rollout restart targets had rolled out), MaxGracePeriod (they had not), RetiringLimit
+    /// (--max-retiring-keys), or Revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_because: Option<String>,
 }
 
 /// How far a rollout restart target is after a rotation.
@@ -441,7 +545,13 @@ pub struct TwilioApiKeyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RolloutTargetStatus {
     pub kind: WorkloadKind,
+    /// The workload's name; empty for a selector not matched yet, or one that matched nothing.
+    #[serde(default)]
     pub name: String,
+    /// The label selector (as `kubectl get -l` writes it) that matched the workload at the
+    /// rotation; absent for a target named in the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Whether every Pod of the workload runs a template that includes the restart.
     pub complete: bool,
     /// When the operator restarted the workload (RFC 3339); absent until it has.

@@ -41,7 +41,7 @@ async fn record_created(
     observation: &Observation,
     sid: &str,
 ) -> Result<Outcome> {
-    let issued = status::Issued::through(&observation.connection, sid, resource.pending_friendly_name());
+    let issued = status::Issued::through(&observation.connection, sid, resource.pending_friendly_name(), "Recorded");
     let status = status::delivered(resource, issued, ctx.now());
     let status = record_delivery(ctx, resource, status, Delivered::observed(sid)).await?;
     let note = format!("Recorded key {sid} found in Secret {}", observation.delivering_name);
@@ -60,7 +60,8 @@ pub(super) async fn record_adopted(
     delivered: Delivered,
 ) -> Result<Outcome> {
     let connection = &observation.connection;
-    let issued = status::Issued::through(connection, &key.sid, key.friendly_name.clone().unwrap_or_default());
+    let issued =
+        status::Issued::through(connection, &key.sid, key.friendly_name.clone().unwrap_or_default(), "Adopted");
     let status = status::adopted(resource, issued, key, ctx.now());
     record_delivery(ctx, resource, status, delivered).await?;
     ctx.metrics.keys.operation(KeyOperation::Adopted);

@@ -19,10 +19,10 @@ pub(super) async fn retire_due_keys(resource: &TwilioApiKey, ctx: &Context) -> R
     write_status(ctx, resource, &status).await?;
     let rolled_out = rollout::waiting(resource, &previous).is_empty();
     for retired in &due {
-        let when = match retired.delete_by.as_deref() {
-            None => "after its grace period",
-            Some(_) if rolled_out => "after its grace period, once the rollout restart targets had rolled out",
-            Some(_) => "at its maxGracePeriod, although the rollout restart targets had not all rolled out",
+        let when = match status::deletion_reason(retired, rolled_out) {
+            "RolledOut" => "after its grace period, once the rollout restart targets had rolled out",
+            "MaxGracePeriod" => "at its maxGracePeriod, although the rollout restart targets had not all rolled out",
+            _ => "after its grace period",
         };
         let note = format!("Deleted retired key {} {when}", retired.sid);
         ctx.events.normal(resource, "KeyDeleted", "DeleteKey", note).await;
@@ -38,7 +38,7 @@ pub(super) async fn retire_due_keys(resource: &TwilioApiKey, ctx: &Context) -> R
 /// when there was room. Bounds the live keys one resource holds in a shared account.
 pub(super) async fn make_room(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
     let previous = resource.status.clone().unwrap_or_default();
-    let Some((evicted, status)) = status::make_room(&previous, ctx.config.max_retiring_keys) else {
+    let Some((evicted, status)) = status::make_room(&previous, ctx.config.max_retiring_keys, ctx.now()) else {
         return Ok(None);
     };
     delete_keys(ctx, resource, &evicted).await?;

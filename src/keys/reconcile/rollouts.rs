@@ -1,25 +1,46 @@
-//! Consumers of a rotated key: the rollout restart targets of the latest rotation are restarted
-//! (as `kubectl rollout restart` does) and followed until every Pod runs the new template, and
-//! RolloutDelayed is raised once the rollout deadline has passed. Old keys wait for them (see
+//! Consumers of a rotated key: the rollout restart targets of the latest rotation are matched
+//! (selectors), restarted (as `kubectl rollout restart` does, or through an Argo Rollout's
+//! spec.restartAt) and followed until every Pod was made after the restart, and RolloutDelayed
+//! is raised once the rollout deadline has passed. Old keys wait for them (see
 //! [`crate::keys::rollout`] for what counts as rolled out).
+//!
+//! Restarts wait `--rollout-restart-delay` after the key's delivery, so that keys rotated
+//! together are all delivered first; then a workload that another key's restart already
+//! replaced after this key's delivery is not restarted again (the restart is shared), and a
+//! restart is sent with the workload's resourceVersion, so that two keys restarting it at the
+//! same instant make one restart, not two.
+
+use std::collections::HashSet;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 
 use super::writes::write_status;
 use crate::api::conditions;
-use crate::api::{FIELD_MANAGER, TwilioApiKey, WorkloadKind};
+use crate::api::{FIELD_MANAGER, RolloutTargetStatus, TwilioApiKey, WorkloadKind};
 use crate::error::{Error, Result};
 use crate::keys::{rollout, status};
 use crate::runtime::context::Context;
+use crate::runtime::metrics::RestartOutcome;
 
-/// Restarts the rollout restart targets of the latest rotation that have not been restarted yet,
-/// reads how far the others have rolled out, and raises RolloutDelayed once the rollout deadline
-/// has passed. Records all of it in the status; returns the resource with its new status, or
-/// None when nothing changed. A target that is missing or may not be restarted is waited for
-/// all the same (until maxGracePeriod): an old key is kept rather than risked.
+/// What one rotation's restarts are for: the resource, its key, and when the key was delivered.
+struct Rotation<'a> {
+    resource: &'a TwilioApiKey,
+    namespace: String,
+    key_sid: String,
+    delivered_at: Timestamp,
+    /// Not before this are workloads matched and restarted (the delivery and the restart delay).
+    restart_from: Timestamp,
+    now: Timestamp,
+}
+
+/// Matches the selectors of the latest rotation, restarts its targets that have not been
+/// restarted yet, reads how far the others have rolled out, and raises RolloutDelayed once the
+/// rollout deadline has passed. Records all of it in the status; returns the resource with its
+/// new status, or None when nothing changed. A target that is missing or may not be restarted
+/// is waited for all the same (until maxGracePeriod): an old key is kept rather than risked.
 pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> Result<Option<TwilioApiKey>> {
     let previous = resource.status.clone().unwrap_or_default();
     let delayed_before = previous
@@ -29,43 +50,29 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
     if rollout::waiting(resource, &previous).is_empty() && !delayed_before {
         return Ok(None);
     }
-    let namespace = resource.namespace().unwrap_or_default();
-    let key_sid = previous.key_sid.clone().unwrap_or_default();
     let now = ctx.now();
+    let delivered_at = previous.key_created_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).unwrap_or(now);
+    let delay = SignedDuration::try_from(ctx.config.rollout_restart_delay).unwrap_or(SignedDuration::ZERO);
+    let rotation = Rotation {
+        resource,
+        namespace: resource.namespace().unwrap_or_default(),
+        key_sid: previous.key_sid.clone().unwrap_or_default(),
+        delivered_at,
+        restart_from: delivered_at.checked_add(delay).unwrap_or(delivered_at),
+        now,
+    };
     let mut status = previous.clone();
-    let named =
-        |kind, name: &str| resource.spec.rollout_restart_targets.iter().any(|t| t.kind == kind && t.name == name);
-    for entry in status.rollout.iter_mut().filter(|e| !e.complete && named(e.kind, &e.name)) {
-        let target = format!("{}/{}", entry.kind, entry.name);
+    status.rollout = match_selectors(ctx, &rotation, status.rollout).await?;
+    for entry in status.rollout.iter_mut().filter(|e| !e.complete && !rollout::unmatched(e)) {
+        if !rollout::in_spec(resource, entry) {
+            continue;
+        }
         match entry.restarted_at.as_deref().and_then(|at| at.parse::<Timestamp>().ok()) {
-            // A failed restart is tried again when its backoff ends, not on every pass.
-            None if entry
-                .next_restart_at
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .is_some_and(|t| t > now) => {}
-            None => match restart_workload(ctx, &namespace, entry.kind, &entry.name, now).await? {
-                Ok(()) => {
-                    entry.restarted_at = Some(now.to_string());
-                    entry.message = Some("restarted; waiting for its rollout".into());
-                    entry.restart_failures = 0;
-                    entry.next_restart_at = None;
-                    let note = format!("Restarted {target} so that its Pods read key {key_sid}");
-                    ctx.events.normal(resource, "RolloutRestarted", "RestartWorkload", note).await;
-                }
-                Err(why) => {
-                    if entry.restart_failures == 0 {
-                        let note = format!("Could not restart {target}: {why}; the old key is kept");
-                        ctx.events.warning(resource, "RolloutRestartFailed", "RestartWorkload", note).await;
-                    }
-                    entry.restart_failures = entry.restart_failures.saturating_add(1);
-                    let retry = rollout::restart_backoff(entry.restart_failures);
-                    entry.next_restart_at = Some(now.checked_add(retry).unwrap_or(now).to_string());
-                    entry.message = Some(why);
-                }
-            },
+            None if !due(entry, &rotation) => {}
+            None => restart(ctx, &rotation, entry).await?,
             Some(restarted_at) => {
-                let progress = match read_workload(ctx, &namespace, entry.kind, &entry.name).await? {
+                let target = rollout::entry_name(entry);
+                let progress = match read_workload(ctx, &rotation.namespace, entry.kind, &entry.name).await? {
                     Ok(workload) => rollout::progress(&workload, restarted_at),
                     Err(why) => rollout::Progress::Waiting(why),
                 };
@@ -73,8 +80,10 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
                     rollout::Progress::Complete => {
                         entry.complete = true;
                         entry.message = None;
-                        let note =
-                            format!("{target} rolled out: every Pod runs a template restarted for key {key_sid}");
+                        let note = format!(
+                            "{target} rolled out: every Pod was made after its restart for key {}",
+                            rotation.key_sid
+                        );
                         ctx.events.normal(resource, "RolloutComplete", "WatchRollout", note).await;
                     }
                     rollout::Progress::Waiting(why) => entry.message = Some(why),
@@ -111,16 +120,181 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
     Ok(Some(updated))
 }
 
-/// Restarts a workload as `kubectl rollout restart` does. Ok(Err(why)) when it is missing or the
-/// operator may not patch it; Err for failures worth retrying.
-async fn restart_workload(
+/// Whether an entry not restarted (or matched) yet is to be now: the restart delay after the
+/// delivery has passed, and the backoff after a failure has ended. The first time it is not, the
+/// entry says when it will be.
+fn due(entry: &mut RolloutTargetStatus, rotation: &Rotation<'_>) -> bool {
+    if let Some(retry_at) = entry.next_restart_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
+        return retry_at <= rotation.now;
+    }
+    if rotation.now < rotation.restart_from {
+        entry.next_restart_at = Some(rotation.restart_from.to_string());
+        let what = if rollout::unmatched(entry) { "matched and restarted" } else { "restarted" };
+        entry.message = Some(format!(
+            "to be {what} at {}, so that keys rotated with this one share the restart",
+            rotation.restart_from
+        ));
+        return false;
+    }
+    true
+}
+
+/// The rollout entries with every selector whose time has come matched: the workloads it
+/// selects now are added (those the rotation targets already, by name or another selector, once),
+/// at most [`rollout::MAX_WORKLOADS`] in all; the selector's entry stays, complete, saying
+/// what it matched.
+async fn match_selectors(
+    ctx: &Context,
+    rotation: &Rotation<'_>,
+    mut entries: Vec<RolloutTargetStatus>,
+) -> Result<Vec<RolloutTargetStatus>> {
+    for i in 0..entries.len() {
+        if !rollout::unmatched(&entries[i])
+            || !rollout::in_spec(rotation.resource, &entries[i])
+            || !due(&mut entries[i], rotation)
+        {
+            continue;
+        }
+        let kind = entries[i].kind;
+        let selector = entries[i].selector.clone().unwrap_or_default();
+        let names = match list_workloads(ctx, &rotation.namespace, kind, &selector).await? {
+            Ok(names) => names,
+            Err(why) => {
+                fail(ctx, rotation, &mut entries[i], why).await;
+                continue;
+            }
+        };
+        let targeted: HashSet<(WorkloadKind, String)> =
+            entries.iter().filter(|e| !e.name.is_empty()).map(|e| (e.kind, e.name.clone())).collect();
+        let room = rollout::MAX_WORKLOADS.saturating_sub(targeted.len());
+        let fresh: Vec<String> = names.iter().filter(|n| !targeted.contains(&(kind, (*n).clone()))).cloned().collect();
+        let (taken, left_out) = fresh.split_at(fresh.len().min(room));
+        let mut summary = match names.len() {
+            0 => format!("matched no {kind} at the rotation"),
+            n => format!("matched {n} at the rotation: {}", crate::api::text::shorten(&names.join(", "), 512)),
+        };
+        if !left_out.is_empty() {
+            summary.push_str(&format!(
+                "; {} not restarted: a rotation restarts at most {} workloads",
+                left_out.len(),
+                rollout::MAX_WORKLOADS
+            ));
+            let note = format!(
+                "Selector {selector:?} matched more {kind}s than a rotation restarts ({}): {} are not restarted, and the old key does not wait for them",
+                rollout::MAX_WORKLOADS,
+                left_out.len()
+            );
+            ctx.events.warning(rotation.resource, "RolloutTargetsLimited", "MatchWorkloads", note).await;
+        }
+        let entry = &mut entries[i];
+        entry.complete = true;
+        entry.message = Some(summary);
+        entry.next_restart_at = None;
+        entry.restart_failures = 0;
+        for name in taken {
+            entries.push(RolloutTargetStatus {
+                kind,
+                name: name.clone(),
+                selector: Some(selector.clone()),
+                complete: false,
+                restarted_at: None,
+                message: Some("to be restarted".into()),
+                restart_failures: 0,
+                next_restart_at: None,
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// Restarts the entry's workload for the rotation's key, unless a restart made after the key
+/// was delivered already serves it. A restart refused because the workload changed since it was
+/// read (another key restarting it) looks again, at most three times in this pass.
+async fn restart(ctx: &Context, rotation: &Rotation<'_>, entry: &mut RolloutTargetStatus) -> Result<()> {
+    let target = rollout::entry_name(entry);
+    let resource = rotation.resource;
+    for _ in 0..3 {
+        let workload = match read_workload(ctx, &rotation.namespace, entry.kind, &entry.name).await? {
+            Ok(workload) => workload,
+            Err(why) => {
+                fail(ctx, rotation, entry, why).await;
+                return Ok(());
+            }
+        };
+        if let Some(at) = rollout::served_by(&workload, rotation.delivered_at, rotation.now) {
+            let whom =
+                workload.restarted_for().map(crate::api::text::printable).unwrap_or_else(|| "another change".into());
+            let whom = crate::api::text::shorten(&whom, 256);
+            entry.restarted_at = Some(at.to_string());
+            entry.message =
+                Some(format!("restarted at {at} for {whom}, which serves this key too; waiting for its rollout"));
+            entry.restart_failures = 0;
+            entry.next_restart_at = None;
+            ctx.metrics.keys.rollout_restart(entry.kind, RestartOutcome::Shared);
+            let note = format!(
+                "{target} was restarted at {at} for {whom}, after key {} was in its Secret: that restart serves this key too, and {target} is not restarted again",
+                rotation.key_sid
+            );
+            ctx.events.normal(resource, "RolloutRestartShared", "RestartWorkload", note).await;
+            return Ok(());
+        }
+        let at = rollout::restart_time(entry.kind, rotation.now);
+        let made_for = format!("TwilioApiKey {} (key {})", resource.name_any(), rotation.key_sid);
+        let patch = rollout::restart_patch(entry.kind, at, &made_for, workload.resource_version());
+        match patch_workload(ctx, &rotation.namespace, entry.kind, &entry.name, patch).await? {
+            Answer::Done(()) => {
+                entry.restarted_at = Some(at.to_string());
+                entry.message = Some("restarted; waiting for its rollout".into());
+                entry.restart_failures = 0;
+                entry.next_restart_at = None;
+                ctx.metrics.keys.rollout_restart(entry.kind, RestartOutcome::Restarted);
+                let note = format!("Restarted {target} so that its Pods read key {}", rotation.key_sid);
+                ctx.events.normal(resource, "RolloutRestarted", "RestartWorkload", note).await;
+                return Ok(());
+            }
+            Answer::Changed => continue,
+            Answer::Refused(why) => {
+                fail(ctx, rotation, entry, why).await;
+                return Ok(());
+            }
+        }
+    }
+    entry.message = Some("changed while being restarted; trying again".into());
+    Ok(())
+}
+
+/// Records that the entry's workload could not be matched or restarted: retried with backoff,
+/// with a Warning Event the first time.
+async fn fail(ctx: &Context, rotation: &Rotation<'_>, entry: &mut RolloutTargetStatus, why: String) {
+    let target = rollout::entry_name(entry);
+    if entry.restart_failures == 0 {
+        let note = format!("Could not restart {target}: {why}; the old key is kept");
+        ctx.events.warning(rotation.resource, "RolloutRestartFailed", "RestartWorkload", note).await;
+        ctx.metrics.keys.rollout_restart(entry.kind, RestartOutcome::Failed);
+    }
+    entry.restart_failures = entry.restart_failures.saturating_add(1);
+    let retry = rollout::restart_backoff(entry.restart_failures);
+    entry.next_restart_at = Some(rotation.now.checked_add(retry).unwrap_or(rotation.now).to_string());
+    entry.message = Some(why);
+}
+
+/// A workload call's answer.
+enum Answer<T> {
+    Done(T),
+    /// The workload changed since it was read (resourceVersion precondition).
+    Changed,
+    /// It is missing, or out of the operator's rights: what the status says.
+    Refused(String),
+}
+
+async fn patch_workload(
     ctx: &Context,
     namespace: &str,
     kind: WorkloadKind,
     name: &str,
-    at: Timestamp,
-) -> Result<std::result::Result<(), String>> {
-    let patch = Patch::Merge(rollout::restart_patch(at));
+    patch: serde_json::Value,
+) -> Result<Answer<()>> {
+    let patch = Patch::Merge(patch);
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     let client = ctx.client.clone();
     let result = match kind {
@@ -133,6 +307,7 @@ async fn restart_workload(
         WorkloadKind::DaemonSet => {
             Api::<DaemonSet>::namespaced(client, namespace).patch(name, &params, &patch).await.map(drop)
         }
+        WorkloadKind::Rollout => argo_rollouts(ctx, namespace).patch(name, &params, &patch).await.map(drop),
     };
     workload_answer(result, kind, name, "restart").map_err(Error::kube("restart workload"))
 }
@@ -155,24 +330,71 @@ async fn read_workload(
         WorkloadKind::DaemonSet => {
             Api::<DaemonSet>::namespaced(client, namespace).get(name).await.map(rollout::Workload::DaemonSet)
         }
+        WorkloadKind::Rollout => argo_rollouts(ctx, namespace).get(name).await.map(rollout::Workload::Rollout),
     };
-    workload_answer(result, kind, name, "read").map_err(Error::kube("read workload"))
+    match workload_answer(result, kind, name, "read").map_err(Error::kube("read workload"))? {
+        Answer::Done(workload) => Ok(Ok(workload)),
+        Answer::Refused(why) => Ok(Err(why)),
+        Answer::Changed => Ok(Err(format!("{kind} {name} changed while being read"))),
+    }
+}
+
+/// The names of the workloads of `kind` in `namespace` whose labels match `selector`, in name
+/// order, at most one more than a rotation restarts (only their metadata is read).
+async fn list_workloads(
+    ctx: &Context,
+    namespace: &str,
+    kind: WorkloadKind,
+    selector: &str,
+) -> Result<std::result::Result<Vec<String>, String>> {
+    let params = ListParams::default().labels(selector).limit(rollout::MAX_WORKLOADS as u32 + 1);
+    let client = ctx.client.clone();
+    fn names<K: Clone>(list: kube::core::ObjectList<kube::core::PartialObjectMeta<K>>) -> Vec<String> {
+        list.items.into_iter().filter_map(|item| item.metadata.name).collect()
+    }
+    let result = match kind {
+        WorkloadKind::Deployment => {
+            Api::<Deployment>::namespaced(client, namespace).list_metadata(&params).await.map(names)
+        }
+        WorkloadKind::StatefulSet => {
+            Api::<StatefulSet>::namespaced(client, namespace).list_metadata(&params).await.map(names)
+        }
+        WorkloadKind::DaemonSet => {
+            Api::<DaemonSet>::namespaced(client, namespace).list_metadata(&params).await.map(names)
+        }
+        WorkloadKind::Rollout => argo_rollouts(ctx, namespace).list_metadata(&params).await.map(names),
+    };
+    let what = format!("selector {selector:?}");
+    match workload_answer(result, kind, &what, "list").map_err(Error::kube("list workloads"))? {
+        Answer::Done(names) => Ok(Ok(names)),
+        Answer::Refused(why) => Ok(Err(why)),
+        Answer::Changed => Ok(Err(format!("listing {kind}s by {what} conflicted"))),
+    }
+}
+
+fn argo_rollouts(ctx: &Context, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(ctx.client.clone(), namespace, &rollout::argo_rollout_resource())
 }
 
 /// A workload call's answer: what the status should say when the workload is missing or out of
-/// the operator's rights, an error for anything else.
-fn workload_answer<T>(
-    result: kube::Result<T>,
-    kind: WorkloadKind,
-    name: &str,
-    verb: &str,
-) -> kube::Result<std::result::Result<T, String>> {
+/// the operator's rights, Changed on a conflict, an error for anything else.
+fn workload_answer<T>(result: kube::Result<T>, kind: WorkloadKind, name: &str, verb: &str) -> kube::Result<Answer<T>> {
+    let rights = match kind {
+        WorkloadKind::Rollout => {
+            "enable rbac.argoRollouts in the chart to grant get, list and patch on rollouts.argoproj.io"
+        }
+        _ => "its RBAC grants get, list and patch on deployments, statefulsets and daemonsets",
+    };
     match result {
-        Ok(value) => Ok(Ok(value)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Err(format!("{kind} {name} not found"))),
-        Err(kube::Error::Api(status)) if status.code == 403 => Ok(Err(format!(
-            "the operator may not {verb} {kind} {name} (its RBAC grants get and patch on deployments, statefulsets and daemonsets)"
-        ))),
+        Ok(value) => Ok(Answer::Done(value)),
+        Err(kube::Error::Api(status)) if status.code == 404 && kind == WorkloadKind::Rollout => {
+            Ok(Answer::Refused(format!("{kind} {name} not found (or Argo Rollouts' CRD is not installed)")))
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Answer::Refused(format!("{kind} {name} not found"))),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            Ok(Answer::Refused(format!("the operator may not {verb} {kind} {name} ({rights})")))
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Answer::Changed),
         Err(error) => Err(error),
     }
 }

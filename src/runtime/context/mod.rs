@@ -42,6 +42,9 @@ pub struct Config {
     pub resync_interval: Duration,
     /// How long after a rotation the rollout restart targets may take before RolloutDelayed.
     pub rollout_deadline: Duration,
+    /// How long after a rotation its workloads are restarted: keys rotated within this time of
+    /// each other share one restart of a workload they both feed.
+    pub rollout_restart_delay: Duration,
     /// Keys one TwilioApiKey may create within an hour.
     pub max_key_creations_per_hour: u32,
     /// Old keys one TwilioApiKey may keep valid at once.

@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
-pub use keys::{KeyMetrics, KeyOperation};
+pub use keys::{KeyMetrics, KeyOperation, RestartOutcome};
 pub use process::ProcessMetrics;
 pub use reconcile::ReconcileMetrics;
 pub use resources::{ResourceMetrics, Resources};

@@ -325,6 +325,7 @@ mod tests {
                 rollout: vec![crate::api::RolloutTargetStatus {
                     kind: crate::api::WorkloadKind::Deployment,
                     name: "web".into(),
+                    selector: None,
                     complete,
                     restarted_at: Some("2026-01-01T10:50:00Z".into()),
                     message: None,
@@ -336,7 +337,8 @@ mod tests {
             let mut resource = (*key("w", Some(status))).clone();
             resource.spec.rollout_restart_targets = vec![crate::api::RolloutRestartTarget {
                 kind: crate::api::WorkloadKind::Deployment,
-                name: "web".into(),
+                name: Some("web".into()),
+                selector: None,
             }];
             Resources { keys: vec![Arc::new(resource)], accounts: vec![] }
         };

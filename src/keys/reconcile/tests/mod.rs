@@ -77,6 +77,7 @@ impl Harness {
         let config = Config {
             resync_interval: Duration::from_secs(600),
             rollout_deadline: Duration::from_secs(600),
+            rollout_restart_delay: Duration::ZERO,
             max_key_creations_per_hour: 100,
             max_retiring_keys: 3,
         };
