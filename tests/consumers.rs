@@ -300,3 +300,240 @@ async fn without_restart_targets_a_short_grace_period_cuts_consumers_off() {
     assert_eq!(calls.get(&new).map_or(0, |a| a.accepted), 0, "no consumer picked up the new key");
     println!("consumer Pods: {:?}", pod_statuses(&setup, "plain").await);
 }
+
+/// A Deployment of two Pods, each running one consumer per Secret in `secrets` (so that every
+/// one of those keys feeds it), with these Pod labels and Deployment labels.
+async fn create_multi_consumers(setup: &Setup, name: &str, labels: serde_json::Value, secrets: &[&str]) {
+    let containers: Vec<serde_json::Value> = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, secret)| {
+            json!({
+                "name": format!("consumer-{i}"),
+                "image": setup.image,
+                "imagePullPolicy": "Never",
+                "envFrom": [{"secretRef": {"name": secret}}],
+                "env": [{"name": "TWILIO_URL", "value": setup.fake.url()}],
+                "securityContext": {
+                    "runAsUser": 65532, "runAsNonRoot": true, "readOnlyRootFilesystem": true,
+                    "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}
+                }
+            })
+        })
+        .collect();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"terminationGracePeriodSeconds": 5, "containers": containers}
+            }
+        }
+    }))
+    .unwrap();
+    let api: Api<Deployment> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    api.create(&PostParams::default(), &deployment).await.expect("create the consumers");
+    wait_up_to(Duration::from_secs(120), &format!("{name}: 2 Pods available"), || async {
+        let d = api.get(name).await.ok()?;
+        (d.status?.available_replicas == Some(2)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keys_rotated_together_restart_each_workload_they_share_once() {
+    if support::node_tests_skip() {
+        return;
+    }
+    let setup = setup("shared").await;
+    // Both keys feed both Deployments: "selected" through a label selector, "named" by name.
+    let spec = |secret: &str| {
+        json!({
+            "secret": {"name": secret},
+            "rotation": {"gracePeriod": "2s", "maxGracePeriod": "10m"},
+            "rolloutRestartTargets": [
+                {"kind": "Deployment", "selector": {"matchLabels": {"consumes": "twilio"}}},
+                {"kind": "Deployment", "name": "named"}
+            ]
+        })
+    };
+    let keys = [("pay-key", "pay-twilio"), ("sms-key", "sms-twilio")];
+    let mut old = Vec::new();
+    for (key_name, secret) in keys {
+        create_key(&setup.client, &setup.namespace, key_name, spec(secret)).await.expect("create the key");
+        old.push(wait_key_sid(&setup, key_name, None).await);
+    }
+    let secrets = ["pay-twilio", "sms-twilio"];
+    create_multi_consumers(&setup, "selected", json!({"consumes": "twilio"}), &secrets).await;
+    create_multi_consumers(&setup, "named", json!({}), &secrets).await;
+    // A Deployment the selector does not match is left alone.
+    create_multi_consumers(&setup, "bystander", json!({"consumes": "other"}), &secrets[..1]).await;
+    let deployments: Api<Deployment> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let generation = |d: &Deployment| d.metadata.generation.unwrap_or_default();
+    let mut before = BTreeMap::new();
+    for name in ["selected", "named", "bystander"] {
+        before.insert(name, generation(&deployments.get(name).await.unwrap()));
+    }
+
+    let started = Timestamp::now();
+    for (key_name, _) in keys {
+        request_rotation(&setup, key_name, "1").await;
+    }
+    let mut new = Vec::new();
+    for (i, (key_name, _)) in keys.iter().enumerate() {
+        new.push(wait_key_sid(&setup, key_name, Some(&old[i])).await);
+    }
+    // What the selector matched, as the status lists it during the rotation.
+    let matched = wait_up_to(Duration::from_secs(60), "pay-key's selector matched", || async {
+        let status = key(&setup, "pay-key").await.status?;
+        let entries: Vec<String> = status
+            .rollout
+            .iter()
+            .filter(|e| e.selector.is_some())
+            .map(|e| {
+                format!("{}:{}:{}", e.name, e.selector.as_deref().unwrap_or(""), e.message.as_deref().unwrap_or(""))
+            })
+            .collect();
+        entries.iter().any(|e| e.starts_with("selected:")).then_some(entries)
+    })
+    .await;
+    println!("pay-key status.rollout (selector entries): {matched:#?}");
+    assert!(
+        matched.iter().any(|e| e.starts_with(":consumes=twilio:matched 1 at the rotation: selected")),
+        "{matched:?}"
+    );
+    assert!(!matched.iter().any(|e| e.contains("bystander")), "{matched:?}");
+    for (i, sid) in old.iter().enumerate() {
+        wait_up_to(Duration::from_secs(180), &format!("old key {sid} of {} deleted", keys[i].0), || async {
+            setup.fake.key(sid).is_none().then_some(())
+        })
+        .await;
+    }
+    // Each shared Deployment was restarted once for the two keys: one new generation, one new
+    // ReplicaSet; the bystander not at all.
+    for (name, restarts) in [("selected", 1), ("named", 1), ("bystander", 0)] {
+        let after = generation(&deployments.get(name).await.unwrap());
+        assert_eq!(after - before[name], restarts, "{name}: generation {} -> {after}", before[name]);
+    }
+    let replica_sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(setup.client.clone(), &setup.namespace);
+    for (name, count) in [("selected", 2), ("named", 2), ("bystander", 1)] {
+        let list = replica_sets.list(&ListParams::default().labels(&format!("app={name}"))).await.unwrap();
+        assert_eq!(list.items.len(), count, "{name}: ReplicaSets");
+    }
+    // The Events: one RolloutRestarted per workload, from whichever key came first; the other
+    // key's Events say whose restart served it. Each old key went after both had rolled out.
+    let mut restarted = Vec::new();
+    let mut shared = Vec::new();
+    for (i, (key_name, _)) in keys.iter().enumerate() {
+        let events = wait_up_to(Duration::from_secs(30), &format!("{key_name}: KeyDeleted Event"), || async {
+            let events: Vec<_> =
+                timeline(&setup, key_name).await.into_iter().filter(|(at, _, _)| *at >= started).collect();
+            events.iter().any(|(_, reason, note)| reason == "KeyDeleted" && note.contains(&old[i])).then_some(events)
+        })
+        .await;
+        println!("{key_name}:");
+        for (at, reason, note) in &events {
+            println!("  +{:>5.1} s  {reason:<20} {note}", at.duration_since(started).as_secs_f64());
+        }
+        let at = |reason: &str, containing: &str| {
+            events
+                .iter()
+                .find(|(_, r, n)| r == reason && n.contains(containing))
+                .map(|(at, _, _)| *at)
+                .unwrap_or_else(|| panic!("{key_name}: no {reason} Event naming {containing}: {events:?}"))
+        };
+        let deleted = at("KeyDeleted", &old[i]);
+        for workload in ["Deployment/selected", "Deployment/named"] {
+            assert!(at("RolloutComplete", workload) < deleted, "{key_name}: {workload} rolled out before the deletion");
+        }
+        for (_, reason, note) in &events {
+            match reason.as_str() {
+                "RolloutRestarted" => restarted.push(note.clone()),
+                "RolloutRestartShared" => shared.push(note.clone()),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(restarted.len(), 2, "one restart per workload: {restarted:?}");
+    assert_eq!(shared.len(), 2, "the other key shared each: {shared:?}");
+    for workload in ["Deployment/selected", "Deployment/named"] {
+        assert_eq!(restarted.iter().filter(|n| n.contains(workload)).count(), 1, "{workload}: {restarted:?}");
+        let note = shared.iter().find(|n| n.starts_with(workload)).expect("a shared restart");
+        assert!(note.contains("for TwilioApiKey") && note.contains("serves this key too"), "{note}");
+    }
+    let calls = consumer_calls(&setup.fake);
+    for sid in old.iter().chain(&new) {
+        assert!(calls.get(sid).is_some_and(|a| a.accepted > 0), "key {sid} was used: {calls:?}");
+    }
+    assert_eq!(refused(&calls), 0, "no call refused: {calls:?}");
+}
+
+/// "HH:MM" in UTC, `hours` from now.
+fn clock_in(hours: i64) -> String {
+    let at = Timestamp::now().checked_add(k8s_openapi::jiff::SignedDuration::from_hours(hours)).unwrap();
+    at.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).strftime("%H:%M").to_string()
+}
+
+#[tokio::test]
+async fn a_scheduled_rotation_waits_for_its_window_and_a_repair_does_not() {
+    if support::node_tests_skip() {
+        return;
+    }
+    let setup = setup("windows").await;
+    // The only window opens 3 hours from now: a key due every minute is not rotated before then.
+    let closed = json!([{"start": clock_in(3), "end": clock_in(4)}]);
+    let spec = json!({
+        "secret": {"name": "window-twilio"},
+        "rotation": {"interval": "1m", "gracePeriod": "1s", "windows": closed}
+    });
+    create_key(&setup.client, &setup.namespace, "window-key", spec).await.expect("create the key");
+    let first = wait_key_sid(&setup, "window-key", None).await;
+    let status = key(&setup, "window-key").await.status.unwrap();
+    let created: Timestamp = status.key_created_at.clone().unwrap().parse().unwrap();
+    let opens: Timestamp = status.next_window_at.clone().expect("status.nextWindowAt").parse().unwrap();
+    println!("created {created}; nextWindowAt {opens}; nextRotationAt {:?}", status.next_rotation_at);
+    let hours = opens.duration_since(Timestamp::now()).as_secs_f64() / 3600.0;
+    assert!((2.9..3.1).contains(&hours), "the window opens in 3 hours, not {hours:.2}");
+    assert_eq!(status.next_rotation_at.as_deref(), status.next_window_at.as_deref(), "due before the window");
+    // Past the interval, well outside the window: still the first key, and Ready says why.
+    let due = created.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(75)).unwrap();
+    tokio::time::sleep(Duration::try_from(due.duration_since(Timestamp::now())).unwrap_or_default()).await;
+    let held = key(&setup, "window-key").await;
+    assert_eq!(
+        held.status.as_ref().unwrap().key_sid.as_deref(),
+        Some(first.as_str()),
+        "not rotated outside its window"
+    );
+    let ready = held.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    println!("Ready: {}", ready.message);
+    assert!(ready.message.contains("waits for a rotation window"), "{}", ready.message);
+
+    // A repair is never held back: the Secret deleted, a new key at once.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    secrets.delete("window-twilio", &Default::default()).await.expect("delete the Secret");
+    let repaired = wait_key_sid(&setup, "window-key", Some(&first)).await;
+    let history = key(&setup, "window-key").await.status.unwrap().history;
+    assert_eq!(history.last().map(|e| (e.sid.as_str(), e.reason.as_str())), Some((repaired.as_str(), "SecretDrift")));
+    let repaired_at: Timestamp = history.last().unwrap().delivered_at.parse().unwrap();
+
+    // A window open now: the rotation that falls due starts.
+    let open = json!([{"start": clock_in(-1), "end": clock_in(1)}]);
+    let keys: Api<TwilioApiKey> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let patch = json!({"spec": {"rotation": {"windows": open}}});
+    keys.patch("window-key", &Default::default(), &kube::api::Patch::Merge(&patch)).await.expect("open a window");
+    let scheduled = wait_up_to(Duration::from_secs(150), "the scheduled rotation", || async {
+        let status = key(&setup, "window-key").await.status?;
+        let last = status.history.last()?.clone();
+        (last.reason == "IntervalElapsed").then_some(last)
+    })
+    .await;
+    let rotated_at: Timestamp = scheduled.delivered_at.parse().unwrap();
+    println!("repaired at {repaired_at}; rotated by interval at {rotated_at} in a window open now");
+    assert!(rotated_at.duration_since(repaired_at).as_secs_f64() >= 60.0, "due a minute after the repair");
+    let history = key(&setup, "window-key").await.status.unwrap().history;
+    let reasons: Vec<&str> = history.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["Created", "SecretDrift", "IntervalElapsed"]);
+}

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{TestEnv, wait_until, wait_up_to};
 use twilio_operator::api::{TwilioApiKey, WorkloadKind};
@@ -57,7 +58,8 @@ async fn notes(env: &TestEnv, object: &str, reason: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_old_key_outlives_its_grace_period_until_the_consumers_rolled_out() {
     let mut env = TestEnv::new("rollout-wait").await;
-    env.start_operator(&["--rollout-deadline", "3s"]);
+    // Restarts at once (no --rollout-restart-delay), within the 3 s rollout deadline.
+    env.start_operator(&["--rollout-deadline", "3s", "--rollout-restart-delay", "0s"]);
     create_deployment(&env, "web", 1).await;
     create_deployment(&env, "idle", 0).await;
     let spec = json!({
@@ -130,7 +132,7 @@ async fn the_old_key_outlives_its_grace_period_until_the_consumers_rolled_out() 
 #[tokio::test]
 async fn a_rollout_that_never_finishes_keeps_the_old_key_until_max_grace_period() {
     let mut env = TestEnv::new("rollout-max").await;
-    env.start_operator(&["--rollout-deadline", "1s"]);
+    env.start_operator(&["--rollout-deadline", "1s", "--rollout-restart-delay", "0s"]);
     // "ghost" does not exist: it cannot be restarted, so it never rolls out.
     let spec = json!({
         "rotation": {"gracePeriod": "1s", "maxGracePeriod": "8s"},
@@ -205,4 +207,150 @@ async fn every_kind_of_target_is_restarted_and_followed() {
     for (name, template) in [("api", &api.spec.template), ("db", &db.spec.template), ("agent", &agent.spec.template)] {
         assert!(template_annotation(template).is_some(), "{name} restarted");
     }
+}
+
+/// Installs Argo Rollouts' Rollout CRD (tests/fixtures/argo-rollouts) and waits until it serves.
+async fn install_argo_rollout_crd(env: &TestEnv) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let path = support::repo_root().join("tests/fixtures/argo-rollouts/rollout-crd.yaml");
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("the Rollout CRD")).expect("CRD YAML");
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.patch("rollouts.argoproj.io", &PatchParams::apply("twilio-operator-tests").force(), &Patch::Apply(&crd))
+        .await
+        .expect("apply the Rollout CRD");
+    wait_until("the Rollout CRD established", || async {
+        let crd = crds.get("rollouts.argoproj.io").await.ok()?;
+        let established = crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        established.then_some(())
+    })
+    .await;
+}
+
+fn argo_rollouts(env: &TestEnv) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    };
+    Api::namespaced_with(env.client.clone(), &env.namespace, &resource)
+}
+
+/// Writes a Rollout's status as the Argo Rollouts controller would (no such controller runs on
+/// the test control plane): its observed generation (a string there), the restart it finished
+/// (status.restartedAt, set once every Pod is newer than spec.restartAt) and its phase.
+async fn write_argo_status(rollouts: &Api<DynamicObject>, name: &str, restarted_at: Option<&str>, phase: &str) {
+    let rollout = rollouts.get(name).await.expect("the Rollout");
+    let generation = rollout.metadata.generation.unwrap_or(1).to_string();
+    let status = json!({"status": {
+        "observedGeneration": generation, "phase": phase, "restartedAt": restarted_at,
+        "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2
+    }});
+    rollouts
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("write the Rollout's status");
+}
+
+#[tokio::test]
+async fn an_argo_rollout_is_restarted_through_restart_at_and_the_old_key_waits_until_it_is_healthy() {
+    let mut env = TestEnv::new("argo-rollout").await;
+    install_argo_rollout_crd(&env).await;
+    env.start_operator(&["--rollout-restart-delay", "0s"]);
+    let rollouts = argo_rollouts(&env);
+    let rollout: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "checkout"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "checkout"}},
+            "template": pod_template("checkout"),
+            "strategy": {"canary": {"steps": [{"setWeight": 50}]}}
+        }
+    }))
+    .unwrap();
+    rollouts.create(&PostParams::default(), &rollout).await.expect("create the Rollout");
+    write_argo_status(&rollouts, "checkout", None, "Healthy").await;
+    let spec = json!({
+        "rotation": {"gracePeriod": "1s", "maxGracePeriod": "10m"},
+        "rolloutRestartTargets": [{"kind": "Rollout", "name": "checkout"}]
+    });
+    env.create_key("k", spec).await;
+    let old = env.wait_ready("k").await.status.unwrap().key_sid.unwrap();
+    env.request_rotation("k", "1").await;
+    let new_key = env.wait_new_key("k", &old).await;
+    let delivered_at: Timestamp = new_key.status.unwrap().key_created_at.unwrap().parse().unwrap();
+    let restart_at = wait_until("the Rollout's spec.restartAt set", || async {
+        let r = rollouts.get("checkout").await.ok()?;
+        r.data["spec"]["restartAt"].as_str().map(str::to_string)
+    })
+    .await;
+    let at: Timestamp = restart_at.parse().unwrap();
+    println!("delivered at {delivered_at}, spec.restartAt {restart_at}");
+    assert!(at >= delivered_at, "restartAt {at} is after the delivery {delivered_at}");
+    let patched = rollouts.get("checkout").await.unwrap();
+    let made_for = patched.metadata.annotations.unwrap_or_default();
+    assert!(made_for["twilio-operator.dev/restartedFor"].contains("TwilioApiKey k"), "{made_for:?}");
+    env.wait_for_event("k", "RolloutRestarted").await;
+
+    // Until its controller reports every Pod replaced and the Rollout healthy, the old key stays.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(env.fake.key(&old).is_some(), "kept: the Rollout has not restarted its Pods");
+    let status = key(&env, "k").await.status.unwrap();
+    assert!(status.rollout[0].message.as_deref().unwrap_or("").contains("controller"), "{:?}", status.rollout);
+    // The controller saw the new spec, but has not replaced every Pod (no status.restartedAt).
+    write_argo_status(&rollouts, "checkout", None, "Progressing").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(env.fake.key(&old).is_some(), "kept: Pods older than the restart remain");
+    let status = key(&env, "k").await.status.unwrap();
+    assert!(status.rollout[0].message.as_deref().unwrap_or("").contains("restartedAt"), "{:?}", status.rollout);
+    write_argo_status(&rollouts, "checkout", Some(&restart_at), "Progressing").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(env.fake.key(&old).is_some(), "kept: the Rollout is Progressing");
+    let status = key(&env, "k").await.status.unwrap();
+    assert!(status.rollout[0].message.as_deref().unwrap_or("").contains("Progressing"), "{:?}", status.rollout);
+
+    write_argo_status(&rollouts, "checkout", Some(&restart_at), "Healthy").await;
+    wait_until("the old key deleted", || async { env.fake.key(&old).is_none().then_some(()) }).await;
+    env.wait_for_event("k", "KeyDeleted").await;
+    let complete = notes(&env, "k", "RolloutComplete").await;
+    assert!(complete.iter().any(|n| n.starts_with("Rollout/checkout rolled out")), "{complete:?}");
+    let deleted = notes(&env, "k", "KeyDeleted").await;
+    assert!(deleted.iter().any(|n| n.contains(&old) && n.contains("once the rollout restart targets had rolled out")));
+    env.stop_operator();
+}
+
+#[tokio::test]
+async fn the_history_lists_the_last_keys_of_a_resource_and_no_more() {
+    let env = TestEnv::with_operator("history").await;
+    let spec = json!({"rotation": {"gracePeriod": "0s", "historyLimit": 3}});
+    env.create_key("k", spec).await;
+    let mut sids = vec![env.wait_ready("k").await.status.unwrap().key_sid.unwrap()];
+    // historyLimit + 2 rotations.
+    for rotation in 1..=5 {
+        env.request_rotation("k", &rotation.to_string()).await;
+        let previous = sids.last().unwrap().clone();
+        let new = env.wait_new_key("k", &previous).await.status.unwrap().key_sid.unwrap();
+        wait_until("the old key deleted", || async { env.fake.key(&previous).is_none().then_some(()) }).await;
+        sids.push(new);
+    }
+    let history = wait_until("the last deletion recorded", || async {
+        let history = key(&env, "k").await.status?.history;
+        history.iter().filter(|e| e.deleted_at.is_some()).count().eq(&2).then_some(history)
+    })
+    .await;
+    for entry in &history {
+        println!("{entry:?}");
+    }
+    let listed: Vec<&str> = history.iter().map(|e| e.sid.as_str()).collect();
+    assert_eq!(listed, sids[3..].iter().map(String::as_str).collect::<Vec<_>>(), "the last 3 of {sids:?}");
+    for entry in &history[..2] {
+        assert_eq!(entry.reason, "RotateAnnotation");
+        assert!(entry.retired_at.is_some() && entry.deleted_at.is_some(), "{entry:?}");
+        assert_eq!(entry.deleted_because.as_deref(), Some("GracePeriodEnded"));
+    }
+    let current = &history[2];
+    assert_eq!((current.retired_at.as_ref(), current.deleted_at.as_ref()), (None, None), "{current:?}");
 }

@@ -347,7 +347,10 @@ fn held_for_window(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, now: Ti
 /// period ends or the key is due for interval rotation (a little after, so that it is due).
 /// Deadlines live in the status, so they survive restarts.
 pub fn next_wake(resource: &TwilioApiKey, status: &TwilioApiKeyStatus, resync: Duration, now: Timestamp) -> Duration {
-    let deadlines = deadlines(resource, status).chain(rotation_start(resource, status, now)).map(|t| until(t, now));
+    // With windows, also when the key falls due, so that the status says it waits for one.
+    let due = next_rotation_at(resource, status).filter(|due| *due > now);
+    let deadlines =
+        deadlines(resource, status).chain(rotation_start(resource, status, now)).chain(due).map(|t| until(t, now));
     // While old keys wait for rollouts, the targets are looked at every few seconds (a target not
     // restarted yet is restarted at once, one whose restart failed when its backoff ends).
     let rollouts = rollout::waiting(resource, status).into_iter().map(|entry| rollout_wake(entry, now));

@@ -397,7 +397,7 @@ pub struct RotationSpec {
     /// How many keys status.history lists (the current one and those before it), 0 to 20.
     /// Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 20))]
+    #[schemars(with = "Option<i64>", range(min = 0, max = 20))]
     pub history_limit: Option<u8>,
 }
 
