@@ -227,6 +227,25 @@ async fn the_schema_bounds_and_patterns_hold_at_the_api_server() {
 /// Every rule of every CRD, each broken by one spec: the API server refuses it with the rule's
 /// message. The list must name every rule the CRDs carry, so a new rule needs a case here.
 #[tokio::test]
+async fn targets_name_a_workload_or_select_them_and_windows_are_clock_times() {
+    let targets = |t: Value| key(json!({"rolloutRestartTargets": t}));
+    assert_eq!(rejection(targets(json!([{"kind": "Deployment", "name": "web"}]))).await, None);
+    let selected = json!([{"kind": "Rollout", "selector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["api"]}]}}]);
+    assert_eq!(rejection(targets(selected)).await, None, "a Rollout selected by labels");
+    refused_with(targets(json!([{"kind": "Deployment"}])), "either name").await;
+    refused_with(targets(json!([{"kind": "CronJob", "name": "x"}])), "Unsupported value").await;
+    let window = |w: Value| key(json!({"rotation": {"interval": "720h", "windows": [w]}}));
+    let berlin = json!({"days": ["Sat", "Sun"], "start": "22:00", "end": "02:00", "timeZone": "Europe/Berlin"});
+    assert_eq!(rejection(window(berlin)).await, None);
+    refused_with(window(json!({"start": "24:00", "end": "02:00"})), "spec.rotation.windows[0].start").await;
+    refused_with(window(json!({"start": "2:00", "end": "03:00"})), "should match").await;
+    refused_with(window(json!({"days": ["Sat", "Sat"], "start": "02:00", "end": "03:00"})), "Duplicate value").await;
+    refused_with(window(json!({"days": ["Saturday"], "start": "02:00", "end": "03:00"})), "Unsupported value").await;
+    refused_with(key(json!({"rotation": {"historyLimit": 21}})), "spec.rotation.historyLimit").await;
+    assert_eq!(rejection(key(json!({"rotation": {"historyLimit": 0}}))).await, None, "no history");
+}
+
+#[tokio::test]
 async fn every_cel_rule_refuses_at_the_api_server() {
     let pending = twilio_operator::api::PENDING_FRIENDLY_NAME_PREFIX;
     let cases = [
@@ -262,6 +281,10 @@ async fn every_cel_rule_refuses_at_the_api_server() {
         (
             json!({"secret": {"keys": {"accountSid": "A", "apiKeySid": "A", "apiKeySecret": "B"}}}),
             "spec.secret.keys must name three different data keys",
+        ),
+        (
+            json!({"rolloutRestartTargets": [{"kind": "Deployment", "name": "web", "selector": {"matchLabels": {"a": "b"}}}]}),
+            "a rolloutRestartTargets entry sets either name (one workload) or selector (the workloads whose labels match), not both",
         ),
         (
             json!({"friendlyName": format!("{pending}x")}),

@@ -446,7 +446,7 @@ async fn create_rotate_delete(env: &TestEnv) {
     // A consumer to restart on rotation: with no replicas, its rollout completes at once.
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
     let consumer: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "chart-consumer"},
+        "metadata": {"name": "chart-consumer", "labels": {"consumes": "chart-key"}},
         "spec": {
             "replicas": 0,
             "selector": {"matchLabels": {"app": "chart-consumer"}},
@@ -460,7 +460,8 @@ async fn create_rotate_delete(env: &TestEnv) {
     deployments.create(&PostParams::default(), &consumer).await.expect("create the consumer Deployment");
     let spec = json!({
         "secret": {"name": "chart-key-twilio"},
-        "rolloutRestartTargets": [{"kind": "Deployment", "name": "chart-consumer"}]
+        // Selected by label: the chart's RBAC lets the operator list Deployments (metadata).
+        "rolloutRestartTargets": [{"kind": "Deployment", "selector": {"matchLabels": {"consumes": "chart-key"}}}]
     });
     env.create_key("chart-key", spec).await;
     let first = env.wait_ready("chart-key").await.status.unwrap().key_sid.unwrap();
@@ -472,7 +473,8 @@ async fn create_rotate_delete(env: &TestEnv) {
     wait_until("the consumer restarted and rolled out", || async {
         let key = env.keys().get("chart-key").await.ok()?;
         let rollout = key.status?.rollout;
-        (rollout.len() == 1 && rollout[0].complete).then_some(())
+        let matched = rollout.iter().any(|e| e.name == "chart-consumer");
+        (matched && rollout.iter().all(|e| e.complete)).then_some(())
     })
     .await;
     let restarted = deployments.get("chart-consumer").await.expect("the consumer");
@@ -520,14 +522,15 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
     let team = env.namespace.as_str();
     assert!(can_i(&kubeconfig, &["get", "secrets", "-n", team]), "reads Secrets in its namespace");
     assert!(can_i(&kubeconfig, &["patch", "twilioapikeys.twilio-operator.dev", "-n", team]));
-    // Rollout restart targets: read and restarted by name in its namespaces, never listed.
-    for verb in ["get", "patch"] {
+    // Rollout restart targets: read and restarted by name, and listed (metadata, by a selector)
+    // in its namespaces; never watched.
+    for verb in ["get", "list", "patch"] {
         for kind in ["deployments.apps", "statefulsets.apps", "daemonsets.apps"] {
             assert!(can_i(&kubeconfig, &[verb, kind, "-n", team]), "{verb} {kind}");
             assert!(!can_i(&kubeconfig, &[verb, kind, "-n", &other.namespace]), "{verb} {kind} elsewhere");
         }
     }
-    for verb in ["list", "watch", "update", "delete", "create"] {
+    for verb in ["watch", "update", "delete", "create"] {
         assert!(!can_i(&kubeconfig, &[verb, "deployments.apps", "-n", team]), "{verb} deployments");
     }
     // The leader Lease: created by anyone's name (create cannot be restricted by name), then
@@ -597,4 +600,29 @@ async fn the_charts_service_account_is_enough_for_the_operator_and_no_more() {
         "no Lease without leader election"
     );
     env.stop_operator();
+}
+
+#[test]
+fn argo_rollouts_are_granted_only_when_enabled_and_workloads_are_never_watched() {
+    let rules = |docs: &[Value]| -> Vec<serde_json::Value> {
+        of_kind(docs, "ClusterRole")
+            .into_iter()
+            .chain(of_kind(docs, "Role"))
+            .map(|role| serde_json::to_value(role).unwrap())
+            .flat_map(|role| role["rules"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let grants = |rules: &[serde_json::Value], group: &str| -> Vec<serde_json::Value> {
+        rules.iter().filter(|r| r["apiGroups"].as_array().is_some_and(|g| g.contains(&json!(group)))).cloned().collect()
+    };
+    let default = rules(&template(&[]));
+    assert!(grants(&default, "argoproj.io").is_empty(), "no Argo Rollouts rights by default: {default:?}");
+    let apps = grants(&default, "apps");
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    assert_eq!(apps[0]["verbs"], json!(["get", "list", "patch"]), "listed by selector, never watched");
+    let enabled = rules(&template(&["--set", "rbac.argoRollouts=true"]));
+    let argo = grants(&enabled, "argoproj.io");
+    assert_eq!(argo.len(), 1, "{argo:?}");
+    assert_eq!(argo[0]["resources"], json!(["rollouts"]));
+    assert_eq!(argo[0]["verbs"], json!(["get", "list", "patch"]));
 }

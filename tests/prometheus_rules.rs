@@ -8,7 +8,7 @@ use std::process::Command;
 
 use std::time::Duration;
 
-use twilio_operator::runtime::metrics::{KeyOperation, Metrics, Resources};
+use twilio_operator::runtime::metrics::{KeyOperation, Metrics, Resources, RestartOutcome};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -70,6 +70,7 @@ fn the_rules_name_only_metrics_the_operator_exports() {
     twilio_operator::twilio::RequestObserver::request_done(&metrics, "create_key", "201", Duration::from_millis(5));
     metrics.keys.operation(KeyOperation::Created);
     metrics.keys.rotation("interval_elapsed");
+    metrics.keys.rollout_restart(twilio_operator::api::WorkloadKind::Deployment, RestartOutcome::Shared);
     metrics.process.kube_request(&http::Request::get("/api/v1/secrets").body(()).unwrap());
     let resources = Resources { keys: vec![], accounts: vec![("TwilioAccount", vec![])] };
     let exposition = metrics.render(&resources);

@@ -86,6 +86,11 @@ impl RotationCause {
     }
 }
 
+/// The reason status.history gives a key issued for `cause`: Created for a first key.
+pub fn history_reason(cause: Option<RotationCause>) -> &'static str {
+    cause.map_or("Created", RotationCause::reason)
+}
+
 /// The next thing to do for a live (not deleted, not suspended, valid) key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {

@@ -100,7 +100,12 @@ impl Workload {
 /// or after the delivery (its Pods were all made after the Secret held the key) and not after
 /// `now` (a time in the future, which anyone who may edit the workload can write, proves nothing).
 pub fn served_by(workload: &Workload, delivered_at: Timestamp, now: Timestamp) -> Option<Timestamp> {
-    workload.restarted_at().filter(|at| *at >= delivered_at && *at <= now)
+    // An Argo Rollout's restart is recorded at the next whole second (see [`restart_time`]).
+    let latest = match workload {
+        Workload::Rollout(_) => restart_time(WorkloadKind::Rollout, now),
+        _ => now,
+    };
+    workload.restarted_at().filter(|at| *at >= delivered_at && *at <= latest)
 }
 
 /// The time a restart at `now` is recorded as: for an Argo Rollout, whose spec.restartAt holds

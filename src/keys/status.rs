@@ -9,7 +9,6 @@ use kube::{Resource, ResourceExt};
 use crate::api::conditions::{self, Health};
 use crate::api::duration;
 use crate::api::{KeyHistoryEntry, KeyType, ROTATE_ANNOTATION, RetiringKey, TwilioApiKey, TwilioApiKeyStatus};
-use crate::keys::plan::RotationCause;
 use crate::keys::rollout;
 use crate::keys::window::Schedule;
 use crate::twilio::{AccountConnection, Key};
@@ -23,7 +22,7 @@ pub struct Issued<'a> {
     /// The name the status records: the spec's for a key Twilio renames right after this
     /// status is written, the pending name for one found in its Secret (renamed later in the pass).
     pub friendly_name: String,
-    /// Why the key was made, as status.history says it (see [`history_reason`]).
+    /// Why the key was made, as status.history says it (see [`crate::keys::plan::history_reason`]).
     pub reason: &'static str,
 }
 
@@ -37,23 +36,6 @@ impl<'a> Issued<'a> {
     ) -> Self {
         Issued { sid, account_sid: &connection.account_sid, region: &connection.region, friendly_name, reason }
     }
-}
-
-/// The reason status.history gives a key issued for `cause`: Created for a first key.
-pub fn history_reason(cause: Option<RotationCause>) -> &'static str {
-    cause.map_or("Created", RotationCause::reason)
-}
-
-/// How many keys status.history lists when spec.rotation.historyLimit is not set.
-pub const DEFAULT_HISTORY_LIMIT: usize = 5;
-
-/// The most keys status.history lists (the schema's bound on historyLimit).
-const MAX_HISTORY_LIMIT: usize = 20;
-
-/// How many keys the resource's status.history lists.
-pub fn history_limit(resource: &TwilioApiKey) -> usize {
-    let limit = resource.spec.rotation.as_ref().and_then(|r| r.history_limit);
-    limit.map_or(DEFAULT_HISTORY_LIMIT, |l| usize::from(l).min(MAX_HISTORY_LIMIT))
 }
 
 /// `history` with the key `issued` delivered at `now`, the key it replaces (`replaced`) retired
@@ -79,7 +61,7 @@ fn history_with(
             deleted_because: None,
         });
     }
-    bounded(history, history_limit(resource))
+    bounded(history, resource.history_limit())
 }
 
 /// The last `limit` entries of `history`.
@@ -793,5 +775,108 @@ mod tests {
                 .and_then(|k| k.account_ref),
             Some(resource.spec.account_ref.clone())
         );
+    }
+
+    fn history_sids(status: &TwilioApiKeyStatus) -> Vec<&str> {
+        status.history.iter().map(|e| e.sid.as_str()).collect()
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_keys_up_to_the_limit_and_says_what_became_of_each() {
+        let spec =
+            serde_json::json!({"accountRef": {"name": "main"}, "rotation": {"gracePeriod": "0s", "historyLimit": 3}});
+        let mut key = resource(spec, None);
+        let mut at = now();
+        for (i, reason) in
+            ["Created", "TriggerChanged", "TriggerChanged", "IntervalElapsed", "SecretDrift"].iter().enumerate()
+        {
+            let sid = format!("SK{i}");
+            let issued = Issued { reason, ..issued(&sid, "team/app") };
+            let mut status = delivered(&key, issued, at);
+            at = at.checked_add(SignedDuration::from_secs(60)).unwrap();
+            if let Some((_, after)) = retire_due(&key, &status, at) {
+                status = after;
+            }
+            key.status = Some(status);
+        }
+        let status = key.status.clone().unwrap();
+        assert_eq!(history_sids(&status), ["SK2", "SK3", "SK4"], "the last 3 of 5");
+        let reasons: Vec<&str> = status.history.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["TriggerChanged", "IntervalElapsed", "SecretDrift"]);
+        assert!(
+            status.history[..2]
+                .iter()
+                .all(|e| e.retired_at.is_some() && e.deleted_because.as_deref() == Some("GracePeriodEnded"))
+        );
+        assert_eq!((&status.history[2].retired_at, &status.history[2].deleted_at), (&None, &None), "the current key");
+        // Revocation deletes every key; the history says so, and stays.
+        let revoked = revoked(&key, at);
+        assert_eq!(history_sids(&revoked), ["SK2", "SK3", "SK4"]);
+        assert_eq!(revoked.history[2].deleted_because.as_deref(), Some("Revoked"));
+        assert_eq!(
+            revoked.history[1].deleted_because.as_deref(),
+            Some("GracePeriodEnded"),
+            "already deleted: kept as it was"
+        );
+        // historyLimit 0: none at all.
+        let none = resource(serde_json::json!({"accountRef": {"name": "main"}, "rotation": {"historyLimit": 0}}), None);
+        assert!(delivered(&none, issued("SK9", "team/app"), now()).history.is_empty());
+    }
+
+    #[test]
+    fn keys_evicted_to_make_room_are_recorded_as_such() {
+        let mut status = TwilioApiKeyStatus {
+            key_sid: Some("SK3".into()),
+            retiring_keys: vec![retiring("SK1", NOW), retiring("SK2", NOW)],
+            ..Default::default()
+        };
+        status.history = ["SK1", "SK2", "SK3"]
+            .iter()
+            .map(|sid| KeyHistoryEntry {
+                sid: sid.to_string(),
+                reason: "TriggerChanged".into(),
+                delivered_at: NOW.into(),
+                retired_at: None,
+                deleted_at: None,
+                deleted_because: None,
+            })
+            .collect();
+        let (evicted, kept) = make_room(&status, 2, now()).unwrap();
+        assert_eq!(evicted.iter().map(|r| r.sid.as_str()).collect::<Vec<_>>(), ["SK1"]);
+        assert_eq!(kept.history[0].deleted_because.as_deref(), Some("RetiringLimit"));
+        assert_eq!(kept.history[1].deleted_at, None);
+    }
+
+    #[test]
+    fn a_key_due_outside_its_windows_starts_rotating_when_the_next_opens_and_the_time_is_stable() {
+        // 2026-01-01 is a Thursday; the window is Saturdays 02:00-04:00 UTC.
+        let spec = serde_json::json!({"accountRef": {"name": "main"}, "rotation": {
+            "interval": "1h", "windows": [{"days": ["Sat"], "start": "02:00", "end": "04:00"}]}});
+        let status = TwilioApiKeyStatus {
+            key_sid: Some("SK1".into()),
+            key_created_at: Some(NOW.into()),
+            friendly_name: Some("team/app".into()),
+            ..Default::default()
+        };
+        let key = resource(spec, Some(status.clone()));
+        let saturday: Timestamp = "2026-01-03T02:00:00Z".parse().unwrap();
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        for now in [now(), at("2026-01-01T05:00:00Z"), at("2026-01-02T23:00:00Z")] {
+            assert_eq!(rotation_start(&key, &status, now), Some(saturday), "at {now}");
+        }
+        assert!(!window_open(&key, at("2026-01-01T05:00:00Z")));
+        assert!(window_open(&key, at("2026-01-03T03:00:00Z")));
+        // Past the window with no pass in it: the next one.
+        assert_eq!(rotation_start(&key, &status, at("2026-01-03T05:00:00Z")), Some(at("2026-01-10T02:00:00Z")));
+        let ready = ready(&key, &status, at("2026-01-01T05:00:00Z"));
+        assert_eq!(ready.next_window_at.as_deref(), Some("2026-01-03T02:00:00Z"));
+        assert_eq!(ready.next_rotation_at.as_deref(), Some("2026-01-03T02:00:00Z"));
+        let message = &ready.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message;
+        assert!(message.contains("waits for a rotation window, the next opening at 2026-01-03T02:00:00Z"), "{message}");
+        // Woken when the key falls due (to say it waits), then at the window.
+        let wake = next_wake(&key, &status, Duration::from_secs(86400), now());
+        assert_eq!(wake, Duration::from_secs(3600) + Duration::from_millis(100));
+        let wake = next_wake(&key, &status, Duration::from_secs(86400 * 7), at("2026-01-02T02:00:00Z"));
+        assert_eq!(wake, Duration::from_secs(86400) + Duration::from_millis(100));
     }
 }

@@ -397,7 +397,7 @@ pub struct RotationSpec {
     /// How many keys status.history lists (the current one and those before it), 0 to 20.
     /// Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<i64>", range(min = 0, max = 20))]
+    #[schemars(with = "Option<i64>", extend("minimum" = 0, "maximum" = 20))]
     pub history_limit: Option<u8>,
 }
 
@@ -790,6 +790,12 @@ impl TwilioApiKey {
         self.spec.policy.as_ref().filter(|_| self.spec.key_type == KeyType::Restricted)
     }
 
+    /// How many keys status.history lists: `spec.rotation.historyLimit`, 5 by default, at most 20.
+    pub fn history_limit(&self) -> usize {
+        let limit = self.spec.rotation.as_ref().and_then(|r| r.history_limit);
+        limit.map_or(DEFAULT_HISTORY_LIMIT, |l| usize::from(l).min(20))
+    }
+
     /// How long a replaced key stays valid: `spec.rotation.gracePeriod`, 10 minutes by default.
     pub fn grace_period(&self) -> SignedDuration {
         let grace = self
@@ -801,6 +807,9 @@ impl TwilioApiKey {
         SignedDuration::try_from(grace).unwrap_or(SignedDuration::from_mins(10))
     }
 }
+
+/// How many keys status.history lists when spec.rotation.historyLimit is not set.
+pub const DEFAULT_HISTORY_LIMIT: usize = 5;
 
 /// The grace period when the spec sets none.
 const DEFAULT_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
@@ -819,10 +828,32 @@ pub fn crd_documents() -> Vec<(String, String)> {
             let name = crd.metadata.name.clone().unwrap_or_default();
             let mut value = serde_json::to_value(&crd).unwrap_or_default();
             drop_null_enum_values(&mut value);
+            integral_bounds(&mut value);
             let yaml = serde_yaml::to_string(&value).unwrap_or_default();
             (format!("{name}.yaml"), yaml)
         })
         .collect()
+}
+
+/// The CRD type holds `minimum` and `maximum` as floats (`20.0`); an integer field's bounds are
+/// written as integers, as a person would write them (and as Helm renders them).
+fn integral_bounds(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for key in ["minimum", "maximum"] {
+                if let Some(bound) = map.get_mut(key)
+                    && let Some(float) = bound.as_f64()
+                    && float.fract() == 0.0
+                    && float.abs() < 9.0e15
+                {
+                    *bound = serde_json::Value::from(float as i64);
+                }
+            }
+            map.values_mut().for_each(integral_bounds);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_bounds),
+        _ => {}
+    }
 }
 
 /// schemars lists `null` among the values of an optional enum; the API server rejects such a

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use twilio_operator_api::conditions::{READY, RECONCILING, STALLED};
-use twilio_operator_api::{AccountKind, AccountRef, ROTATE_ANNOTATION, TwilioApiKey};
+use twilio_operator_api::{AccountKind, AccountRef, ROTATE_ANNOTATION, RotationWindow, TwilioApiKey};
 
 use crate::table::{field, table};
 use crate::time::{age, stamp};
@@ -146,6 +146,17 @@ fn account_state(account: &AccountView) -> String {
     }
 }
 
+/// "Sat,Sun 02:00-05:00 Europe/Berlin".
+fn window_text(window: &RotationWindow) -> String {
+    let days = if window.days.is_empty() {
+        "daily".to_string()
+    } else {
+        window.days.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(",")
+    };
+    let zone = window.time_zone.as_deref().unwrap_or("UTC");
+    format!("{days} {}-{} {zone}", window.start, window.end)
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -247,6 +258,19 @@ pub fn render_status(resource: &TwilioApiKey, account: &AccountView, events: &[E
             (None, Some(interval)) => format!("every {interval}, once a key is delivered"),
         };
     field(&mut out, "Next rotation", &next_rotation);
+    let windows = resource.spec.rotation.as_ref().map(|r| r.windows.as_slice()).unwrap_or_default();
+    if !windows.is_empty() {
+        let listed: Vec<String> = windows.iter().map(window_text).collect();
+        let opens = match &status.next_window_at {
+            Some(at) => format!("; the next opens {}", stamp(at, now)),
+            None => String::new(),
+        };
+        field(
+            &mut out,
+            "Rotation windows",
+            &format!("{}{opens} (scheduled rotations start only in one)", listed.join("; ")),
+        );
+    }
     let secret = match &status.secret_name {
         Some(name) => name.clone(),
         None if resource.spec.revoked => format!("{} (deleted: revoked)", resource.desired_secret_name()),
@@ -293,10 +317,38 @@ pub fn render_status(resource: &TwilioApiKey, account: &AccountView, events: &[E
                     (false, Some(at)) => format!("rolling out since {}", stamp(at, now)),
                 };
                 let message = e.message.clone().unwrap_or_default();
-                vec![format!("{}/{}", e.kind, e.name), state, message]
+                let target = match (&e.selector, e.name.is_empty()) {
+                    (Some(selector), true) => format!("{}({selector})", e.kind),
+                    (Some(selector), false) => format!("{}/{} (by {selector})", e.kind, e.name),
+                    (None, _) => format!("{}/{}", e.kind, e.name),
+                };
+                let state = if e.name.is_empty() && e.complete { "matched".to_string() } else { state };
+                vec![target, state, message]
             })
             .collect();
         out.push_str(&table(&rows, 4));
+    }
+
+    if !status.history.is_empty() {
+        let limit = resource.history_limit();
+        let _ = writeln!(out, "\nHistory (the last {limit} keys, oldest first; spec.rotation.historyLimit):");
+        let mut rows = vec![["SID", "WHY", "DELIVERED", "RETIRED", "DELETED"].map(String::from).to_vec()];
+        for entry in &status.history {
+            let when = |at: &Option<String>| at.as_deref().map_or("-".to_string(), |t| stamp(t, now));
+            let deleted = match (&entry.deleted_at, &entry.deleted_because) {
+                (Some(at), Some(why)) => format!("{} ({why})", stamp(at, now)),
+                (at, _) => when(at),
+            };
+            let current = if status.key_sid.as_deref() == Some(entry.sid.as_str()) { " (current)" } else { "" };
+            rows.push(vec![
+                format!("{}{current}", entry.sid),
+                entry.reason.clone(),
+                stamp(&entry.delivered_at, now),
+                when(&entry.retired_at),
+                deleted,
+            ]);
+        }
+        out.push_str(&table(&rows, 2));
     }
 
     out.push_str("\nAccount:\n");
@@ -463,6 +515,42 @@ mod tests {
             "once the rollouts below are done, at the latest 2026-01-02T00:55:00Z",
             "Deployment/web rolling out since 2026-01-01T00:55:00Z (5m ago) 1 of 2 Pods updated",
             "DaemonSet/agent rolled out",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn windows_selector_matches_and_the_history_are_shown() {
+        let mut key = ready_key();
+        key.spec.rotation = Some(
+            serde_json::from_value(json!({
+                "interval": "720h", "historyLimit": 3,
+                "windows": [{"days": ["Sat", "Sun"], "start": "02:00", "end": "05:00", "timeZone": "Europe/Berlin"}]
+            }))
+            .unwrap(),
+        );
+        let status = key.status.as_mut().unwrap();
+        status.next_window_at = Some("2026-01-03T01:00:00Z".into());
+        status.rollout = serde_json::from_value(json!([
+            {"kind": "Deployment", "name": "", "selector": "tier=api", "complete": true, "message": "matched 1 at the rotation: api"},
+            {"kind": "Deployment", "name": "api", "selector": "tier=api", "complete": false, "restartedAt": "2026-01-01T00:55:00Z"}
+        ]))
+        .unwrap();
+        status.history = serde_json::from_value(json!([
+            {"sid": "SK0000000000000000000000000000000b", "reason": "Created", "deliveredAt": "2026-01-01T00:30:00Z",
+             "retiredAt": "2026-01-01T00:55:00Z", "deletedAt": "2026-01-01T00:58:00Z", "deletedBecause": "RolledOut"},
+            {"sid": "SK0000000000000000000000000000000a", "reason": "IntervalElapsed", "deliveredAt": "2026-01-01T00:55:00Z"}
+        ]))
+        .unwrap();
+        let text = squeeze(&render_status(&key, &account(), &[], now()));
+        for expected in [
+            "Rotation windows: Sat,Sun 02:00-05:00 Europe/Berlin; the next opens 2026-01-03T01:00:00Z",
+            "Deployment(tier=api) matched matched 1 at the rotation: api",
+            "Deployment/api (by tier=api) rolling out since",
+            "History (the last 3 keys, oldest first; spec.rotation.historyLimit):",
+            "SK0000000000000000000000000000000b Created 2026-01-01T00:30:00Z (30m ago) 2026-01-01T00:55:00Z (5m ago) 2026-01-01T00:58:00Z (2m ago) (RolledOut)",
+            "SK0000000000000000000000000000000a (current) IntervalElapsed",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

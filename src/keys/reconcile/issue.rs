@@ -90,8 +90,12 @@ pub(super) async fn issue(
     // after: once recorded, the pending name has served its purpose. Should the rename not happen
     // (a crash, an error), the drift check of `UpToDate` finds the key misnamed and renames it.
     let friendly_name = resource.desired_friendly_name();
-    let issued =
-        status::Issued::through(connection, &created.sid, friendly_name.clone(), status::history_reason(cause));
+    let issued = status::Issued::through(
+        connection,
+        &created.sid,
+        friendly_name.clone(),
+        crate::keys::plan::history_reason(cause),
+    );
     let status = TwilioApiKeyStatus {
         stale_secret_name: secret::stale_after_delivery(resource, observation.delivering_secret.as_ref()),
         ..status::delivered(resource, issued, ctx.now())

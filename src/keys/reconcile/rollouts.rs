@@ -73,7 +73,12 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
             Some(restarted_at) => {
                 let target = rollout::entry_name(entry);
                 let progress = match read_workload(ctx, &rotation.namespace, entry.kind, &entry.name).await? {
-                    Ok(workload) => rollout::progress(&workload, restarted_at),
+                    // Any restart made since the delivery serves the key, its own or a later or
+                    // concurrent one made for another key: the Pods must all be newer than that.
+                    Ok(workload) => {
+                        let serving = rollout::served_by(&workload, rotation.delivered_at, ctx.now());
+                        rollout::progress(&workload, serving.unwrap_or(restarted_at))
+                    }
                     Err(why) => rollout::Progress::Waiting(why),
                 };
                 match progress {
@@ -221,7 +226,9 @@ async fn restart(ctx: &Context, rotation: &Rotation<'_>, entry: &mut RolloutTarg
                 return Ok(());
             }
         };
-        if let Some(at) = rollout::served_by(&workload, rotation.delivered_at, rotation.now) {
+        // Now, not the pass's start: a restart another key made a moment ago serves this one too.
+        let now = ctx.now();
+        if let Some(at) = rollout::served_by(&workload, rotation.delivered_at, now) {
             let whom =
                 workload.restarted_for().map(crate::api::text::printable).unwrap_or_else(|| "another change".into());
             let whom = crate::api::text::shorten(&whom, 256);
@@ -238,7 +245,7 @@ async fn restart(ctx: &Context, rotation: &Rotation<'_>, entry: &mut RolloutTarg
             ctx.events.normal(resource, "RolloutRestartShared", "RestartWorkload", note).await;
             return Ok(());
         }
-        let at = rollout::restart_time(entry.kind, rotation.now);
+        let at = rollout::restart_time(entry.kind, now);
         let made_for = format!("TwilioApiKey {} (key {})", resource.name_any(), rotation.key_sid);
         let patch = rollout::restart_patch(entry.kind, at, &made_for, workload.resource_version());
         match patch_workload(ctx, &rotation.namespace, entry.kind, &entry.name, patch).await? {

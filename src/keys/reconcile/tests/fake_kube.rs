@@ -35,11 +35,21 @@ struct PlannedFailure {
     after_effect: bool,
 }
 
+/// A change another writer makes to `path` right before the next request of `verb` on `target`
+/// is served (so that a write based on an earlier read meets a newer object).
+struct PlannedChange {
+    verb: String,
+    target: String,
+    path: String,
+    change: Box<dyn FnOnce(&mut Value) + Send>,
+}
+
 #[derive(Default)]
 struct State {
     objects: BTreeMap<String, Value>,
     version: u64,
     planned: Vec<PlannedFailure>,
+    changes: Vec<PlannedChange>,
 }
 
 #[derive(Clone)]
@@ -84,6 +94,19 @@ impl FakeKube {
         state.objects.insert(path.to_string(), stored);
     }
 
+    /// Before the next `verb` on `target` is served, another writer changes the object at `path`.
+    pub fn change_before_next(
+        &self,
+        verb: &str,
+        target: &str,
+        path: &str,
+        change: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        let planned =
+            PlannedChange { verb: verb.into(), target: target.into(), path: path.into(), change: Box::new(change) };
+        self.state.lock().unwrap().changes.push(planned);
+    }
+
     pub fn fail_next(&self, verb: &str, target: &str, status: u16, after_effect: bool) {
         let failure = PlannedFailure { verb: verb.into(), target: target.into(), status, after_effect };
         self.state.lock().unwrap().planned.push(failure);
@@ -105,6 +128,15 @@ impl FakeKube {
         let target = target_of(&path, verb, &body);
         let planned = {
             let mut state = self.state.lock().unwrap();
+            if let Some(i) = state.changes.iter().position(|c| c.verb == verb && c.target == target) {
+                let planned = state.changes.remove(i);
+                if let Some(mut object) = state.objects.get(&planned.path).cloned() {
+                    let old = object.clone();
+                    (planned.change)(&mut object);
+                    let stored = stamp(&mut state, object, Some(&old));
+                    state.objects.insert(planned.path, stored);
+                }
+            }
             let index = state.planned.iter().position(|f| f.verb == verb && f.target == target);
             index.map(|i| state.planned.remove(i))
         };
@@ -113,7 +145,8 @@ impl FakeKube {
         {
             return status_response(failure.status, "planned failure");
         }
-        let response = self.carry_out(verb, &path, &content_type, &body);
+        let query = parts.uri.query().unwrap_or_default().to_string();
+        let response = self.carry_out(verb, &path, &query, &content_type, &body);
         if response.status().is_success() && verb != "get" {
             let entry = match target.strip_prefix("events/") {
                 Some(_) => format!(
@@ -130,7 +163,7 @@ impl FakeKube {
         }
     }
 
-    fn carry_out(&self, verb: &str, path: &str, content_type: &str, body: &Bytes) -> Response<Body> {
+    fn carry_out(&self, verb: &str, path: &str, query: &str, content_type: &str, body: &Bytes) -> Response<Body> {
         let mut state = self.state.lock().unwrap();
         let (object_path, status_only) = match path.strip_suffix("/status") {
             Some(object) => (object.to_string(), true),
@@ -139,7 +172,7 @@ impl FakeKube {
         match verb {
             "get" => match state.objects.get(&object_path) {
                 Some(object) => json_response(200, object),
-                None => status_response(404, "not found"),
+                None => list(&state, &object_path, query).unwrap_or_else(|| status_response(404, "not found")),
             },
             "create" => {
                 let object: Value = serde_json::from_slice(body).unwrap_or_default();
@@ -221,6 +254,34 @@ impl FakeKube {
             _ => status_response(405, "not supported"),
         }
     }
+}
+
+/// A list of the objects directly under `collection` whose labels match the query's
+/// labelSelector (equality terms only, "a=b,c=d"), in name order; None when there are none
+/// under it and it is not a known collection.
+fn list(state: &State, collection: &str, query: &str) -> Option<Response<Body>> {
+    let selector = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("labelSelector="))
+        .map(|s| s.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
+        .unwrap_or_default();
+    let terms: Vec<(&str, &str)> =
+        selector.split(',').filter(|t| !t.is_empty()).filter_map(|t| t.split_once('=')).collect();
+    let prefix = format!("{collection}/");
+    let items: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|(path, _)| path.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')))
+        .map(|(_, object)| object.clone())
+        .filter(|object| terms.iter().all(|(k, v)| object["metadata"]["labels"][*k] == *v))
+        .collect();
+    let known =
+        collection.ends_with("deployments") || collection.ends_with("statefulsets") || collection.ends_with("rollouts");
+    if items.is_empty() && !known {
+        return None;
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": state.version.to_string()}, "items": items});
+    Some(json_response(200, &list))
 }
 
 /// The object's uid (kept, or made), a new resourceVersion and, when its spec changed, generation.

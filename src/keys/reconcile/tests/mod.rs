@@ -5,6 +5,7 @@
 
 mod fake_kube;
 mod issuing;
+mod rollouts;
 mod steps;
 
 use std::sync::Arc;
@@ -77,7 +78,7 @@ impl Harness {
         let config = Config {
             resync_interval: Duration::from_secs(600),
             rollout_deadline: Duration::from_secs(600),
-            rollout_restart_delay: Duration::ZERO,
+            rollout_restart_delay: Duration::from_secs(10),
             max_key_creations_per_hour: 100,
             max_retiring_keys: 3,
         };
@@ -88,24 +89,40 @@ impl Harness {
     }
 
     /// TwilioApiKey `team/app` with this spec (the account is `main` unless it says otherwise).
-    fn apply(&self, mut spec: Value) {
+    fn apply(&self, spec: Value) {
+        self.apply_named("app", spec);
+    }
+
+    /// TwilioApiKey `team/<name>` (uid `uid-<name>`) with this spec.
+    fn apply_named(&self, name: &str, mut spec: Value) {
         if spec["accountRef"].is_null() {
             spec["accountRef"] = json!({"name": "main"});
         }
-        match self.kube.get(KEY) {
+        let path = format!("{KEYS}/{name}");
+        match self.kube.get(&path) {
             None => {
                 self.kube.put(
                     KEYS,
                     json!({"apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioApiKey",
-                        "metadata": {"name": "app", "namespace": "team", "uid": "uid-app"}, "spec": spec}),
+                        "metadata": {"name": name, "namespace": "team", "uid": format!("uid-{name}")}, "spec": spec}),
                 );
             }
-            Some(_) => self.kube.edit(KEY, |key| key["spec"] = spec),
+            Some(_) => self.kube.edit(&path, |key| key["spec"] = spec),
         }
     }
 
     fn key(&self) -> TwilioApiKey {
-        serde_json::from_value(self.kube.get(KEY).expect("TwilioApiKey team/app")).unwrap()
+        self.key_named("app")
+    }
+
+    fn key_named(&self, name: &str) -> TwilioApiKey {
+        let path = format!("{KEYS}/{name}");
+        serde_json::from_value(self.kube.get(&path).unwrap_or_else(|| panic!("TwilioApiKey team/{name}"))).unwrap()
+    }
+
+    /// One pass of TwilioApiKey `team/<name>`.
+    async fn pass_on(&self, name: &str) -> Result<Action, Error> {
+        reconcile(Arc::new(self.key_named(name)), self.ctx.clone()).await
     }
 
     fn secret(&self) -> Option<Secret> {

@@ -1,0 +1,175 @@
+//! Restarts after rotations and rotation windows: keys rotated together share one restart of a
+//! workload they both feed, a restart that loses a race shares the winner's, and a scheduled
+//! rotation waits for its window while a repair does not.
+
+use k8s_openapi::jiff::SignedDuration;
+use k8s_openapi::jiff::tz::TimeZone;
+use serde_json::json;
+
+use super::*;
+use crate::runtime::context::Clock;
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/team/deployments";
+const WEB: &str = "/apis/apps/v1/namespaces/team/deployments/web";
+
+/// Deployment `web` (label tier=api), one replica, rolled out.
+fn put_web(h: &Harness) {
+    h.kube.put(
+        DEPLOYMENTS,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "team", "labels": {"tier": "api"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}}}),
+    );
+}
+
+/// What the Deployment controller writes once every Pod runs the current template.
+fn roll_out_web(h: &Harness) {
+    h.kube.edit(WEB, |d| {
+        let generation = d["metadata"]["generation"].clone();
+        d["status"] =
+            json!({"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1});
+    });
+}
+
+fn template_restart(h: &Harness) -> Option<String> {
+    let web = h.kube.get(WEB)?;
+    web["spec"]["template"]["metadata"]["annotations"]["twilio-operator.dev/restartedAt"].as_str().map(String::from)
+}
+
+/// Four rounds of passes over `names`, in order: enough for each to carry out what it can do
+/// at this time (a pass that is not due leaves the resource as it is).
+async fn settle_all(h: &Harness, names: &[&str]) {
+    for _ in 0..4 {
+        for name in names {
+            let _ = h.pass_on(name).await;
+        }
+    }
+}
+
+fn events(timeline: &[String], reason: &str) -> usize {
+    timeline.iter().filter(|e| *e == &format!("event {reason}")).count()
+}
+
+fn key_spec(secret: &str, trigger: &str) -> Value {
+    json!({
+        "secret": {"name": secret},
+        "rotation": {"gracePeriod": "1s", "trigger": trigger},
+        "rolloutRestartTargets": [
+            {"kind": "Deployment", "selector": {"matchLabels": {"tier": "api"}}},
+            {"kind": "Deployment", "name": "web"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn keys_rotated_together_restart_a_workload_they_share_once() {
+    let h = Harness::new().await;
+    put_web(&h);
+    h.apply_named("a", key_spec("a", "1"));
+    h.apply_named("b", key_spec("b", "1"));
+    settle_all(&h, &["a", "b"]).await;
+    let old: Vec<String> = ["a", "b"].iter().map(|n| h.key_named(n).status.unwrap().key_sid.unwrap()).collect();
+    h.timeline.take();
+
+    h.apply_named("a", key_spec("a", "2"));
+    h.apply_named("b", key_spec("b", "2"));
+    settle_all(&h, &["a", "b"]).await;
+    // Both delivered; neither restarts before the restart delay.
+    assert_eq!(template_restart(&h), None);
+    let entries = h.key_named("a").status.unwrap().rollout;
+    assert!(entries[0].message.as_deref().unwrap().contains("to be matched and restarted at"), "{entries:?}");
+    h.advance(SignedDuration::from_secs(11));
+    settle_all(&h, &["a", "b"]).await;
+    let timeline = h.timeline.take();
+    let restarts = timeline.iter().filter(|e| *e == "patch deployments/web").count();
+    assert_eq!(restarts, 1, "web is restarted once for both keys: {timeline:?}");
+    assert_eq!((events(&timeline, "RolloutRestarted"), events(&timeline, "RolloutRestartShared")), (1, 1));
+    let web = h.kube.get(WEB).unwrap();
+    assert_eq!(
+        web["metadata"]["annotations"]["twilio-operator.dev/restartedFor"].as_str().unwrap().split(' ').nth(1),
+        Some("a")
+    );
+    // Named and selected, web is one entry; the selector's entry says what it matched.
+    let entries = h.key_named("b").status.unwrap().rollout;
+    let shown: Vec<(String, Option<String>, bool)> =
+        entries.iter().map(|e| (e.name.clone(), e.selector.clone(), e.complete)).collect();
+    assert_eq!(shown, [(String::new(), Some("tier=api".into()), true), ("web".into(), None, false)]);
+    assert_eq!(entries[0].message.as_deref(), Some("matched 1 at the rotation: web"));
+    assert_eq!(entries[1].restarted_at, template_restart(&h), "b records a's restart as its own");
+
+    // Both old keys wait for web, then go after their grace period.
+    h.advance(SignedDuration::from_secs(5));
+    settle_all(&h, &["a", "b"]).await;
+    assert!(old.iter().all(|sid| h.twilio.key(sid).is_some()), "kept until web rolled out");
+    roll_out_web(&h);
+    settle_all(&h, &["a", "b"]).await;
+    h.advance(SignedDuration::from_secs(2));
+    settle_all(&h, &["a", "b"]).await;
+    assert!(old.iter().all(|sid| h.twilio.key(sid).is_none()), "both deleted once web rolled out");
+    let history = h.key_named("a").status.unwrap().history;
+    assert_eq!(history[0].deleted_because.as_deref(), Some("RolledOut"), "{history:?}");
+}
+
+#[tokio::test]
+async fn a_restart_that_loses_a_race_shares_the_winners() {
+    let h = Harness::new().await;
+    put_web(&h);
+    h.apply_named("a", key_spec("a", "1"));
+    settle_all(&h, &["a"]).await;
+    h.apply_named("a", key_spec("a", "2"));
+    settle_all(&h, &["a"]).await;
+    h.advance(SignedDuration::from_secs(11));
+    // Between the operator's read of web and its restart, another key's restart lands.
+    let winner = h.clock.now().checked_sub(SignedDuration::from_secs(1)).unwrap().to_string();
+    let planted = winner.clone();
+    h.kube.change_before_next("patch", "deployments/web", WEB, move |d| {
+        d["spec"]["template"]["metadata"]["annotations"] = json!({"twilio-operator.dev/restartedAt": planted});
+        d["metadata"]["annotations"] = json!({"twilio-operator.dev/restartedFor": "TwilioApiKey other (key SK1)"});
+    });
+    h.timeline.take();
+    h.pass_on("a").await.unwrap();
+    let timeline = h.timeline.take();
+    assert!(!timeline.contains(&"patch deployments/web".to_string()), "no second restart: {timeline:?}");
+    assert_eq!(events(&timeline, "RolloutRestartShared"), 1, "{timeline:?}");
+    assert_eq!(template_restart(&h), Some(winner.clone()));
+    let web_entry = h.key_named("a").status.unwrap().rollout.into_iter().find(|e| e.name == "web").unwrap();
+    assert_eq!(web_entry.restarted_at, Some(winner));
+    assert!(web_entry.message.unwrap().contains("TwilioApiKey other"));
+}
+
+/// "HH:MM" of `at` plus `hours`, in UTC.
+fn clock(at: Timestamp, hours: i64) -> String {
+    at.checked_add(SignedDuration::from_hours(hours)).unwrap().to_zoned(TimeZone::UTC).strftime("%H:%M").to_string()
+}
+
+#[tokio::test]
+async fn a_scheduled_rotation_waits_for_its_window_and_a_repair_does_not() {
+    let h = Harness::new().await;
+    let start = h.clock.now();
+    let spec = json!({"rotation": {"interval": "1h", "windows": [{"start": clock(start, 3), "end": clock(start, 4)}]}});
+    h.apply(spec);
+    h.settle().await;
+    let first = h.recorded_sid().unwrap();
+    // Due after an hour; the window opens after three.
+    h.advance(SignedDuration::from_mins(61));
+    h.settle().await;
+    assert_eq!(h.recorded_sid(), Some(first.clone()), "not rotated outside its window");
+    let status = h.key().status.unwrap();
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains("waits for a rotation window"), "{}", ready.message);
+    assert_eq!(status.next_rotation_at, status.next_window_at, "the next rotation is at the window's opening");
+    // A repair outside the window: the Secret's data altered, a new key at once.
+    h.kube.edit(SECRET, |s| s["data"] = json!({}));
+    h.settle().await;
+    let repaired = h.recorded_sid().unwrap();
+    assert_ne!(repaired, first, "repaired outside the window");
+    assert_eq!(h.key().status.unwrap().history.last().unwrap().reason, "SecretDrift");
+    // Into the window: the key due since the repair plus an hour rotates.
+    h.advance(SignedDuration::from_mins(121));
+    h.settle().await;
+    let rotated = h.recorded_sid().unwrap();
+    assert_ne!(rotated, repaired);
+    let reasons: Vec<String> = h.key().status.unwrap().history.into_iter().map(|e| e.reason).collect();
+    assert_eq!(reasons, ["Created", "SecretDrift", "IntervalElapsed"]);
+}
