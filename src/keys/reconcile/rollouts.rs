@@ -162,8 +162,8 @@ async fn match_selectors(
         }
         let kind = entries[i].kind;
         let selector = entries[i].selector.clone().unwrap_or_default();
-        let names = match list_workloads(ctx, &rotation.namespace, kind, &selector).await? {
-            Ok(names) => names,
+        let Matched { names, more } = match list_workloads(ctx, &rotation.namespace, kind, &selector).await? {
+            Ok(matched) => matched,
             Err(why) => {
                 fail(ctx, rotation, &mut entries[i], why).await;
                 continue;
@@ -174,20 +174,21 @@ async fn match_selectors(
         let room = rollout::MAX_WORKLOADS.saturating_sub(targeted.len());
         let fresh: Vec<String> = names.iter().filter(|n| !targeted.contains(&(kind, (*n).clone()))).cloned().collect();
         let (taken, left_out) = fresh.split_at(fresh.len().min(room));
-        let mut summary = match names.len() {
-            0 => format!("matched no {kind} at the rotation"),
-            n => format!("matched {n} at the rotation: {}", crate::api::text::shorten(&names.join(", "), 512)),
+        let listed = crate::api::text::shorten(&names.join(", "), 512);
+        let mut summary = match (names.len(), more) {
+            (0, _) => format!("matched no {kind} at the rotation"),
+            (n, false) => format!("matched {n} at the rotation: {listed}"),
+            (n, true) => format!("matched more than {n} at the rotation, the first: {listed}"),
         };
-        if !left_out.is_empty() {
+        if !left_out.is_empty() || more {
+            let left = if more { "the others".to_string() } else { left_out.len().to_string() };
             summary.push_str(&format!(
-                "; {} not restarted: a rotation restarts at most {} workloads",
-                left_out.len(),
+                "; {left} not restarted: a rotation restarts at most {} workloads",
                 rollout::MAX_WORKLOADS
             ));
             let note = format!(
-                "Selector {selector:?} matched more {kind}s than a rotation restarts ({}): {} are not restarted, and the old key does not wait for them",
-                rollout::MAX_WORKLOADS,
-                left_out.len()
+                "Selector {selector:?} matched more {kind}s than a rotation restarts ({}): {left} are not restarted, and the old key does not wait for them",
+                rollout::MAX_WORKLOADS
             );
             ctx.events.warning(rotation.resource, "RolloutTargetsLimited", "MatchWorkloads", note).await;
         }
@@ -346,6 +347,12 @@ async fn read_workload(
     }
 }
 
+/// What a selector matched: the first names, in name order, and whether there are more.
+struct Matched {
+    names: Vec<String>,
+    more: bool,
+}
+
 /// The names of the workloads of `kind` in `namespace` whose labels match `selector`, in name
 /// order, at most one more than a rotation restarts (only their metadata is read).
 async fn list_workloads(
@@ -353,11 +360,12 @@ async fn list_workloads(
     namespace: &str,
     kind: WorkloadKind,
     selector: &str,
-) -> Result<std::result::Result<Vec<String>, String>> {
+) -> Result<std::result::Result<Matched, String>> {
     let params = ListParams::default().labels(selector).limit(rollout::MAX_WORKLOADS as u32 + 1);
     let client = ctx.client.clone();
-    fn names<K: Clone>(list: kube::core::ObjectList<kube::core::PartialObjectMeta<K>>) -> Vec<String> {
-        list.items.into_iter().filter_map(|item| item.metadata.name).collect()
+    fn names<K: Clone>(list: kube::core::ObjectList<kube::core::PartialObjectMeta<K>>) -> Matched {
+        let more = list.metadata.continue_.as_deref().is_some_and(|c| !c.is_empty());
+        Matched { names: list.items.into_iter().filter_map(|item| item.metadata.name).collect(), more }
     }
     let result = match kind {
         WorkloadKind::Deployment => {

@@ -280,7 +280,15 @@ fn list(state: &State, collection: &str, query: &str) -> Option<Response<Body>> 
     if items.is_empty() && !known {
         return None;
     }
-    let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": state.version.to_string()}, "items": items});
+    // As the API server pages: at most `limit` items, and a continue token when there are more.
+    let limit = query.split('&').find_map(|p| p.strip_prefix("limit=")).and_then(|l| l.parse::<usize>().ok());
+    let more = limit.is_some_and(|limit| items.len() > limit);
+    let items: Vec<Value> = items.into_iter().take(limit.unwrap_or(usize::MAX)).collect();
+    let mut metadata = json!({"resourceVersion": state.version.to_string()});
+    if more {
+        metadata["continue"] = json!("more");
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": items});
     Some(json_response(200, &list))
 }
 

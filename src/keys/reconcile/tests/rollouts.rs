@@ -173,3 +173,37 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_repair_does_not() {
     let reasons: Vec<String> = h.key().status.unwrap().history.into_iter().map(|e| e.reason).collect();
     assert_eq!(reasons, ["Created", "SecretDrift", "IntervalElapsed"]);
 }
+
+#[tokio::test]
+async fn a_selector_that_matches_more_than_a_rotation_restarts_is_cut_at_32_and_says_so() {
+    let h = Harness::new().await;
+    for i in 0..34 {
+        h.kube.put(
+            DEPLOYMENTS,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": format!("w{i:02}"), "namespace": "team", "labels": {"tier": "api"}},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": []}}}}),
+        );
+    }
+    let spec = |trigger: &str| {
+        json!({"rotation": {"trigger": trigger},
+            "rolloutRestartTargets": [{"kind": "Deployment", "selector": {"matchLabels": {"tier": "api"}}}]})
+    };
+    h.apply(spec("1"));
+    h.settle().await;
+    h.apply(spec("2"));
+    h.settle().await;
+    h.advance(SignedDuration::from_secs(11));
+    h.timeline.take();
+    h.pass().await.unwrap();
+    let timeline = h.timeline.take();
+    let restarts = timeline.iter().filter(|e| e.starts_with("patch deployments/")).count();
+    assert_eq!(restarts, 32, "{timeline:?}");
+    assert_eq!(events(&timeline, "RolloutTargetsLimited"), 1);
+    let entries = h.key().status.unwrap().rollout;
+    assert_eq!(entries.len(), 33, "the selector's entry and 32 workloads");
+    let summary = entries[0].message.as_deref().unwrap();
+    assert!(summary.starts_with("matched more than 33 at the rotation, the first: w00,"), "{summary}");
+    assert!(summary.ends_with("the others not restarted: a rotation restarts at most 32 workloads"), "{summary}");
+}
