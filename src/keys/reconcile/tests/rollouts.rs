@@ -207,3 +207,26 @@ async fn a_selector_that_matches_more_than_a_rotation_restarts_is_cut_at_32_and_
     assert!(summary.starts_with("matched more than 33 at the rotation, the first: w00,"), "{summary}");
     assert!(summary.ends_with("the others not restarted: a rotation restarts at most 32 workloads"), "{summary}");
 }
+
+#[tokio::test]
+async fn a_restart_whose_status_write_failed_is_found_and_not_repeated() {
+    let h = Harness::new().await;
+    put_web(&h);
+    h.apply_named("a", key_spec("a", "1"));
+    settle_all(&h, &["a"]).await;
+    h.apply_named("a", key_spec("a", "2"));
+    settle_all(&h, &["a"]).await;
+    h.advance(SignedDuration::from_secs(11));
+    h.timeline.take();
+    h.kube.fail_next("patch", "twilioapikeys/a/status", 500, false);
+    assert!(h.pass_on("a").await.is_err(), "the status write after the restart fails");
+    let restarted = template_restart(&h).expect("web was restarted");
+    assert!(h.key_named("a").status.unwrap().rollout.iter().all(|e| e.restarted_at.is_none()), "not recorded");
+    h.timeline.take();
+    h.pass_on("a").await.unwrap();
+    let timeline = h.timeline.take();
+    assert!(!timeline.iter().any(|e| e == "patch deployments/web"), "not restarted again: {timeline:?}");
+    assert_eq!(events(&timeline, "RolloutRestartShared"), 1, "{timeline:?}");
+    let web = h.key_named("a").status.unwrap().rollout.into_iter().find(|e| e.name == "web").unwrap();
+    assert_eq!(web.restarted_at, Some(restarted), "its own restart, found and recorded");
+}
