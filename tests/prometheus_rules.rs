@@ -72,7 +72,7 @@ fn the_rules_name_only_metrics_the_operator_exports() {
     metrics.keys.rotation("interval_elapsed");
     metrics.keys.rollout_restart(twilio_operator::api::WorkloadKind::Deployment, RestartOutcome::Shared);
     metrics.process.kube_request(&http::Request::get("/api/v1/secrets").body(()).unwrap());
-    let resources = Resources { keys: vec![], accounts: vec![("TwilioAccount", vec![])] };
+    let resources = Resources { keys: vec![], accounts: vec![("TwilioAccount", vec![])], ..Default::default() };
     let exposition = metrics.render(&resources);
     let exported: BTreeSet<String> = exposition
         .lines()

@@ -4,6 +4,7 @@
 //! - `reconcile`: the controller that verifies an account's credential and keeps the account and
 //!   its credentials Secret until no key needs them.
 
+pub mod census;
 pub mod reconcile;
 pub mod resolve;
 

@@ -10,9 +10,9 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::resolve::{connect_afresh, namespace_allowed};
-use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER};
+use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER, census};
 use crate::api::conditions::{self, Health};
-use crate::api::{FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
+use crate::api::{AccountKeys, CredentialKind, FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
 use crate::error::{Error, Result};
 use crate::runtime::context::Context;
 use crate::twilio::TwilioError;
@@ -62,7 +62,7 @@ async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<A
     if !users.is_empty() {
         let error = Error::AccountInUse { users };
         let health = Health::Progressing { reason: "InUse", message: error.to_string() };
-        write_account_status(account.as_ref(), ctx, &health).await?;
+        write_account_status(account.as_ref(), ctx, &health, None).await?;
         return Err(error);
     }
     let source = account.source();
@@ -108,17 +108,25 @@ async fn verify<A: AccountResource>(
     found: &std::sync::Mutex<&'static str>,
 ) -> Result<Action> {
     let source = account.source();
-    let outcome = match connect_afresh(ctx, &source).await {
+    let listing = match connect_afresh(ctx, &source).await {
         // Listing the account's keys proves the credential may manage them, and the listing
         // is the one its keys' drift checks and orphan sweeps use until the next resync: one
-        // call per account and interval serves both.
+        // call per account and interval serves both, and the census of its keys.
         Ok(connection) => ctx
             .inventories
             .get(&ctx.twilio, &connection, std::time::Duration::ZERO, ctx.now())
             .await
-            .map(|_| ())
+            .map(|inventory| {
+                let recorded = ctx.caches.keys_recorded_in(&source.account_sid);
+                let census = census::census(&inventory.keys, &recorded, inventory.listed_at);
+                (census::credential_kind(&connection.credentials), census)
+            })
             .map_err(Error::twilio("verify credentials")),
         Err(e) => Err(e),
+    };
+    let (outcome, found_out) = match listing {
+        Ok(report) => (Ok(()), Some(report)),
+        Err(e) => (Err(e), None),
     };
     let (health, action) = match &outcome {
         Ok(()) => (
@@ -146,7 +154,7 @@ async fn verify<A: AccountResource>(
     if let Err(error) = protect_credentials(ctx, &source, true).await {
         tracing::warn!(%error, "could not protect the credentials Secret with a finalizer");
     }
-    let changed = write_account_status(account.as_ref(), ctx, &health).await?;
+    let changed = write_account_status(account.as_ref(), ctx, &health, found_out).await?;
     if changed && let Health::Stalled { reason, message } = &health {
         ctx.events.warning(account.as_ref(), reason, "VerifyCredentials", message.clone()).await;
     }
@@ -157,12 +165,25 @@ async fn verify<A: AccountResource>(
     Ok(action)
 }
 
-/// Writes the account's conditions if they change; tells whether they did.
-async fn write_account_status<A: AccountResource>(account: &A, ctx: &Context, health: &Health) -> Result<bool> {
+/// Writes the account's conditions, and what its latest listing found (the credential and the
+/// census of its keys; kept as they were when `found_out` is None), if they change; tells whether
+/// they did.
+async fn write_account_status<A: AccountResource>(
+    account: &A,
+    ctx: &Context,
+    health: &Health,
+    found_out: Option<(CredentialKind, AccountKeys)>,
+) -> Result<bool> {
     let previous = account.account_status().cloned().unwrap_or_default();
+    let (credential, keys) = match found_out {
+        Some((credential, keys)) => (Some(credential), Some(keys)),
+        None => (previous.credential, previous.keys.clone()),
+    };
     let status = TwilioAccountStatus {
         observed_generation: account.meta().generation,
         conditions: conditions::conditions_for(&previous.conditions, health, account.meta().generation, ctx.now()),
+        credential,
+        keys,
     };
     if status == previous {
         return Ok(false);

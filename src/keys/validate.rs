@@ -345,6 +345,24 @@ fn dns_subdomain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Restricted keys exist only in Twilio's US1 region: a Restricted key whose account is in
+/// another Region is refused before any call to Twilio (the account's Region is known only once
+/// its account is resolved, so this is checked then; the chart's admission policy refuses it
+/// at admission where it can).
+pub fn key_type_in_region(resource: &TwilioApiKey, region: &str, account_sid: &str) -> Result<(), String> {
+    if resource.spec.key_type != KeyType::Restricted || region == "us1" {
+        return Ok(());
+    }
+    Err(format!(
+        "spec.keyType Restricted: Restricted keys exist only in Twilio's US1 region, and account {account_sid} ({} {}) is in region {region}; use a Standard key, or an account in us1",
+        match resource.spec.account_ref.kind {
+            crate::api::AccountKind::TwilioAccount => "TwilioAccount",
+            crate::api::AccountKind::ClusterTwilioAccount => "ClusterTwilioAccount",
+        },
+        resource.spec.account_ref.name
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +388,21 @@ mod tests {
         assert!(validate(&k).is_ok());
         k.spec.key_type = KeyType::Standard;
         assert!(validate(&k).unwrap_err().contains("only allowed"));
+    }
+
+    #[test]
+    fn restricted_keys_exist_only_in_us1() {
+        let mut k = standard();
+        assert!(key_type_in_region(&k, "ie1", "AC1").is_ok(), "Standard keys exist in every Region");
+        k.spec.key_type = KeyType::Restricted;
+        assert!(key_type_in_region(&k, "us1", "AC1").is_ok());
+        let refused = key_type_in_region(&k, "ie1", "AC1").unwrap_err();
+        assert!(
+            refused.contains("only in Twilio's US1 region")
+                && refused.contains("TwilioAccount prod")
+                && refused.contains("region ie1"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -760,6 +760,64 @@ pub struct TwilioAccountStatus {
     /// Ready is True once the credential was verified by an authenticated call to Twilio.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// What the operator acts with in the account: AuthToken (the account's auth token, which
+    /// can do everything in the account) or MainKey (a Main API key from the credentials
+    /// Secret, which keeps the auth token out of the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialKind>,
+    /// The keys in the account at its latest listing, and who manages them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<AccountKeys>,
+}
+
+/// The kind of credential the operator acts with in an account.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CredentialKind {
+    AuthToken,
+    MainKey,
+}
+
+/// The keys of an account as its latest listing showed them. Report only: the operator never
+/// deletes a key it cannot prove it created.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountKeys {
+    /// Keys that a TwilioApiKey of this cluster (in the namespaces the operator watches) records,
+    /// current or retiring.
+    #[schemars(with = "i64")]
+    pub managed: u32,
+    /// Keys that no TwilioApiKey here records and that carry no pending name: made in the
+    /// Console (Main keys among them), by another tool, or by a resource that is gone.
+    #[schemars(with = "i64")]
+    pub unmanaged: u32,
+    /// Keys under a pending name ("twilio-operator:pending:<uid>") that no resource here
+    /// records: being created right now, or by an operator in another cluster on this account.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(with = "i64")]
+    pub pending: u32,
+    /// When the account was listed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<String>,
+    /// The unmanaged and pending keys, oldest first, at most 20 (`kubectl twilio keys` shows
+    /// them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_managed: Vec<UnmanagedKey>,
+}
+
+/// A key of the account that no TwilioApiKey here records.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmanagedKey {
+    pub sid: String,
+    /// Its name in Twilio (at most 64 characters, control characters replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub friendly_name: Option<String>,
+    /// When Twilio created it (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// It carries a pending name: an operator is creating it (here, or in another cluster).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl TwilioApiKey {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-const ABOUT: &str = "Day-two commands for twilio-operator's TwilioApiKeys: status, rotate, revoke, inspect secret";
+const ABOUT: &str =
+    "Day-two commands for twilio-operator's TwilioApiKeys: status, rotate, revoke, keys, inspect secret";
 
 const LONG_ABOUT: &str = "\
 Day-two commands for twilio-operator.
@@ -25,6 +26,7 @@ Examples:
   kubectl twilio rotate payments-api -n payments --wait   # a new key now; wait until it is delivered
   kubectl twilio revoke payments-api -n payments          # kill switch: delete its keys (asks first)
   kubectl twilio inspect secret payments-api -n payments  # whose Secret is this, is its key current?
+  kubectl twilio keys -n payments                         # every key in the accounts, and who manages it
 
 Exit codes:
   0  done (status: the key is Ready)
@@ -126,6 +128,33 @@ Examples:
   kubectl twilio revoke payments-api -n payments --undo   # a fresh key"
     )]
     Revoke(RevokeArgs),
+
+    /// List every key in the accounts and who manages it (a TwilioApiKey, a pending name, nobody)
+    #[command(
+        long_about = "\
+List every key in a Twilio account, and who manages it.
+
+For each account (the TwilioAccounts of the namespace and the ClusterTwilioAccounts, or only the
+one --account names), shows what the operator acts with (the auth token or a Main key), how many
+keys its latest listing found (managed by a TwilioApiKey here, unmanaged, pending), and one row
+per key: those TwilioApiKeys record (current or retiring) with their resource, and the others
+the account's status lists (the oldest 20) as \"nobody\" (made in the Console, by another tool,
+or by a resource that is gone) or as a pending name (a key being created, here or by an operator
+in another cluster that shares the account). The operator never deletes a key it cannot prove it
+created: this is a report.
+
+Reads TwilioApiKeys in every namespace (or, without that right, in the namespace only); makes no
+call to Twilio.",
+        after_help = "\
+Examples:
+  kubectl twilio keys -n payments                 # the namespace's TwilioAccounts and the ClusterTwilioAccounts
+  kubectl twilio keys --account main -n payments  # one account: a TwilioAccount of -n, else a ClusterTwilioAccount"
+    )]
+    Keys {
+        /// Only this account: a TwilioAccount in the namespace, else the ClusterTwilioAccount of that name
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
+    },
 
     /// Explain an object of twilio-operator (for now: a Secret it delivers)
     #[command(subcommand, after_help = "Examples:\n  kubectl twilio inspect secret payments-api -n payments")]

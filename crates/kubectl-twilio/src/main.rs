@@ -5,6 +5,7 @@
 
 mod cli;
 mod inspect;
+mod keys;
 mod revoke;
 mod rotate;
 mod status;
@@ -55,7 +56,67 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rotate(args) => rotate(client, &namespace, args).await,
         Command::Revoke(args) => revoke(client, &namespace, args).await,
         Command::Inspect(Inspect::Secret { name }) => inspect_secret(client, &namespace, &name).await,
+        Command::Keys { account } => list_keys(client, &namespace, account.as_deref()).await,
     }
+}
+
+/// `keys`: the accounts of the namespace and the cluster (or the one named), each with its keys.
+async fn list_keys(client: Client, namespace: &str, only: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut accounts: Vec<keys::AccountRow> = Vec::new();
+    let namespaced: Api<TwilioAccount> = Api::namespaced(client.clone(), namespace);
+    for account in namespaced.list(&ListParams::default()).await.context("listing TwilioAccounts")?.items {
+        accounts.push(keys::AccountRow {
+            label: format!("TwilioAccount {namespace}/{}", account.name_any()),
+            account_sid: account.spec.account_sid.clone(),
+            status: account.status.clone(),
+        });
+    }
+    if let Some(name) = only {
+        accounts.retain(|a| a.label == format!("TwilioAccount {namespace}/{name}"));
+    }
+    if only.is_none() || accounts.is_empty() {
+        let cluster: Api<ClusterTwilioAccount> = Api::all(client.clone());
+        match cluster.list(&ListParams::default()).await {
+            Ok(list) => {
+                accounts.extend(list.items.into_iter().filter(|a| only.is_none_or(|name| a.name_any() == name)).map(
+                    |a| keys::AccountRow {
+                        label: format!("ClusterTwilioAccount {}", a.name_any()),
+                        account_sid: a.spec.account_sid.clone(),
+                        status: a.status.clone(),
+                    },
+                ))
+            }
+            // Tenants may not list cluster-scoped accounts: their namespace's are still shown.
+            Err(kube::Error::Api(status)) if status.code == 403 && only.is_none() => {}
+            Err(error) => return Err(error).context("listing ClusterTwilioAccounts"),
+        }
+    }
+    if accounts.is_empty() {
+        bail!(match only {
+            Some(name) =>
+                format!("no TwilioAccount {name:?} in namespace {namespace:?}, nor ClusterTwilioAccount {name:?}"),
+            None => format!("no TwilioAccount in namespace {namespace:?}, and no ClusterTwilioAccount"),
+        });
+    }
+    // Keys of every namespace record keys of shared accounts; without that right, the namespace's.
+    let resources = match Api::<TwilioApiKey>::all(client.clone()).list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            eprintln!(
+                "note: TwilioApiKeys of other namespaces cannot be read; keys they manage show as theirs only by count"
+            );
+            Api::<TwilioApiKey>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await
+                .context("listing TwilioApiKeys")?
+                .items
+        }
+        Err(error) => return Err(error).context("listing TwilioApiKeys"),
+    };
+    let now = Timestamp::now();
+    let text: Vec<String> = accounts.iter().map(|a| keys::render_account(a, &resources, now)).collect();
+    print!("{}", table::terminal_safe(&text.join("\n")));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A client as kubectl would make it: --kubeconfig, else $KUBECONFIG or ~/.kube/config (else the

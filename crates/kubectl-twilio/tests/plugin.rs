@@ -198,7 +198,8 @@ async fn a_missing_resource_is_an_error_with_exit_code_2() {
 
 #[tokio::test]
 async fn every_command_has_help() {
-    let commands: [&[&str]; 6] = [&[], &["status"], &["rotate"], &["revoke"], &["inspect"], &["inspect", "secret"]];
+    let commands: [&[&str]; 7] =
+        [&[], &["status"], &["rotate"], &["revoke"], &["keys"], &["inspect"], &["inspect", "secret"]];
     for command in commands {
         let mut args = command.to_vec();
         args.push("--help");
@@ -212,4 +213,50 @@ async fn every_command_has_help() {
     assert!(revoke.stdout.contains("deletes its Secret"), "{revoke}");
     let status = help(&["status", "--help"]).await;
     assert!(status.stdout.contains("Exit code 0 when the key is Ready"), "{status}");
+}
+
+#[tokio::test]
+async fn keys_lists_every_key_of_the_account_and_who_manages_it() {
+    let mut env = TestEnv::new("plugin-keys").await;
+    // The account is listed (and its keys counted) at every resync.
+    env.start_operator(&["--resync-interval", "3s"]);
+    env.create_key("app", json!({})).await;
+    env.create_key("web", json!({})).await;
+    let app = env.wait_ready("app").await.status.unwrap().key_sid.unwrap();
+    let web = env.wait_ready("web").await.status.unwrap().key_sid.unwrap();
+    // A key made by hand, and one under the pending name of a resource of another cluster.
+    let by_hand = env.fake.create_key_directly(ACCOUNT_SID, "made by hand");
+    let pending = env.fake.create_key_directly(ACCOUNT_SID, "twilio-operator:pending:uid-in-another-cluster");
+    let status = wait_until("the account's census", || async {
+        let status = env.accounts().get("main").await.ok()?.status?;
+        let keys = status.keys.clone()?;
+        ((keys.managed, keys.unmanaged, keys.pending) == (2, 1, 1)).then_some(status)
+    })
+    .await;
+    assert_eq!(status.credential, Some(twilio_operator_api::CredentialKind::AuthToken));
+
+    let keys = run(&env, &["keys"], &[], "").await;
+    println!("kubectl twilio keys -n {}:\n{}", env.namespace, keys.stdout);
+    assert_eq!(keys.code, 0, "{keys}");
+    assert_contains(
+        &keys,
+        &[
+            &format!("TwilioAccount {}/main (account {ACCOUNT_SID}, acting with the auth token)", env.namespace),
+            "2 managed, 1 unmanaged, 1 pending",
+            &app,
+            &format!("TwilioApiKey {}/app (current)", env.namespace),
+            &web,
+            &format!("TwilioApiKey {}/web (current)", env.namespace),
+            &format!("{by_hand}  nobody (\"made by hand\")"),
+            &format!("{pending}  a pending name"),
+        ],
+    );
+    let one = run(&env, &["keys"], &["--account", "main"], "").await;
+    assert_eq!(one.code, 0, "{one}");
+    let missing = run(&env, &["keys"], &["--account", "nope"], "").await;
+    assert_eq!(missing.code, 2, "{missing}");
+    assert!(missing.stderr.contains("no TwilioAccount \"nope\""), "{missing}");
+    // Report only: the operator leaves both keys alone.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert!(env.fake.key(&by_hand).is_some() && env.fake.key(&pending).is_some());
 }

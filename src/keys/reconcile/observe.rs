@@ -54,6 +54,8 @@ pub(super) enum ProvenClaim {
 pub(super) async fn observe(resource: &TwilioApiKey, ctx: &Context) -> Result<Observation> {
     let source = resolve::resolve_for_key(ctx, resource).await?;
     let connection = resolve::connect(ctx, &source).await?.for_tenant(&resource.namespace().unwrap_or_default());
+    crate::keys::validate::key_type_in_region(resource, &connection.region, &connection.account_sid)
+        .map_err(|problem| Error::InvalidSpec { problem })?;
     let status = resource.status.clone().unwrap_or_default();
     let desired_name = resource.desired_secret_name();
     let delivering_name = status.secret_name.clone().unwrap_or_else(|| desired_name.clone());

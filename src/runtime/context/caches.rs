@@ -75,16 +75,32 @@ impl Caches {
         let mut seen = HashSet::new();
         for caches in scopes.values() {
             resources.keys.extend(caches.keys.state());
-            let accounts = caches.accounts.state().into_iter().map(|a| ("TwilioAccount", a.uid(), a.status.clone()));
+            let accounts = caches
+                .accounts
+                .state()
+                .into_iter()
+                .map(|a| ("TwilioAccount", a.uid(), a.spec.account_sid.clone(), a.status.clone()));
             let cluster_accounts = caches
                 .cluster_accounts
                 .state()
                 .into_iter()
-                .map(|a| ("ClusterTwilioAccount", a.uid(), a.status.clone()));
-            for (kind, uid, status) in accounts.chain(cluster_accounts) {
-                if seen.insert(uid) {
-                    resources.accounts.push((kind, status.map(|s| s.conditions).unwrap_or_default()));
+                .map(|a| ("ClusterTwilioAccount", a.uid(), a.spec.account_sid.clone(), a.status.clone()));
+            for (kind, uid, account_sid, status) in accounts.chain(cluster_accounts) {
+                if !seen.insert(uid) {
+                    continue;
                 }
+                let status = status.unwrap_or_default();
+                if let Some(census) = status.keys {
+                    // Several resources may act in one account: its latest census counts.
+                    let latest = resources
+                        .account_keys
+                        .get(&account_sid)
+                        .is_some_and(|known| known.listed_at >= census.listed_at);
+                    if !latest {
+                        resources.account_keys.insert(account_sid, census);
+                    }
+                }
+                resources.accounts.push((kind, status.conditions));
             }
         }
         resources
@@ -116,6 +132,23 @@ impl Caches {
         users.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         users.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
         users
+    }
+
+    /// The key SIDs that TwilioApiKeys of the watched scopes record (current or retiring) in
+    /// account `account_sid`.
+    pub fn keys_recorded_in(&self, account_sid: &str) -> HashSet<String> {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sids = HashSet::new();
+        for resource in scopes.values().flat_map(|caches| caches.keys.state()) {
+            let Some(status) = resource.status.as_ref() else { continue };
+            if let Some(sid) = status.key_sid.as_ref().filter(|_| status.account_sid.as_deref() == Some(account_sid)) {
+                sids.insert(sid.clone());
+            }
+            let retiring =
+                status.retiring_keys.iter().filter(|r| r.account_sid.as_deref().unwrap_or_default() == account_sid);
+            sids.extend(retiring.map(|r| r.sid.clone()));
+        }
+        sids
     }
 
     /// Whether an account other than `except` (not being deleted) takes its credential from the

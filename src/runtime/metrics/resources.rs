@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::api::TwilioApiKey;
+use crate::api::{AccountKeys, TwilioApiKey};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConditionLabels {
@@ -20,6 +20,11 @@ struct ConditionLabels {
     condition: String,
     status: String,
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +41,7 @@ pub struct ResourceMetrics {
     rotation_overdue: Gauge,
     retiring_keys: Gauge,
     retiring_keys_overdue: Gauge,
+    account_keys: Family<StateLabels, Gauge>,
     /// Per-resource series, only with `--metrics-per-resource` (a label per resource is
     /// unbounded: thousands of series for thousands of keys).
     per_resource: Option<PerResource>,
@@ -87,6 +93,12 @@ impl ResourceMetrics {
             "Replaced keys still recorded more than 5 minutes after they were due: their grace period ended (and their rollouts finished, or maxGracePeriod passed); their deletion is failing",
             retiring_keys_overdue.clone(),
         );
+        let account_keys = Family::default();
+        registry.register(
+            "account_keys",
+            "Keys in the accounts the operator acts in, at each account's latest listing, by state: managed (a TwilioApiKey here records it), unmanaged (no TwilioApiKey here records it, and it carries no pending name), pending (a pending name no resource here records); each account SID counted once",
+            account_keys.clone(),
+        );
         let per_resource = per_resource.then(|| {
             let next_rotation = Family::default();
             registry.register(
@@ -110,6 +122,7 @@ impl ResourceMetrics {
             rotation_overdue,
             retiring_keys,
             retiring_keys_overdue,
+            account_keys,
             per_resource,
         }
     }
@@ -123,6 +136,9 @@ impl ResourceMetrics {
         self.rotation_overdue.set(gauges.rotation_overdue);
         self.retiring_keys.set(gauges.retiring_keys);
         self.retiring_keys_overdue.set(gauges.retiring_keys_overdue);
+        for (state, count) in ["managed", "unmanaged", "pending"].into_iter().zip(gauges.account_keys) {
+            self.account_keys.get_or_create(&StateLabels { state }).set(count);
+        }
         // Counts that fell to zero are dropped, not kept at 0 forever.
         self.conditions.clear();
         for ((kind, condition, status, reason), count) in gauges.conditions {
@@ -152,6 +168,9 @@ pub struct Resources {
     pub keys: Vec<Arc<TwilioApiKey>>,
     /// Each account's kind and conditions (each account once).
     pub accounts: Vec<(&'static str, Vec<Condition>)>,
+    /// Per Twilio account SID, the census of its keys at its latest listing (of all the account
+    /// resources of that SID, the latest).
+    pub account_keys: BTreeMap<String, AccountKeys>,
 }
 
 fn parse_time(text: Option<&str>) -> Option<Timestamp> {
@@ -171,6 +190,8 @@ struct ResourceGauges {
     retiring_keys: i64,
     retiring_keys_overdue: i64,
     conditions: ConditionCounts,
+    /// Keys in the accounts: managed, unmanaged and pending, each account SID once.
+    account_keys: [i64; 3],
 }
 
 impl ResourceGauges {
@@ -209,6 +230,12 @@ impl ResourceGauges {
         }
         for (kind, conditions) in &resources.accounts {
             count_conditions(&mut gauges.conditions, kind, conditions);
+        }
+        for census in resources.account_keys.values() {
+            let counts = [census.managed, census.unmanaged, census.pending];
+            for (gauge, count) in gauges.account_keys.iter_mut().zip(counts) {
+                *gauge += i64::from(count);
+            }
         }
         gauges.oldest_key_age = oldest.map_or(0, |o| now.duration_since(o).as_secs().max(0));
         gauges.next_rotation = soonest.map_or(0, |s| s.duration_since(now).as_secs());
@@ -294,8 +321,14 @@ mod tests {
                 key("e", None),
             ],
             accounts: vec![("ClusterTwilioAccount", stalled("TwilioAuthFailed")), ("TwilioAccount", vec![])],
+            account_keys: [
+                ("AC1".to_string(), AccountKeys { managed: 3, unmanaged: 2, pending: 1, ..Default::default() }),
+                ("AC2".to_string(), AccountKeys { managed: 1, unmanaged: 0, ..Default::default() }),
+            ]
+            .into(),
         };
         let gauges = ResourceGauges::of(&resources, now());
+        assert_eq!(gauges.account_keys, [4, 2, 1], "managed, unmanaged, pending, over both accounts");
         assert_eq!(gauges.managed_keys, 3);
         assert_eq!(gauges.oldest_key_age, 7200);
         assert_eq!(gauges.next_rotation, -60, "b is a minute overdue");
@@ -340,7 +373,7 @@ mod tests {
                 name: Some("web".into()),
                 selector: None,
             }];
-            Resources { keys: vec![Arc::new(resource)], accounts: vec![] }
+            Resources { keys: vec![Arc::new(resource)], ..Default::default() }
         };
         // An hour past its grace period, an hour before its deleteBy.
         assert_eq!(ResourceGauges::of(&waiting_key(false), now()).retiring_keys_overdue, 0, "still rolling out");
@@ -355,7 +388,7 @@ mod tests {
             next_rotation_at: Some("2026-01-02T12:00:00Z".into()),
             ..Default::default()
         };
-        let resources = Resources { keys: vec![key("a", Some(status))], accounts: vec![] };
+        let resources = Resources { keys: vec![key("a", Some(status))], ..Default::default() };
         let bounded = Metrics::new().render(&resources);
         assert!(!bounded.contains("name=\"a\""), "{bounded}");
         assert!(bounded.contains("twilio_operator_resource_conditions{kind=\"TwilioApiKey\",condition=\"Ready\",status=\"Unknown\",reason=\"\"} 1"), "{bounded}");
