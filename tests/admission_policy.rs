@@ -160,3 +160,86 @@ async fn the_chart_policy_refuses_what_a_namespace_may_not_ask_for() {
         support::helm(&["uninstall", &release, "--namespace", &release, "--kubeconfig", &kubeconfig]);
     assert!(uninstalled, "helm uninstall:\n{out}");
 }
+
+#[tokio::test]
+async fn a_restricted_key_on_an_account_outside_us1_is_refused_at_admission() {
+    let client = client().await;
+    let suffix = format!("{:04x}", rand::random::<u16>());
+    let team = format!("regions-{suffix}");
+    let release = format!("regions-op-{suffix}");
+    labelled_namespace(&client, &team, json!({})).await;
+    labelled_namespace(&client, &release, json!({})).await;
+    // The policy is on by default (restrictedKeysPolicy.enabled).
+    let chart = repo_root().join("charts/twilio-operator");
+    let kubeconfig = control_plane().kubeconfig.to_str().unwrap().to_string();
+    let (installed, out) = support::helm(&[
+        "install",
+        &release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        &release,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        "crds.enabled=false",
+    ]);
+    assert!(installed && out.contains("deployed"), "helm install:\n{out}");
+    let account = |name: &str, region: Option<&str>| {
+        let mut spec =
+            json!({"accountSid": "AC00000000000000000000000000000001", "credentialsSecretRef": {"name": "creds"}});
+        if let Some(region) = region {
+            spec["region"] = region.into();
+        }
+        serde_json::from_value::<twilio_operator::api::TwilioAccount>(json!({"metadata": {"name": name}, "spec": spec}))
+            .unwrap()
+    };
+    let accounts: Api<twilio_operator::api::TwilioAccount> = Api::namespaced(client.clone(), &team);
+    for (name, region) in [("dublin", Some("ie1")), ("virginia", None), ("explicit", Some("us1"))] {
+        accounts.create(&PostParams::default(), &account(name, region)).await.expect("an account");
+    }
+    let cluster_name = format!("sydney-{suffix}");
+    let cluster: twilio_operator::api::ClusterTwilioAccount = serde_json::from_value(json!({
+        "metadata": {"name": cluster_name},
+        "spec": {"accountSid": "AC00000000000000000000000000000001", "region": "au1",
+            "credentialsSecretRef": {"name": "creds", "namespace": team}}
+    }))
+    .unwrap();
+    let clusters: Api<twilio_operator::api::ClusterTwilioAccount> = Api::all(client.clone());
+    clusters.create(&PostParams::default(), &cluster).await.expect("a cluster account");
+
+    let restricted = |kind: &str, name: &str| {
+        json!({"accountRef": {"kind": kind, "name": name}, "keyType": "Restricted",
+            "policy": {"allow": ["/twilio/messaging/messages/create"]}})
+    };
+    let refused = wait_up_to(Duration::from_secs(60), "the policy to refuse a Restricted key in ie1", || async {
+        let refused = refusal(&client, &team, "eu", restricted("TwilioAccount", "dublin")).await;
+        if refused.is_none() {
+            keys(&client, &team).delete("eu", &Default::default()).await.expect("delete the admitted key");
+        }
+        refused
+    })
+    .await;
+    println!("Restricted on TwilioAccount dublin (ie1): {refused}");
+    assert!(
+        refused
+            .contains("Restricted keys exist only in Twilio's US1 region, and TwilioAccount dublin is in region ie1"),
+        "{refused}"
+    );
+    let refused = refusal(&client, &team, "au", restricted("ClusterTwilioAccount", &cluster_name))
+        .await
+        .expect("refused on a ClusterTwilioAccount in au1");
+    assert!(refused.contains(&format!("ClusterTwilioAccount {cluster_name} is in region au1")), "{refused}");
+    for (name, spec) in [
+        ("us-default", restricted("TwilioAccount", "virginia")),
+        ("us-explicit", restricted("TwilioAccount", "explicit")),
+        ("standard-eu", json!({"accountRef": {"kind": "TwilioAccount", "name": "dublin"}})),
+        ("unknown-account", restricted("TwilioAccount", "nowhere")),
+    ] {
+        assert_eq!(refusal(&client, &team, name, spec).await, None, "{name} is admitted");
+    }
+
+    clusters.delete(&cluster_name, &Default::default()).await.expect("delete the cluster account");
+    let (uninstalled, out) =
+        support::helm(&["uninstall", &release, "--namespace", &release, "--kubeconfig", &kubeconfig]);
+    assert!(uninstalled, "helm uninstall:\n{out}");
+}
