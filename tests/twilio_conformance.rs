@@ -455,3 +455,99 @@ async fn injected_faults_are_retried_by_the_client_only_where_safe() {
     twilio.list_keys(&conn).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150), "latency is injected");
 }
+
+/// Auth token rotation (Accounts v1) and subaccounts (Api v2010), as the fake serves them: a
+/// secondary token authenticates beside the primary until it is promoted (then the old primary
+/// fails at once) or deleted; a subaccount has its own token, and its status (suspended, closed)
+/// decides whether it authenticates at all.
+#[tokio::test]
+async fn the_fake_rotates_auth_tokens_and_makes_subaccounts_as_specified() {
+    let fake = fake().await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", fake.url());
+    let account_url = url(&format!("/2010-04-01/Accounts/{ACCOUNT}.json"));
+    let status_as = |user: String, password: String, target: String| {
+        let http = http.clone();
+        async move { http.get(target).basic_auth(user, Some(password)).send().await.unwrap().status().as_u16() }
+    };
+    let secondary_url = url("/v1/AuthTokens/Secondary");
+    let created = http.post(&secondary_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let body: Value = created.json().await.unwrap();
+    let first_secondary = body["secondary_auth_token"].as_str().unwrap().to_string();
+    assert_eq!(fake.secondary_auth_token(ACCOUNT).as_deref(), Some(first_secondary.as_str()));
+    for token in [TOKEN, first_secondary.as_str()] {
+        assert_eq!(status_as(ACCOUNT.into(), token.into(), account_url.clone()).await, 200, "both tokens authenticate");
+    }
+    // Auth tokens are managed with an auth token: a Main key may not.
+    let (main_sid, main_secret) = fake.add_main_key(ACCOUNT);
+    let by_key = http.post(&secondary_url).basic_auth(&main_sid, Some(&main_secret)).send().await.unwrap();
+    assert_eq!(by_key.status(), 403);
+    let deleted = http.delete(&secondary_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(status_as(ACCOUNT.into(), first_secondary.clone(), account_url.clone()).await, 401, "deleted");
+    let again = http.delete(&secondary_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+
+    let body: Value =
+        http.post(&secondary_url).basic_auth(ACCOUNT, Some(TOKEN)).send().await.unwrap().json().await.unwrap();
+    let next = body["secondary_auth_token"].as_str().unwrap().to_string();
+    let promote_url = url("/v1/AuthTokens/Promote");
+    let promoted = http.post(&promote_url).basic_auth(ACCOUNT, Some(&next)).send().await.unwrap();
+    assert_eq!(promoted.status(), 200);
+    let body: Value = promoted.json().await.unwrap();
+    assert_eq!(body["auth_token"].as_str(), Some(next.as_str()));
+    assert_eq!(fake.auth_token(ACCOUNT).as_deref(), Some(next.as_str()));
+    assert_eq!(
+        status_as(ACCOUNT.into(), TOKEN.into(), account_url.clone()).await,
+        401,
+        "the old primary fails at once"
+    );
+    assert_eq!(status_as(ACCOUNT.into(), next.clone(), account_url.clone()).await, 200);
+    let nothing = http.post(&promote_url).basic_auth(ACCOUNT, Some(&next)).send().await.unwrap();
+    assert_eq!(nothing.status(), 400, "no secondary to promote");
+
+    // A subaccount: its own SID and auth token, shown once; its owner reads and updates it.
+    let created = http
+        .post(url("/2010-04-01/Accounts.json"))
+        .basic_auth(ACCOUNT, Some(&next))
+        .form(&[("FriendlyName", "tenant-a")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let sub: Value = created.json().await.unwrap();
+    let sub_sid = sub["sid"].as_str().unwrap().to_string();
+    let sub_token = sub["auth_token"].as_str().unwrap().to_string();
+    assert_eq!((sub["owner_account_sid"].as_str(), sub["status"].as_str()), (Some(ACCOUNT), Some("active")));
+    let sub_url = url(&format!("/2010-04-01/Accounts/{sub_sid}.json"));
+    assert_eq!(status_as(sub_sid.clone(), sub_token.clone(), sub_url.clone()).await, 200, "the subaccount's token");
+    let fetched: Value =
+        http.get(&sub_url).basic_auth(ACCOUNT, Some(&next)).send().await.unwrap().json().await.unwrap();
+    assert!(fetched["auth_token"].is_null(), "the token is shown only at creation");
+    let nested = http
+        .post(url("/2010-04-01/Accounts.json"))
+        .basic_auth(&sub_sid, Some(&sub_token))
+        .form(&[("FriendlyName", "nested")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nested.status(), 403, "a subaccount makes no subaccounts");
+    let set_status = |status: &'static str| {
+        let (http, sub_url, next) = (http.clone(), sub_url.clone(), next.clone());
+        async move { http.post(sub_url).basic_auth(ACCOUNT, Some(next)).form(&[("Status", status)]).send().await.unwrap() }
+    };
+    assert_eq!(set_status("suspended").await.status(), 200);
+    assert_eq!(fake.account_status(&sub_sid), Some(("suspended".into(), ACCOUNT.into())));
+    assert_eq!(status_as(sub_sid.clone(), sub_token.clone(), sub_url.clone()).await, 401, "suspended");
+    assert_eq!(set_status("active").await.status(), 200);
+    assert_eq!(status_as(sub_sid.clone(), sub_token.clone(), sub_url.clone()).await, 200, "active again");
+    let closed: Value = set_status("closed").await.json().await.unwrap();
+    assert_eq!(closed["status"].as_str(), Some("closed"));
+    assert_eq!(set_status("active").await.status(), 400, "closed is final");
+    assert_eq!(status_as(sub_sid.clone(), sub_token.clone(), sub_url.clone()).await, 401, "closed");
+
+    let recorded = fake.recorded_requests();
+    assert_conforms("twilio_accounts_v1.json", &recorded, "/v1/AuthTokens");
+    assert_conforms("twilio_api_v2010.json", &recorded, "/2010-04-01/Accounts");
+}

@@ -1,5 +1,7 @@
 //! A stateful fake of Twilio's Keys APIs (IAM v1 `/v1/Keys` and v2010 `/Accounts/{Sid}/Keys`),
-//! faithful to the official OpenAPI specs where the operator depends on them: Basic auth against
+//! its auth token rotation (Accounts v1 `/v1/AuthTokens/*`) and subaccounts (v2010
+//! `/Accounts.json`, `/Accounts/{Sid}.json`), faithful to the official OpenAPI specs where the
+//! operator depends on them: Basic auth against
 //! the accounts it was started with, secrets returned only at creation, Twilio-shaped errors,
 //! pagination by next-page URL, and injectable faults (a share of 429/5xx, added latency).
 //!
@@ -133,6 +135,22 @@ struct Store {
     planned_failures: Vec<PlannedFailure>,
     /// Basic-auth user name (an account or key SID) -> how its requests authenticated.
     authentications: BTreeMap<String, Authentications>,
+    /// Account SID -> its secondary auth token and when it was made (Accounts v1 AuthTokens).
+    secondary_tokens: HashMap<String, (String, Timestamp)>,
+    /// Subaccounts made through `POST /2010-04-01/Accounts.json`, and accounts whose status or
+    /// name changed; an account without an entry is an active main account.
+    account_details: HashMap<String, AccountDetails>,
+}
+
+/// What the fake knows of an account besides its auth token.
+#[derive(Clone, Debug)]
+struct AccountDetails {
+    owner: String,
+    friendly_name: String,
+    /// active, suspended or closed (closed is final).
+    status: String,
+    created: Timestamp,
+    updated: Timestamp,
 }
 
 /// A failure planned for the next request of an operation.
@@ -245,6 +263,25 @@ impl FakeTwilio {
     }
 
     /// Adds an account (or replaces its auth token).
+    /// The account's auth token now (it changes when a secondary is promoted).
+    pub fn auth_token(&self, account_sid: &str) -> Option<String> {
+        self.shared.lock().accounts.get(account_sid).map(|a| a.auth_token.clone())
+    }
+
+    /// The account's secondary auth token, if it has one.
+    pub fn secondary_auth_token(&self, account_sid: &str) -> Option<String> {
+        self.shared.lock().secondary_tokens.get(account_sid).map(|(token, _)| token.clone())
+    }
+
+    /// A subaccount's status (active, suspended, closed) and the account that owns it.
+    pub fn account_status(&self, account_sid: &str) -> Option<(String, String)> {
+        let store = self.shared.lock();
+        match store.account_details.get(account_sid) {
+            Some(d) => Some((d.status.clone(), d.owner.clone())),
+            None => store.accounts.contains_key(account_sid).then(|| ("active".into(), account_sid.into())),
+        }
+    }
+
     pub fn add_account(&self, sid: &str, auth_token: &str) {
         let account = FakeAccount { sid: sid.into(), auth_token: auth_token.into() };
         self.shared.lock().accounts.insert(sid.into(), account);
@@ -462,12 +499,21 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Principal, ApiEr
         .ok_or_else(unauthorized)?;
     let (user, password) = decoded.split_once(':').ok_or_else(unauthorized)?;
     let mut store = shared.lock();
+    // A suspended or closed account authenticates no request, with its auth token or its keys.
+    let active = |store: &Store, account: &str| {
+        store.account_details.get(account).is_none_or(|details| details.status == "active")
+    };
     let principal = if let Some(account) = store.accounts.get(user) {
-        (account.auth_token == password).then(|| Principal::Manager(account.sid.clone()))
+        // While an account has a secondary auth token, both authenticate.
+        let secondary = store.secondary_tokens.get(user).map(|(token, _)| token.as_str());
+        let valid = account.auth_token == password || secondary == Some(password);
+        (valid && active(&store, user)).then(|| Principal::Manager(account.sid.clone()))
     } else {
-        store.keys.get(user).filter(|key| key.secret == password).map(|key| match key.key_type {
-            FakeKeyType::Main => Principal::Manager(key.account_sid.clone()),
-            _ => Principal::KeyUser(key.account_sid.clone()),
+        store.keys.get(user).filter(|key| key.secret == password && active(&store, &key.account_sid)).map(|key| {
+            match key.key_type {
+                FakeKeyType::Main => Principal::Manager(key.account_sid.clone()),
+                _ => Principal::KeyUser(key.account_sid.clone()),
+            }
         })
     };
     let tally = store.authentications.entry(user.to_string()).or_default();
@@ -871,23 +917,175 @@ async fn v2010_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, Pa
         return Err(not_found(&path));
     };
     let (Principal::Manager(account) | Principal::KeyUser(account)) = authenticate(&shared, &headers)?;
-    if account != sid {
+    let store = shared.lock();
+    let details = store.account_details.get(sid).cloned();
+    // The account itself, or (with its auth token or Main key) the account that owns it.
+    let owner_asks = details.as_ref().is_some_and(|d| d.owner == account && d.owner != sid);
+    if account != sid && !owner_asks {
         return Err(forbidden_account());
     }
-    let now = rfc2822(Timestamp::now());
-    Ok(Json(json!({
-        "auth_token": Value::Null,
-        "date_created": now,
-        "date_updated": now,
-        "friendly_name": "fake account",
-        "owner_account_sid": sid,
+    Ok(Json(account_json(sid, details.as_ref(), None)).into_response())
+}
+
+/// An account as v2010 answers it; its auth token only when it was just created.
+fn account_json(sid: &str, details: Option<&AccountDetails>, auth_token: Option<&str>) -> Value {
+    let now = Timestamp::now();
+    let (owner, name, status, created, updated) = match details {
+        Some(d) => (d.owner.as_str(), d.friendly_name.as_str(), d.status.as_str(), d.created, d.updated),
+        None => (sid, "fake account", "active", now, now),
+    };
+    json!({
+        "auth_token": auth_token,
+        "date_created": rfc2822(created),
+        "date_updated": rfc2822(updated),
+        "friendly_name": name,
+        "owner_account_sid": owner,
         "sid": sid,
-        "status": "active",
+        "status": status,
         "subresource_uris": {"keys": format!("/2010-04-01/Accounts/{sid}/Keys.json")},
         "type": "Full",
         "uri": format!("/2010-04-01/Accounts/{sid}.json"),
-    }))
-    .into_response())
+    })
+}
+
+fn random_token() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+/// The account whose auth token (primary or secondary) authenticated the request: auth tokens
+/// are managed with an auth token, not with an API key, not even a Main key.
+fn token_holder(shared: &Shared, headers: &HeaderMap) -> Result<String, ApiError> {
+    let account = manager_of(shared, headers)?;
+    if basic_user(headers).as_deref() != Some(account.as_str()) {
+        return Err(twilio_error(
+            StatusCode::FORBIDDEN,
+            20003,
+            "Permission Denied: auth tokens are managed with the account's auth token",
+        ));
+    }
+    Ok(account)
+}
+
+/// `POST /v1/AuthTokens/Secondary` (Accounts v1): a new secondary auth token, shown this once;
+/// it replaces any earlier secondary. Until it is promoted or deleted, both tokens authenticate.
+async fn create_secondary_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
+    let account = token_holder(&shared, &headers)?;
+    let token = random_token();
+    let now = Timestamp::now();
+    shared.lock().secondary_tokens.insert(account.clone(), (token.clone(), now));
+    let body = json!({
+        "account_sid": account,
+        "date_created": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "date_updated": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "secondary_auth_token": token,
+        "url": "https://accounts.twilio.com/v1/AuthTokens/Secondary",
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /v1/AuthTokens/Secondary`: the secondary auth token no longer authenticates.
+async fn delete_secondary_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
+    let account = token_holder(&shared, &headers)?;
+    match shared.lock().secondary_tokens.remove(&account) {
+        Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        None => Err(not_found("/v1/AuthTokens/Secondary")),
+    }
+}
+
+/// `POST /v1/AuthTokens/Promote`: the secondary auth token becomes the primary; the old primary
+/// fails from this request on.
+async fn promote_secondary_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Answer {
+    let account = token_holder(&shared, &headers)?;
+    let mut store = shared.lock();
+    let Some((token, created)) = store.secondary_tokens.remove(&account) else {
+        return Err(bad_request("There is no secondary auth token to promote"));
+    };
+    if let Some(entry) = store.accounts.get_mut(&account) {
+        entry.auth_token = token.clone();
+    }
+    let now = Timestamp::now();
+    let body = json!({
+        "account_sid": account,
+        "auth_token": token,
+        "date_created": created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "date_updated": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "url": "https://accounts.twilio.com/v1/AuthTokens/Promote",
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /2010-04-01/Accounts.json`: a subaccount of the requesting (main) account, with its own
+/// auth token, shown this once.
+async fn create_subaccount(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Answer {
+    let parent = manager_of(&shared, &headers)?;
+    let params = form_body(&headers, &body)?;
+    reject_unknown(&params, &["FriendlyName"])?;
+    let mut store = shared.lock();
+    if store.account_details.get(&parent).is_some_and(|d| d.owner != parent) {
+        return Err(twilio_error(
+            StatusCode::FORBIDDEN,
+            20003,
+            "Permission Denied: a subaccount cannot create subaccounts",
+        ));
+    }
+    let sid = format!("AC{:032x}", rand::rng().random::<u128>());
+    let token = random_token();
+    let now = Timestamp::now();
+    let name = param(&params, "FriendlyName")
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("SubAccount Created at {}", now.strftime("%Y-%m-%d %I:%M %p")));
+    let details =
+        AccountDetails { owner: parent, friendly_name: name, status: "active".into(), created: now, updated: now };
+    store.accounts.insert(sid.clone(), FakeAccount { sid: sid.clone(), auth_token: token.clone() });
+    store.account_details.insert(sid.clone(), details.clone());
+    Ok((StatusCode::CREATED, Json(account_json(&sid, Some(&details), Some(&token)))).into_response())
+}
+
+/// `POST /2010-04-01/Accounts/{Sid}.json`: renames an account or changes its status (active,
+/// suspended, closed), asked by the account itself or the account that owns it. Closed is final.
+async fn update_account(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(sid_json): Path<String>,
+    body: String,
+) -> Answer {
+    let path = format!("/2010-04-01/Accounts/{sid_json}");
+    let Some(sid) = strip_json(&sid_json) else {
+        return Err(not_found(&path));
+    };
+    let asking = manager_of(&shared, &headers)?;
+    let params = form_body(&headers, &body)?;
+    reject_unknown(&params, &["FriendlyName", "Status"])?;
+    let mut store = shared.lock();
+    if !store.accounts.contains_key(sid) {
+        return Err(not_found(&path));
+    }
+    let now = Timestamp::now();
+    let details = store.account_details.entry(sid.to_string()).or_insert_with(|| AccountDetails {
+        owner: sid.to_string(),
+        friendly_name: "fake account".into(),
+        status: "active".into(),
+        created: now,
+        updated: now,
+    });
+    if asking != sid && details.owner != asking {
+        return Err(forbidden_account());
+    }
+    if let Some(status) = param(&params, "Status") {
+        if !["active", "suspended", "closed"].contains(&status) {
+            return Err(bad_request(format!("Status must be active, suspended or closed, not {status:?}")));
+        }
+        if details.status == "closed" && status != "closed" {
+            return Err(bad_request("A closed account cannot be reopened"));
+        }
+        details.status = status.to_string();
+    }
+    if let Some(name) = param(&params, "FriendlyName") {
+        details.friendly_name = name.to_string();
+    }
+    details.updated = now;
+    let details = details.clone();
+    Ok(Json(account_json(sid, Some(&details), None)).into_response())
 }
 
 /// The account's messages: always none (the fake sends no messages). What it checks is who may
@@ -960,6 +1158,11 @@ fn operation_of(method: &axum::http::Method, path: &str) -> &'static str {
         ("DELETE", true, true) => "delete_key",
         ("GET", false, _) if path.ends_with("/Messages.json") => "list_messages",
         ("GET", false, _) => "fetch_account",
+        ("POST", false, _) if path == "/v1/AuthTokens/Secondary" => "create_secondary_auth_token",
+        ("DELETE", false, _) if path == "/v1/AuthTokens/Secondary" => "delete_secondary_auth_token",
+        ("POST", false, _) if path == "/v1/AuthTokens/Promote" => "promote_auth_token",
+        ("POST", false, _) if path == "/2010-04-01/Accounts.json" => "create_account",
+        ("POST", false, _) if path.starts_with("/2010-04-01/Accounts/") => "update_account",
         _ => "other",
     }
 }
@@ -1081,7 +1284,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/Keys/{sid}", get(v1_fetch).post(v1_update).delete(v1_delete))
         .route("/2010-04-01/Accounts/{account}/Keys.json", get(v2010_list).post(v2010_create))
         .route("/2010-04-01/Accounts/{account}/Keys/{sid}", get(v2010_key).post(v2010_key).delete(v2010_key))
-        .route("/2010-04-01/Accounts/{sid}", get(v2010_account))
+        .route("/2010-04-01/Accounts.json", axum::routing::post(create_subaccount))
+        .route("/2010-04-01/Accounts/{sid}", get(v2010_account).post(update_account))
+        .route("/v1/AuthTokens/Secondary", axum::routing::post(create_secondary_token).delete(delete_secondary_token))
+        .route("/v1/AuthTokens/Promote", axum::routing::post(promote_secondary_token))
         .route("/2010-04-01/Accounts/{account}/Messages.json", get(v2010_messages))
         .route_layer(middleware::from_fn_with_state(shared.clone(), observe));
     let admin = Router::new()
