@@ -32,7 +32,7 @@ if $pods; then
   hack/control-plane.sh build-node > /dev/null
 fi
 echo "== building the operator and the fake Twilio"
-cargo build --quiet -p twilio-operator -p fake-twilio --bins
+cargo build --quiet -p twilio-operator -p fake-twilio -p kubectl-twilio --bins
 state=$(mktemp -d "${TMPDIR:-/tmp}/twilio-operator-demo.XXXXXX")
 pids=()
 cleanup() {
@@ -69,7 +69,8 @@ kubectl apply -f examples/00-namespace.yaml
 kubectl apply -f examples/
 
 echo "== starting the operator (log: $state/operator.log)"
-target/debug/twilio-operator run --twilio-api-url "$twilio_url" \
+# Accounts are listed (and their keys counted) at every resync: 15 s here, 10 minutes by default.
+target/debug/twilio-operator run --twilio-api-url "$twilio_url" --resync-interval 15s \
   --metrics-addr "127.0.0.1:$metrics_port" > "$state/operator.log" 2>&1 &
 pids+=($!)
 
@@ -91,6 +92,18 @@ echo
 echo "== Events"
 kubectl get events -n twilio-demo --field-selector involvedObject.kind=TwilioApiKey -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message 2>/dev/null \
   || kubectl get events -n twilio-demo
+echo
+echo "== a key made by hand in the account (as in the Twilio Console), which no TwilioApiKey manages"
+curl -fsS -u AC11111111111111111111111111111111:demo-auth-token \
+  -d AccountSid=AC11111111111111111111111111111111 -d FriendlyName="made by hand" \
+  "$twilio_url/v1/Keys" | python3 -c 'import json, sys; print("created", json.load(sys.stdin)["sid"])'
+for _ in $(seq 60); do
+  unmanaged=$(kubectl get twilioaccount main -n twilio-demo -o jsonpath='{.status.keys.unmanaged}')
+  [ "${unmanaged:-0}" -ge 1 ] && break
+  sleep 1
+done
+echo "== kubectl twilio keys -n twilio-demo: every key of the account, and who manages it"
+target/debug/kubectl-twilio keys -n twilio-demo
 if $pods; then
   echo
   echo "== two Pods consume Secret checkout-api (Deployment checkout, hack/consumer/consume.sh)"
