@@ -20,10 +20,11 @@ pub fn credential_kind(credentials: &Credentials) -> CredentialKind {
     if credentials.username.starts_with("SK") { CredentialKind::MainKey } else { CredentialKind::AuthToken }
 }
 
-/// The census of an account's listing made at `listed_at`, given the SIDs that TwilioApiKeys of
-/// this cluster record in this account.
-pub fn census(listed: &HashMap<String, Key>, recorded: &HashSet<String>, listed_at: Timestamp) -> AccountKeys {
-    let mut census = AccountKeys { listed_at: Some(listed_at.to_string()), ..Default::default() };
+/// The census of an account's listing, given the SIDs that TwilioApiKeys of this cluster record in
+/// this account. It says nothing of when the listing was made, so that it changes only when the
+/// keys do (an account's status is written only when it changes).
+pub fn census(listed: &HashMap<String, Key>, recorded: &HashSet<String>) -> AccountKeys {
+    let mut census = AccountKeys::default();
     let mut not_managed: Vec<UnmanagedKey> = Vec::new();
     for key in listed.values() {
         if recorded.contains(&key.sid) {
@@ -75,10 +76,8 @@ mod tests {
             key("SK4", "team/old", "Tue, 03 Nov 2026 11:00:00 +0000"),
         ]);
         let recorded: HashSet<String> = ["SK1".to_string(), "SK4".to_string(), "SK9".to_string()].into();
-        let at: Timestamp = "2026-11-04T00:00:00Z".parse().unwrap();
-        let census = census(&listed, &recorded, at);
+        let census = census(&listed, &recorded);
         assert_eq!((census.managed, census.unmanaged, census.pending), (2, 1, 1));
-        assert_eq!(census.listed_at.as_deref(), Some("2026-11-04T00:00:00Z"));
         let listed: Vec<(&str, bool)> = census.not_managed.iter().map(|k| (k.sid.as_str(), k.pending)).collect();
         assert_eq!(listed, [("SK2", false), ("SK3", true)], "oldest first");
         assert_eq!(census.not_managed[0].friendly_name.as_deref(), Some("made by hand [31m"), "no control characters");
@@ -88,7 +87,7 @@ mod tests {
     #[test]
     fn at_most_twenty_are_listed_but_all_are_counted() {
         let keys = (0..50).map(|i| key(&format!("SK{i:02}"), "x", "Sun, 01 Nov 2026 10:00:00 +0000")).collect();
-        let census = census(&listing(keys), &HashSet::new(), Timestamp::UNIX_EPOCH);
+        let census = census(&listing(keys), &HashSet::new());
         assert_eq!(census.unmanaged, 50);
         assert_eq!(census.not_managed.len(), MAX_LISTED);
         assert_eq!(census.not_managed[0].sid, "SK00");

@@ -118,7 +118,7 @@ async fn verify<A: AccountResource>(
             .await
             .map(|inventory| {
                 let recorded = ctx.caches.keys_recorded_in(&source.account_sid);
-                let census = census::census(&inventory.keys, &recorded, inventory.listed_at);
+                let census = census::census(&inventory.keys, &recorded);
                 (census::credential_kind(&connection.credentials), census)
             })
             .map_err(Error::twilio("verify credentials")),

@@ -777,8 +777,9 @@ pub enum CredentialKind {
     MainKey,
 }
 
-/// The keys of an account as its latest listing showed them. Report only: the operator never
-/// deletes a key it cannot prove it created.
+/// The keys of an account as its latest listing (at each verification of its credential) showed
+/// them; written only when they change, so that an idle account costs no writes. Report only:
+/// the operator never deletes a key it cannot prove it created.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountKeys {
@@ -795,9 +796,6 @@ pub struct AccountKeys {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[schemars(with = "i64")]
     pub pending: u32,
-    /// When the account was listed (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listed_at: Option<String>,
     /// The unmanaged and pending keys, oldest first, at most 20 (`kubectl twilio keys` shows
     /// them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

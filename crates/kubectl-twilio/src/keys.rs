@@ -57,10 +57,9 @@ pub fn render_account(account: &AccountRow, resources: &[TwilioApiKey], now: Tim
                 };
                 rows.push(vec![key.sid.clone(), by, key.created_at.as_deref().map_or("-".into(), |t| stamp(t, now))]);
             }
-            let listed = census.listed_at.as_deref().map_or("-".into(), |t| stamp(t, now));
             let _ = writeln!(
                 out,
-                "  {} managed, {} unmanaged, {} pending (listed {listed})",
+                "  {} managed, {} unmanaged, {} pending (at the latest listing)",
                 census.managed, census.unmanaged, census.pending
             );
             out.push_str(&table(&rows, 2));
@@ -134,7 +133,7 @@ mod tests {
             status: Some(
                 serde_json::from_value(json!({
                     "credential": "AuthToken",
-                    "keys": {"managed": 2, "unmanaged": 3, "pending": 1, "listedAt": "2026-01-01T00:59:00Z",
+                    "keys": {"managed": 2, "unmanaged": 3, "pending": 1,
                         "notManaged": [
                             {"sid": "SK5", "friendlyName": "made by hand", "createdAt": "2025-12-01T00:00:00Z"},
                             {"sid": "SK6", "friendlyName": "twilio-operator:pending:u9", "pending": true}
@@ -146,7 +145,7 @@ mod tests {
         let text = squeeze(&render_account(&account, &resources, now()));
         for expected in [
             "TwilioAccount team/main (account AC1, acting with the auth token)",
-            "2 managed, 3 unmanaged, 1 pending (listed 2026-01-01T00:59:00Z (1m ago))",
+            "2 managed, 3 unmanaged, 1 pending (at the latest listing)",
             "SK0 TwilioApiKey team/app (retiring) -",
             "SK1 TwilioApiKey team/app (current) 2026-01-01T00:30:00Z (30m ago)",
             "SK5 nobody (\"made by hand\") 2025-12-01T00:00:00Z",

@@ -91,14 +91,9 @@ impl Caches {
                 }
                 let status = status.unwrap_or_default();
                 if let Some(census) = status.keys {
-                    // Several resources may act in one account: its latest census counts.
-                    let latest = resources
-                        .account_keys
-                        .get(&account_sid)
-                        .is_some_and(|known| known.listed_at >= census.listed_at);
-                    if !latest {
-                        resources.account_keys.insert(account_sid, census);
-                    }
+                    // Several resources may act in one account: one census counts (they differ
+                    // only until each has listed the account again).
+                    resources.account_keys.entry(account_sid).or_insert(census);
                 }
                 resources.accounts.push((kind, status.conditions));
             }
