@@ -44,6 +44,31 @@ async fn labelled_namespace(client: &Client, name: &str, labels: Value) {
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.expect("a namespace");
 }
 
+/// `helm install` of the chart as `release` in the namespace of that name, with these values and
+/// no CRDs (the control plane has them); returns the kubeconfig it used.
+fn install_chart(release: &str, values: Value) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let values_file = scratch.path().join("values.yaml");
+    std::fs::write(&values_file, serde_yaml::to_string(&values).unwrap()).unwrap();
+    let chart = repo_root().join("charts/twilio-operator");
+    let kubeconfig = control_plane().kubeconfig.to_str().unwrap().to_string();
+    let (installed, out) = support::helm(&[
+        "install",
+        release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        release,
+        "--kubeconfig",
+        &kubeconfig,
+        "--set",
+        "crds.enabled=false",
+        "--values",
+        values_file.to_str().unwrap(),
+    ]);
+    assert!(installed && out.contains("deployed"), "helm install:\n{out}");
+    kubeconfig
+}
+
 #[tokio::test]
 async fn the_chart_policy_refuses_what_a_namespace_may_not_ask_for() {
     let client = client().await;
@@ -66,25 +91,7 @@ async fn the_chart_policy_refuses_what_a_namespace_may_not_ask_for() {
         "anyClusterAccount": false,
         "allowAdoption": false,
     }]}});
-    let scratch = tempfile::tempdir().unwrap();
-    let values_file = scratch.path().join("values.yaml");
-    std::fs::write(&values_file, serde_yaml::to_string(&values).unwrap()).unwrap();
-    let chart = repo_root().join("charts/twilio-operator");
-    let kubeconfig = control_plane().kubeconfig.to_str().unwrap().to_string();
-    let (installed, out) = support::helm(&[
-        "install",
-        &release,
-        chart.to_str().unwrap(),
-        "--namespace",
-        &release,
-        "--kubeconfig",
-        &kubeconfig,
-        "--set",
-        "crds.enabled=false",
-        "--values",
-        values_file.to_str().unwrap(),
-    ]);
-    assert!(installed && out.contains("deployed"), "helm install:\n{out}");
+    let kubeconfig = install_chart(&release, values);
 
     let messaging = json!({"keyType": "Restricted", "policy": {"allow": ["/twilio/messaging/messages/create"]}});
     // The policy takes effect once the API server has compiled it: until a forbidden key is refused.
@@ -170,20 +177,7 @@ async fn a_restricted_key_on_an_account_outside_us1_is_refused_at_admission() {
     labelled_namespace(&client, &team, json!({})).await;
     labelled_namespace(&client, &release, json!({})).await;
     // The policy is on by default (restrictedKeysPolicy.enabled).
-    let chart = repo_root().join("charts/twilio-operator");
-    let kubeconfig = control_plane().kubeconfig.to_str().unwrap().to_string();
-    let (installed, out) = support::helm(&[
-        "install",
-        &release,
-        chart.to_str().unwrap(),
-        "--namespace",
-        &release,
-        "--kubeconfig",
-        &kubeconfig,
-        "--set",
-        "crds.enabled=false",
-    ]);
-    assert!(installed && out.contains("deployed"), "helm install:\n{out}");
+    let kubeconfig = install_chart(&release, json!({}));
     let account = |name: &str, region: Option<&str>| {
         let mut spec =
             json!({"accountSid": "AC00000000000000000000000000000001", "credentialsSecretRef": {"name": "creds"}});

@@ -62,41 +62,7 @@ async fn setup(test: &str) -> Setup {
 
 /// A Deployment of two consumers of Secret `secret`, each calling the fake Twilio.
 async fn create_consumers(setup: &Setup, name: &str, secret: &str) {
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [{
-                        "name": "consumer",
-                        "image": setup.image,
-                        "imagePullPolicy": "Never",
-                        "envFrom": [{"secretRef": {"name": secret}}],
-                        "env": [{"name": "TWILIO_URL", "value": setup.fake.url()}],
-                        "securityContext": {
-                            "runAsUser": 65532,
-                            "runAsNonRoot": true,
-                            "readOnlyRootFilesystem": true,
-                            "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]}
-                        }
-                    }]
-                }
-            }
-        }
-    }))
-    .unwrap();
-    let api: Api<Deployment> = Api::namespaced(setup.client.clone(), &setup.namespace);
-    api.create(&PostParams::default(), &deployment).await.expect("create the consumers");
-    wait_up_to(Duration::from_secs(120), &format!("{name}: 2 Pods available"), || async {
-        let d = api.get(name).await.ok()?;
-        (d.status?.available_replicas == Some(2)).then_some(())
-    })
-    .await;
+    create_multi_consumers(setup, name, json!({}), &[secret]).await;
 }
 
 /// How the consumers' calls authenticated, per key SID (the operator's own calls are made with the

@@ -47,6 +47,19 @@ async fn settle_all(h: &Harness, names: &[&str]) {
     }
 }
 
+/// Key `a` (targets: web, by selector and by name), delivered, then rotated; the clock past the
+/// restart delay, so that its next pass restarts web.
+async fn rotated_past_the_restart_delay() -> Harness {
+    let h = Harness::new().await;
+    put_web(&h);
+    h.apply_named("a", key_spec("a", "1"));
+    settle_all(&h, &["a"]).await;
+    h.apply_named("a", key_spec("a", "2"));
+    settle_all(&h, &["a"]).await;
+    h.advance(SignedDuration::from_secs(11));
+    h
+}
+
 fn events(timeline: &[String], reason: &str) -> usize {
     timeline.iter().filter(|e| *e == &format!("event {reason}")).count()
 }
@@ -113,13 +126,7 @@ async fn keys_rotated_together_restart_a_workload_they_share_once() {
 
 #[tokio::test]
 async fn a_restart_that_loses_a_race_shares_the_winners() {
-    let h = Harness::new().await;
-    put_web(&h);
-    h.apply_named("a", key_spec("a", "1"));
-    settle_all(&h, &["a"]).await;
-    h.apply_named("a", key_spec("a", "2"));
-    settle_all(&h, &["a"]).await;
-    h.advance(SignedDuration::from_secs(11));
+    let h = rotated_past_the_restart_delay().await;
     // Between the operator's read of web and its restart, another key's restart lands.
     let winner = h.clock.now().checked_sub(SignedDuration::from_secs(1)).unwrap().to_string();
     let planted = winner.clone();
@@ -210,13 +217,7 @@ async fn a_selector_that_matches_more_than_a_rotation_restarts_is_cut_at_32_and_
 
 #[tokio::test]
 async fn a_restart_whose_status_write_failed_is_found_and_not_repeated() {
-    let h = Harness::new().await;
-    put_web(&h);
-    h.apply_named("a", key_spec("a", "1"));
-    settle_all(&h, &["a"]).await;
-    h.apply_named("a", key_spec("a", "2"));
-    settle_all(&h, &["a"]).await;
-    h.advance(SignedDuration::from_secs(11));
+    let h = rotated_past_the_restart_delay().await;
     h.timeline.take();
     h.kube.fail_next("patch", "twilioapikeys/a/status", 500, false);
     assert!(h.pass_on("a").await.is_err(), "the status write after the restart fails");
