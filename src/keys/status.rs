@@ -235,7 +235,7 @@ pub fn retire_due(
     if due.is_empty() {
         return None;
     }
-    let deleted = due.iter().map(|r| (r.sid.as_str(), deletion_reason(r, rolled_out)));
+    let deleted = due.iter().map(|r| (r.sid.as_str(), Deletion::of(r, rolled_out).reason()));
     let history = history_deleted(&status.history, deleted, now);
     let mut status = TwilioApiKeyStatus { retiring_keys: remaining, history, ..status.clone() };
     if status.retiring_keys.is_empty() {
@@ -247,14 +247,44 @@ pub fn retire_due(
     Some((due, status))
 }
 
-/// Why a retiring key that is due goes, as status.history says it: GracePeriodEnded (it waited
-/// for no rollout), RolledOut (the rollouts it waited for are done) or MaxGracePeriod (they are
-/// not, and its deleteBy has come).
-pub fn deletion_reason(key: &RetiringKey, rolled_out: bool) -> &'static str {
-    match key.delete_by {
-        None => "GracePeriodEnded",
-        Some(_) if rolled_out => "RolledOut",
-        Some(_) => "MaxGracePeriod",
+/// Why a retiring key that is due goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// Its grace period ended; it waited for no rollout.
+    GracePeriodEnded,
+    /// Its grace period ended and the rollouts it waited for are done.
+    RolledOut,
+    /// The rollouts it waited for are not done, and its deleteBy has come.
+    MaxGracePeriod,
+}
+
+impl Deletion {
+    pub fn of(key: &RetiringKey, rolled_out: bool) -> Self {
+        match key.delete_by {
+            None => Deletion::GracePeriodEnded,
+            Some(_) if rolled_out => Deletion::RolledOut,
+            Some(_) => Deletion::MaxGracePeriod,
+        }
+    }
+
+    /// As status.history says it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Deletion::GracePeriodEnded => "GracePeriodEnded",
+            Deletion::RolledOut => "RolledOut",
+            Deletion::MaxGracePeriod => "MaxGracePeriod",
+        }
+    }
+
+    /// As the KeyDeleted Event says it: "Deleted retired key SK… {when}".
+    pub fn when(self) -> &'static str {
+        match self {
+            Deletion::GracePeriodEnded => "after its grace period",
+            Deletion::RolledOut => "after its grace period, once the rollout restart targets had rolled out",
+            Deletion::MaxGracePeriod => {
+                "at its maxGracePeriod, although the rollout restart targets had not all rolled out"
+            }
+        }
     }
 }
 

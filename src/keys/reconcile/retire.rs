@@ -19,11 +19,7 @@ pub(super) async fn retire_due_keys(resource: &TwilioApiKey, ctx: &Context) -> R
     write_status(ctx, resource, &status).await?;
     let rolled_out = rollout::waiting(resource, &previous).is_empty();
     for retired in &due {
-        let when = match status::deletion_reason(retired, rolled_out) {
-            "RolledOut" => "after its grace period, once the rollout restart targets had rolled out",
-            "MaxGracePeriod" => "at its maxGracePeriod, although the rollout restart targets had not all rolled out",
-            _ => "after its grace period",
-        };
+        let when = status::Deletion::of(retired, rolled_out).when();
         let note = format!("Deleted retired key {} {when}", retired.sid);
         ctx.events.normal(resource, "KeyDeleted", "DeleteKey", note).await;
     }

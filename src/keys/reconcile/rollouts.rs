@@ -267,7 +267,11 @@ async fn restart(ctx: &Context, rotation: &Rotation<'_>, entry: &mut RolloutTarg
             }
         }
     }
-    entry.message = Some("changed while being restarted; trying again".into());
+    // Someone keeps changing the workload (whoever may edit it can): try again after the first
+    // backoff step, not at once, so that this cannot keep the operator busy.
+    let retry_at = rotation.now.checked_add(rollout::restart_backoff(1)).unwrap_or(rotation.now);
+    entry.next_restart_at = Some(retry_at.to_string());
+    entry.message = Some(format!("changed while being restarted; trying again at {retry_at}"));
     Ok(())
 }
 

@@ -231,3 +231,26 @@ async fn a_restart_whose_status_write_failed_is_found_and_not_repeated() {
     let web = h.key_named("a").status.unwrap().rollout.into_iter().find(|e| e.name == "web").unwrap();
     assert_eq!(web.restarted_at, Some(restarted), "its own restart, found and recorded");
 }
+
+#[tokio::test]
+async fn a_workload_that_keeps_changing_under_its_restart_is_tried_again_after_a_backoff() {
+    let h = rotated_past_the_restart_delay().await;
+    // Before each of the pass's three restarts, someone edits web (not a restart): 409 each time.
+    for n in 0..3 {
+        h.kube.change_before_next("patch", "deployments/web", WEB, move |d| {
+            d["metadata"]["labels"]["edited"] = json!(n.to_string());
+        });
+    }
+    h.timeline.take();
+    h.pass_on("a").await.unwrap();
+    assert!(template_restart(&h).is_none(), "not restarted");
+    let web = h.key_named("a").status.unwrap().rollout.into_iter().find(|e| e.name == "web").unwrap();
+    assert!(web.next_restart_at.is_some(), "{web:?}");
+    assert!(web.message.as_deref().unwrap().starts_with("changed while being restarted; trying again at"));
+    // Not tried again at once: the next pass leaves web alone until the backoff ends.
+    h.pass_on("a").await.unwrap();
+    assert!(template_restart(&h).is_none(), "no attempt before the backoff ends");
+    h.advance(SignedDuration::from_secs(6));
+    h.pass_on("a").await.unwrap();
+    assert!(template_restart(&h).is_some(), "restarted once the backoff ended");
+}
