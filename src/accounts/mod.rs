@@ -7,13 +7,15 @@
 pub mod census;
 pub mod reconcile;
 pub mod resolve;
+pub mod rotation;
 
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AccountKind, Adoption, AllowedNamespaces, ClusterTwilioAccount, CredentialKeys, TwilioAccount, TwilioAccountStatus,
+    AccountKind, Adoption, AllowedNamespaces, ClusterTwilioAccount, CredentialKeys, CredentialRotationSpec, TwilioAccount,
+    TwilioAccountStatus,
 };
 
 /// On a credentials Secret: it stays while an account that uses it still has keys to delete.
@@ -44,6 +46,8 @@ pub trait AccountResource:
     /// The namespaces whose keys may use the account, beyond its own (a TwilioAccount serves its
     /// own namespace only): None when every namespace may.
     fn allowed_namespaces(&self) -> Option<&AllowedNamespaces>;
+    /// How its auth token rotates, if it does.
+    fn credential_rotation(&self) -> Option<&CredentialRotationSpec>;
 }
 
 impl AccountResource for TwilioAccount {
@@ -69,6 +73,9 @@ impl AccountResource for TwilioAccount {
     fn allowed_namespaces(&self) -> Option<&AllowedNamespaces> {
         None
     }
+    fn credential_rotation(&self) -> Option<&CredentialRotationSpec> {
+        self.spec.credential_rotation.as_ref()
+    }
 }
 
 impl AccountResource for ClusterTwilioAccount {
@@ -93,5 +100,8 @@ impl AccountResource for ClusterTwilioAccount {
     }
     fn allowed_namespaces(&self) -> Option<&AllowedNamespaces> {
         self.spec.allowed_namespaces.as_ref()
+    }
+    fn credential_rotation(&self) -> Option<&CredentialRotationSpec> {
+        self.spec.credential_rotation.as_ref()
     }
 }

@@ -10,7 +10,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::resolve::{connect_afresh, namespace_allowed};
-use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER, census};
+use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER, census, rotation};
 use crate::api::conditions::{self, Health};
 use crate::api::{AccountKeys, CredentialKind, FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
 use crate::error::{Error, Result};
@@ -161,6 +161,13 @@ async fn verify<A: AccountResource>(
     if let Err(error) = &outcome {
         ctx.metrics.reconcile.error(A::KIND, error.label());
         *found.lock().unwrap_or_else(|p| p.into_inner()) = error.label();
+        return Ok(action);
+    }
+    // A verified account drives its auth token's rotation, one step after another.
+    if let Some(spec) = rotation::wanted(account.as_ref())
+        && let Some(after) = rotation::advance(account.as_ref(), ctx, &spec).await?
+    {
+        return Ok(Action::requeue(after.clamp(std::time::Duration::from_millis(100), ctx.config.resync_interval)));
     }
     Ok(action)
 }
@@ -184,15 +191,22 @@ async fn write_account_status<A: AccountResource>(
         conditions: conditions::conditions_for(&previous.conditions, health, account.meta().generation, ctx.now()),
         credential,
         keys,
+        // Written by the rotation alone (a merge patch of its own), never applied from here:
+        // this pass's copy may be older than its latest step.
+        credential_rotation: previous.credential_rotation.clone(),
     };
     if status == previous {
         return Ok(false);
     }
     let api = account.api(ctx.client.clone());
+    let mut applied = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(fields) = applied.as_object_mut() {
+        fields.remove("credentialRotation");
+    }
     let patch = serde_json::json!({
         "apiVersion": A::api_version(&()),
         "kind": A::kind(&()),
-        "status": status,
+        "status": applied,
     });
     api.patch_status(&account.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await

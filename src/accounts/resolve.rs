@@ -50,7 +50,11 @@ fn connection(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    let credentials = if let Some(token) = value(&source.keys.auth_token_key) {
+    // During an auth token rotation the next token, once stored, is the one to act with: it
+    // works before its promotion and after, the current one only before (see super::rotation).
+    let next = super::rotation::next_key(&source.keys.auth_token_key);
+    let token = value(&source.keys.auth_token_key).map(|current| value(&next).unwrap_or(current));
+    let credentials = if let Some(token) = token {
         Credentials { username: source.account_sid.clone(), password: SecretString::from(token) }
     } else if let (Some(sid), Some(secret)) =
         (value(&source.keys.api_key_sid_key), value(&source.keys.api_key_secret_key))

@@ -9,6 +9,7 @@
 //! page size in keys per page, error messages cut to [`MAX_MESSAGE_CHARS`] printable characters.
 //! Requests to one account share its slots fairly between tenants (see [`slots`]).
 
+pub mod accounts;
 pub mod slots;
 
 use std::collections::{HashMap, HashSet};
@@ -44,6 +45,14 @@ impl Endpoint {
         match self {
             Endpoint::Override(url) => url.clone(),
             Endpoint::Twilio => format!("https://{}", regional_host("api", region, edge)),
+        }
+    }
+
+    /// Base URL of the Accounts API (auth tokens) for an account's region and edge.
+    pub fn accounts_base(&self, region: Option<&str>, edge: Option<&str>) -> String {
+        match self {
+            Endpoint::Override(url) => url.clone(),
+            Endpoint::Twilio => format!("https://{}", regional_host("accounts", region, edge)),
         }
     }
 
@@ -653,6 +662,18 @@ fn operation_label(method: &Method, url: &str) -> &'static str {
     let path = url.split('?').next().unwrap_or(url);
     if path.ends_with("/Messages.json") {
         return "prove_key";
+    }
+    if path.ends_with("/AuthTokens/Secondary") {
+        return if *method == Method::DELETE { "delete_secondary_auth_token" } else { "create_secondary_auth_token" };
+    }
+    if path.ends_with("/AuthTokens/Promote") {
+        return "promote_auth_token";
+    }
+    if path.ends_with("/Accounts.json") {
+        return if *method == Method::POST { "create_subaccount" } else { "list_subaccounts" };
+    }
+    if path.contains("/2010-04-01/Accounts/") && path.ends_with(".json") && !path.contains("/Keys") {
+        return if *method == Method::POST { "update_account" } else { "fetch_account" };
     }
     let addresses_one_key = !path.ends_with("/Keys");
     match (method.as_str(), addresses_one_key) {

@@ -6,9 +6,11 @@
 //! each change is the contract in `docs/behaviour.md`.
 
 pub mod conditions;
+pub mod credential_rotation;
 pub mod duration;
 pub mod ownership;
 pub mod reference;
+pub mod subaccount;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,14 @@ use k8s_openapi::jiff::SignedDuration;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use credential_rotation::{
+    CredentialDelivery, CredentialRestartTarget, CredentialRotationPhase, CredentialRotationSpec,
+    CredentialRotationStatus,
+};
+pub use subaccount::{
+    SUBACCOUNT_ANNOTATION, SubaccountDeletionPolicy, TwilioSubaccount, TwilioSubaccountSpec, TwilioSubaccountStatus,
+};
 
 pub const GROUP: &str = "twilio-operator.dev";
 pub const FINALIZER: &str = "twilio-operator.dev/cleanup";
@@ -630,6 +640,10 @@ pub struct TwilioAccountSpec {
     /// manage it, and so able to delete it, on the strength of holding its secret.
     #[serde(default = "adoption_allowed")]
     pub adoption: Adoption,
+    /// Rotates the account's auth token (only when the credential is the auth token): see
+    /// docs/behaviour.md, "Auth token rotation".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationSpec>,
 }
 
 /// The desired state of a ClusterTwilioAccount.
@@ -672,6 +686,11 @@ pub struct ClusterTwilioAccountSpec {
     /// account that tenants share, a cluster administrator decides.
     #[serde(default = "adoption_disallowed")]
     pub adoption: Adoption,
+    /// Rotates the account's auth token (only when the credential is the auth token): see
+    /// docs/behaviour.md, "Auth token rotation". deliverTo and rolloutRestartTargets are in the
+    /// credentials Secret's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationSpec>,
 }
 
 /// Whether keys of an account may be adopted (spec.secret.adopt).
@@ -768,6 +787,9 @@ pub struct TwilioAccountStatus {
     /// The keys in the account at its latest listing, and who manages them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<AccountKeys>,
+    /// The auth token's rotation (spec.credentialRotation), written step by step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationStatus>,
 }
 
 /// The kind of credential the operator acts with in an account.
@@ -878,7 +900,7 @@ pub fn is_key_sid(sid: &str) -> bool {
 /// The CRDs as YAML documents, keyed by the file name they are committed under in `crds/`.
 pub fn crd_documents() -> Vec<(String, String)> {
     use kube::CustomResourceExt;
-    [TwilioApiKey::crd(), TwilioAccount::crd(), ClusterTwilioAccount::crd()]
+    [TwilioApiKey::crd(), TwilioAccount::crd(), ClusterTwilioAccount::crd(), TwilioSubaccount::crd()]
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

@@ -1041,6 +1041,46 @@ async fn create_subaccount(State(shared): State<Arc<Shared>>, headers: HeaderMap
     Ok((StatusCode::CREATED, Json(account_json(&sid, Some(&details), Some(&token)))).into_response())
 }
 
+/// `GET /2010-04-01/Accounts.json`: the requesting account and its subaccounts, filtered by
+/// FriendlyName and Status (exact matches), oldest first, one page of PageSize (at most 1000).
+async fn list_accounts(State(shared): State<Arc<Shared>>, headers: HeaderMap, Query(params): Query<Params>) -> Answer {
+    let asking = manager_of(&shared, &headers)?;
+    reject_unknown(&params, &["FriendlyName", "Status", "PageSize", "Page", "PageToken"])?;
+    let (size, _, _) = paging(&params)?;
+    let store = shared.lock();
+    let mut accounts: Vec<(Timestamp, String, Value)> = store
+        .accounts
+        .keys()
+        .filter_map(|sid| {
+            let details = store.account_details.get(sid);
+            let owner = details.map_or(sid.as_str(), |d| d.owner.as_str());
+            (sid == &asking || owner == asking).then(|| {
+                let created = details.map_or(Timestamp::UNIX_EPOCH, |d| d.created);
+                (created, sid.clone(), account_json(sid, details, None))
+            })
+        })
+        .filter(|(_, _, json)| {
+            param(&params, "FriendlyName").is_none_or(|name| json["friendly_name"] == name)
+                && param(&params, "Status").is_none_or(|status| json["status"] == status)
+        })
+        .collect();
+    accounts.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let page: Vec<Value> = accounts.into_iter().take(size).map(|(_, _, json)| json).collect();
+    let uri = format!("/2010-04-01/Accounts.json?PageSize={size}&Page=0");
+    Ok(Json(json!({
+        "accounts": page,
+        "end": page.len().saturating_sub(1),
+        "first_page_uri": uri,
+        "next_page_uri": null,
+        "page": 0,
+        "page_size": size,
+        "previous_page_uri": null,
+        "start": 0,
+        "uri": uri,
+    }))
+    .into_response())
+}
+
 /// `POST /2010-04-01/Accounts/{Sid}.json`: renames an account or changes its status (active,
 /// suspended, closed), asked by the account itself or the account that owns it. Closed is final.
 async fn update_account(
@@ -1157,6 +1197,7 @@ fn operation_of(method: &axum::http::Method, path: &str) -> &'static str {
         ("POST", true, true) => "update_key",
         ("DELETE", true, true) => "delete_key",
         ("GET", false, _) if path.ends_with("/Messages.json") => "list_messages",
+        ("GET", false, _) if path == "/2010-04-01/Accounts.json" => "list_accounts",
         ("GET", false, _) => "fetch_account",
         ("POST", false, _) if path == "/v1/AuthTokens/Secondary" => "create_secondary_auth_token",
         ("DELETE", false, _) if path == "/v1/AuthTokens/Secondary" => "delete_secondary_auth_token",
@@ -1284,7 +1325,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/Keys/{sid}", get(v1_fetch).post(v1_update).delete(v1_delete))
         .route("/2010-04-01/Accounts/{account}/Keys.json", get(v2010_list).post(v2010_create))
         .route("/2010-04-01/Accounts/{account}/Keys/{sid}", get(v2010_key).post(v2010_key).delete(v2010_key))
-        .route("/2010-04-01/Accounts.json", axum::routing::post(create_subaccount))
+        .route("/2010-04-01/Accounts.json", get(list_accounts).post(create_subaccount))
         .route("/2010-04-01/Accounts/{sid}", get(v2010_account).post(update_account))
         .route("/v1/AuthTokens/Secondary", axum::routing::post(create_secondary_token).delete(delete_secondary_token))
         .route("/v1/AuthTokens/Promote", axum::routing::post(promote_secondary_token))

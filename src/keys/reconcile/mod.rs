@@ -24,7 +24,7 @@ mod report;
 mod retire;
 mod revoke;
 mod rewrite;
-mod rollouts;
+pub(crate) mod rollouts;
 mod settle;
 #[cfg(test)]
 mod tests;

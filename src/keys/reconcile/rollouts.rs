@@ -324,8 +324,24 @@ async fn patch_workload(
     workload_answer(result, kind, name, "restart").map_err(Error::kube("restart workload"))
 }
 
+/// Restarts a workload with `patch` (for the account's auth token rotation). Ok(Err(why)) when
+/// it is missing, out of the operator's rights, or changed while being patched.
+pub(crate) async fn restart_workload(
+    ctx: &Context,
+    namespace: &str,
+    kind: WorkloadKind,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<std::result::Result<(), String>> {
+    Ok(match patch_workload(ctx, namespace, kind, name, patch).await? {
+        Answer::Done(()) => Ok(()),
+        Answer::Refused(why) => Err(why),
+        Answer::Changed => Err(format!("{kind} {name} changed while being restarted")),
+    })
+}
+
 /// Reads a workload. Ok(Err(why)) when it is missing or the operator may not read it.
-async fn read_workload(
+pub(crate) async fn read_workload(
     ctx: &Context,
     namespace: &str,
     kind: WorkloadKind,
