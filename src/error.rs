@@ -126,6 +126,10 @@ pub enum Error {
         if users.len() > 5 { ", ..." } else { "" }
     )]
     AccountInUse { users: Vec<String> },
+    /// A TwilioSubaccount being deleted waits for the TwilioAccount made for it (and so for that
+    /// account's keys) to be deleted.
+    #[error("deletion waits for TwilioAccount {account} (and the keys that use it) to be deleted")]
+    SubaccountReleasing { account: String },
     /// The resource created as many keys as its budget allows this hour
     /// (`--max-key-creations-per-hour`); the next is due in `retry_in`.
     #[error(
@@ -192,6 +196,7 @@ impl Error {
             Error::CreationBudgetExceeded { .. } => stall("budget_exceeded", "RotationBudgetExceeded"),
             // Waiting for keys to go is progress, not a stall.
             Error::AccountInUse { .. } => retry("account_in_use"),
+            Error::SubaccountReleasing { .. } => retry("subaccount_releasing"),
             Error::Encode(_) => retry("encode"),
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
@@ -227,7 +232,7 @@ impl Error {
             Error::Kube { source, .. } => transient(source),
             // Not an error that ends by itself, but the wait for the account's last key is a
             // poll of the keys cache (the account controller does not watch keys).
-            Error::AccountInUse { .. } => true,
+            Error::AccountInUse { .. } | Error::SubaccountReleasing { .. } => true,
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
                     e.resumes_soon()

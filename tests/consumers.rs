@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 
 use fake_twilio::{Authentications, FakeTwilio};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::{
     ACCOUNT_SID, AUTH_TOKEN, Operator, create_key, node_cluster, operator_binary, poll_until, repo_root,
     setup_namespace, start_fake_twilio_on, wait_up_to,
 };
-use twilio_operator::api::TwilioApiKey;
+use twilio_operator::api::{TwilioAccount, TwilioApiKey};
 
 /// The node cluster, the consumer image imported into it, a namespace with an account of the
 /// fake Twilio (listening on the node's address, where Pods reach it), and the operator.
@@ -506,4 +506,56 @@ async fn a_scheduled_rotation_waits_for_its_window_and_a_repair_does_not() {
     let history = key(&setup, "window-key").await.status.unwrap().history;
     let reasons: Vec<&str> = history.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Created", "SecretDrift", "IntervalElapsed"]);
+}
+
+/// The account's auth token, rotated with consumers that call Twilio with it (read from their
+/// environment at start): each new token is delivered, the Deployment restarted and rolled out,
+/// and only then promoted, so that Twilio refuses none of their calls through three rotations.
+#[tokio::test]
+async fn consumers_of_the_auth_token_roll_to_each_new_one_before_its_promotion_and_no_call_fails() {
+    if support::node_tests_skip() {
+        return;
+    }
+    let setup = setup("authtoken").await;
+    let accounts: Api<TwilioAccount> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let rotation = json!({"spec": {"credentialRotation": {
+        "gracePeriod": "5s",
+        "deliverTo": [{"secretName": "app-twilio"}],
+        "rolloutRestartTargets": [{"kind": "Deployment", "name": "token-app"}],
+    }}});
+    accounts.patch("main", &Default::default(), &Patch::Merge(&rotation)).await.expect("patch the account");
+    let secrets: Api<Secret> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    wait_up_to(Duration::from_secs(60), "app-twilio delivers the auth token", || async {
+        secrets.get_opt("app-twilio").await.ok().flatten().map(drop)
+    })
+    .await;
+    create_consumers(&setup, "token-app", "app-twilio").await;
+    let started = Instant::now();
+    let mut token = AUTH_TOKEN.to_string();
+    for round in 1..=3u32 {
+        let trigger = json!({"spec": {"credentialRotation": {"trigger": format!("round-{round}")}}});
+        accounts.patch("main", &Default::default(), &Patch::Merge(&trigger)).await.expect("ask for a rotation");
+        wait_up_to(Duration::from_secs(180), &format!("rotation {round} finished"), || async {
+            let rotation = accounts.get("main").await.ok()?.status?.credential_rotation?;
+            (rotation.rotations == round && rotation.phase.is_none()).then_some(())
+        })
+        .await;
+        let now = setup.fake.auth_token(ACCOUNT_SID).expect("the account");
+        assert_ne!(now, token, "rotation {round} replaced the token");
+        token = now;
+        println!("rotation {round} finished after {:?}", started.elapsed());
+    }
+    // The Pods go on calling with the current token.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls = setup.fake.authentications().get(ACCOUNT_SID).cloned().unwrap_or_default();
+    println!("calls made with the account's auth tokens (consumers and operator): {calls:?}");
+    println!("consumer logs:\n{}", consumer_logs(&setup, "token-app").await);
+    for (at, reason, note) in timeline(&setup, "main").await {
+        println!("  {at} {reason}: {note}");
+    }
+    assert_eq!(calls.refused, 0, "Twilio refused calls made with an auth token");
+    assert!(calls.accepted > 100, "the consumers kept calling: {calls:?}");
+    let delivered = secrets.get("app-twilio").await.expect("app-twilio").data.unwrap_or_default();
+    assert_eq!(delivered.get("TWILIO_AUTH_TOKEN").map(|v| v.0.clone()), Some(token.clone().into_bytes()));
+    assert!(!delivered.contains_key("TWILIO_AUTH_TOKEN_PREVIOUS"), "the old token left after the grace period");
 }

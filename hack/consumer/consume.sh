@@ -2,8 +2,15 @@
 # A consumer of a TwilioApiKey's Secret, for the tests and the demo: it reads the key from its
 # environment once, at start (as most applications do), and calls Twilio with it twice a second,
 # printing one line per call. TWILIO_URL is the base URL of the (fake) Twilio to call.
+# Without TWILIO_API_KEY it calls with the account's auth token (TWILIO_AUTH_TOKEN, as an
+# account's credentialRotation.deliverTo Secret holds it) instead.
 # Runs on a static busybox: sh, wget, date and sleep.
-: "${TWILIO_URL:?}" "${TWILIO_ACCOUNT_SID:?}" "${TWILIO_API_KEY:?}" "${TWILIO_API_SECRET:?}"
+: "${TWILIO_URL:?}" "${TWILIO_ACCOUNT_SID:?}"
+if [ -z "${TWILIO_API_KEY:-}" ]; then
+  : "${TWILIO_AUTH_TOKEN:?TWILIO_API_KEY and TWILIO_API_SECRET, or TWILIO_AUTH_TOKEN}"
+  TWILIO_API_KEY=$TWILIO_ACCOUNT_SID TWILIO_API_SECRET=$TWILIO_AUTH_TOKEN
+fi
+: "${TWILIO_API_SECRET:?}"
 # Told to stop (the Pod is being replaced), it stops at once: no call is made after that.
 trap 'echo "$(date -u +%H:%M:%S) stopping"; exit 0' TERM INT
 host=${TWILIO_URL#http://}

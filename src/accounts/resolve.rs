@@ -93,7 +93,7 @@ pub async fn resolve_recorded(ctx: &Context, namespace: &str, account_ref: &Acco
 
 /// The account `account_ref` names, as seen from `namespace`: a TwilioAccount of that namespace,
 /// or a ClusterTwilioAccount (that allows it, when `check_allowed`).
-async fn resolve(
+pub async fn resolve(
     ctx: &Context,
     namespace: &str,
     account_ref: &AccountRef,

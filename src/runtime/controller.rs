@@ -21,7 +21,7 @@ use kube::{Api, Resource, ResourceExt};
 use crate::accounts;
 use crate::api::{
     AccountKind, ClusterTwilioAccount, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ROTATE_ANNOTATION, TwilioAccount,
-    TwilioApiKey,
+    TwilioApiKey, TwilioSubaccount,
 };
 use crate::keys::reconcile;
 use crate::runtime::context::{Context, ScopeCaches};
@@ -41,6 +41,10 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, concurrency: u16, r
         let accounts: Api<TwilioAccount> = scoped(&ctx, scope.as_deref());
         let secrets: Api<SecretMeta> = scoped(&ctx, scope.as_deref());
         tasks.push(account_controller(ctx.clone(), accounts, vec![secrets], config.clone()));
+    }
+    for scope in &scopes {
+        let subaccounts: Api<TwilioSubaccount> = scoped(&ctx, scope.as_deref());
+        tasks.push(subaccount_controller(ctx.clone(), subaccounts, config.clone()));
     }
     let cluster_accounts: Api<ClusterTwilioAccount> = Api::all(ctx.client.clone());
     tasks.push(account_controller(ctx.clone(), cluster_accounts, all_secrets, config));
@@ -96,6 +100,28 @@ fn account_controller<A: accounts::AccountResource>(
     controller
         .shutdown_on_signal()
         .run(accounts::reconcile::reconcile::<A>, account_error_policy, ctx)
+        .for_each(log_outcome)
+        .boxed()
+}
+
+/// The TwilioSubaccount controller: woken by spec changes (not by its own status writes) and
+/// the resync; while it waits for its TwilioAccount to go, it polls.
+fn subaccount_controller(
+    ctx: Arc<Context>,
+    subaccounts: Api<TwilioSubaccount>,
+    config: ControllerConfig,
+) -> futures::future::BoxFuture<'static, ()> {
+    let (store, writer) = reflector::store();
+    let changes = watcher(subaccounts, watch_config())
+        .backoff(watch_backoff())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(account_intent_hash, PredicateConfig::default());
+    Controller::for_stream(changes, store)
+        .with_config(config)
+        .trigger_backoff(TriggerBackoff)
+        .shutdown_on_signal()
+        .run(crate::subaccounts::reconcile, crate::subaccounts::error_policy, ctx)
         .for_each(log_outcome)
         .boxed()
 }
@@ -271,7 +297,7 @@ fn intent_hash(resource: &TwilioApiKey) -> Option<u64> {
 
 /// What a change to an account must alter to wake it: its spec, its deletion or its finalizers
 /// (the finalizer helper adds the finalizer and waits for that change to verify the account).
-fn account_intent_hash<A: accounts::AccountResource>(account: &A) -> Option<u64> {
+fn account_intent_hash<A: Resource>(account: &A) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     account.meta().generation.hash(&mut hasher);
     account.meta().deletion_timestamp.is_some().hash(&mut hasher);
