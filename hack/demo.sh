@@ -75,6 +75,8 @@ target/debug/twilio-operator run --twilio-api-url "$twilio_url" --resync-interva
 pids+=($!)
 
 kubectl wait --for=condition=Ready twilioapikeys --all -n twilio-demo --timeout=120s
+# The subaccount (examples/subaccount.yaml) first: its TwilioAccount is made once it exists.
+kubectl wait --for=condition=Ready twiliosubaccounts --all -n twilio-demo --timeout=60s
 kubectl wait --for=condition=Ready twilioaccounts --all -n twilio-demo --timeout=60s
 kubectl wait --for=condition=Ready clustertwilioaccounts --all --timeout=60s
 echo
@@ -85,6 +87,10 @@ for secret in $(kubectl get twkey -n twilio-demo -o jsonpath='{.items[*].status.
   echo "== Secret $secret holds the keys (values not shown):"
   kubectl get secret "$secret" -n twilio-demo -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
 done
+echo
+echo "== the account's auth token: rotation (every 90 days) and where it is delivered (values not shown)"
+kubectl get twilioaccount main -n twilio-demo -o jsonpath='{.status.credentialRotation}{"\n"}'
+kubectl get secret twilio-auth-token -n twilio-demo -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
 echo
 echo "== keys in the fake Twilio (GET /_fake/keys)"
 curl -fsS "$twilio_url/_fake/keys" | python3 -m json.tool

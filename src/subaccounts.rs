@@ -70,7 +70,9 @@ async fn apply(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
     let (source, parent) = match parent(sub, ctx, true).await {
         Ok(found) => found,
         Err(error) => match error.stall_reason() {
-            Some(reason) => return settle(sub, ctx, Health::Stalled { reason, message: error.to_string() }, None).await,
+            Some(reason) => {
+                return settle(sub, ctx, Health::Stalled { reason, message: error.to_string() }, None).await;
+            }
             None => return Err(error),
         },
     };
@@ -119,7 +121,8 @@ async fn apply(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
         Err(error) => return twilio_failure(sub, ctx, error, Some(sid)).await,
     };
     let info = if info.friendly_name.as_deref() != Some(sub.desired_friendly_name().as_str()) {
-        let renamed = ctx.twilio.update_subaccount(&parent, &api_base, &sid, Some(&sub.desired_friendly_name()), None).await;
+        let renamed =
+            ctx.twilio.update_subaccount(&parent, &api_base, &sid, Some(&sub.desired_friendly_name()), None).await;
         match renamed {
             Ok(info) => info,
             Err(error) => return twilio_failure(sub, ctx, error, Some(sid)).await,
@@ -143,7 +146,9 @@ async fn apply(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
     } else {
         Health::Stalled {
             reason: "SubaccountNotActive",
-            message: format!("Subaccount {sid} is {state} in Twilio; it authenticates nothing until it is active again"),
+            message: format!(
+                "Subaccount {sid} is {state} in Twilio; it authenticates nothing until it is active again"
+            ),
         }
     };
     settle_with(sub, ctx, health, Some(sid), &info).await
@@ -183,13 +188,15 @@ async fn create(
     let pending = sub.pending_friendly_name();
     // Made by a pass that stopped before its Secret was written: never used, and its token is
     // lost. Closed, so that it cannot be mistaken for one that is used.
-    let lost = ctx.twilio.find_subaccounts(parent, api_base, &pending).await.map_err(Error::twilio("find subaccounts"))?;
+    let lost =
+        ctx.twilio.find_subaccounts(parent, api_base, &pending).await.map_err(Error::twilio("find subaccounts"))?;
     for lost in lost.iter().filter(|a| a.status.as_deref() != Some("closed")) {
         ctx.twilio
             .update_subaccount(parent, api_base, &lost.sid, None, Some("closed"))
             .await
             .map_err(Error::twilio("close a subaccount whose token was lost"))?;
-        let note = format!("Closed subaccount {}: made by an earlier attempt whose auth token was never stored", lost.sid);
+        let note =
+            format!("Closed subaccount {}: made by an earlier attempt whose auth token was never stored", lost.sid);
         ctx.events.warning(sub, "SubaccountAbandoned", "CreateSubaccount", note).await;
     }
     if let Err(wait) = ctx.budget.take(&sub.uid().unwrap_or_default()) {
@@ -249,7 +256,8 @@ enum SecretState {
 
 async fn read_secret(sub: &TwilioSubaccount, ctx: &Context) -> Result<SecretState> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &sub.namespace().unwrap_or_default());
-    let Some(secret) = secrets.get_opt(&sub.secret_name()).await.map_err(Error::kube("read the subaccount's Secret"))?
+    let Some(secret) =
+        secrets.get_opt(&sub.secret_name()).await.map_err(Error::kube("read the subaccount's Secret"))?
     else {
         return Ok(SecretState::Missing);
     };
@@ -273,7 +281,12 @@ async fn read_secret(sub: &TwilioSubaccount, ctx: &Context) -> Result<SecretStat
 
 /// The TwilioAccount that issues keys in the subaccount exists and says so; the health that says
 /// why not, when a TwilioAccount of that name is not the subaccount's.
-async fn ensure_account(sub: &TwilioSubaccount, ctx: &Context, parent: &AccountSource, sid: &str) -> Result<Option<Health>> {
+async fn ensure_account(
+    sub: &TwilioSubaccount,
+    ctx: &Context,
+    parent: &AccountSource,
+    sid: &str,
+) -> Result<Option<Health>> {
     let namespace = sub.namespace().unwrap_or_default();
     let accounts: Api<TwilioAccount> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = sub.account_name();
@@ -303,7 +316,9 @@ async fn ensure_account(sub: &TwilioSubaccount, ctx: &Context, parent: &AccountS
         Some(account) if account.annotations().get(SUBACCOUNT_ANNOTATION) != sub.uid().as_ref() => {
             Ok(Some(Health::Stalled {
                 reason: "AccountConflict",
-                message: format!("TwilioAccount {name} exists and is not this TwilioSubaccount's (set spec.accountName)"),
+                message: format!(
+                    "TwilioAccount {name} exists and is not this TwilioSubaccount's (set spec.accountName)"
+                ),
             }))
         }
         Some(account) => {
@@ -349,7 +364,9 @@ async fn cleanup(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
         Ok(found) => found,
         Err(error) => {
             let health = match error.stall_reason() {
-                Some(reason) => Health::Stalled { reason, message: format!("{error}; the deletion waits for the parent account") },
+                Some(reason) => {
+                    Health::Stalled { reason, message: format!("{error}; the deletion waits for the parent account") }
+                }
                 None => Health::Progressing { reason: "Retrying", message: error.to_string() },
             };
             write_health(sub, ctx, &health).await?;
@@ -360,7 +377,11 @@ async fn cleanup(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
     if sid.is_none() {
         // Deleted while it was being made: one made under the pending name is closed.
         let pending = sub.pending_friendly_name();
-        let lost = ctx.twilio.find_subaccounts(&parent, &api_base, &pending).await.map_err(Error::twilio("find subaccounts"))?;
+        let lost = ctx
+            .twilio
+            .find_subaccounts(&parent, &api_base, &pending)
+            .await
+            .map_err(Error::twilio("find subaccounts"))?;
         for lost in lost.iter().filter(|a| a.status.as_deref() != Some("closed")) {
             ctx.twilio
                 .update_subaccount(&parent, &api_base, &lost.sid, None, Some("closed"))
@@ -427,7 +448,12 @@ fn twilio_health(error: &TwilioError) -> Health {
     }
 }
 
-async fn twilio_failure(sub: &TwilioSubaccount, ctx: &Context, error: TwilioError, sid: Option<String>) -> Result<Action> {
+async fn twilio_failure(
+    sub: &TwilioSubaccount,
+    ctx: &Context,
+    error: TwilioError,
+    sid: Option<String>,
+) -> Result<Action> {
     if error.is_transient() {
         return Err(Error::twilio("read the subaccount")(error));
     }
@@ -456,7 +482,12 @@ async fn settle_with(
     finish(sub, ctx, health, status).await
 }
 
-async fn finish(sub: &TwilioSubaccount, ctx: &Context, health: Health, mut status: TwilioSubaccountStatus) -> Result<Action> {
+async fn finish(
+    sub: &TwilioSubaccount,
+    ctx: &Context,
+    health: Health,
+    mut status: TwilioSubaccountStatus,
+) -> Result<Action> {
     let previous = sub.status.clone().unwrap_or_default();
     status.observed_generation = sub.meta().generation;
     status.conditions = conditions::conditions_for(&previous.conditions, &health, sub.meta().generation, ctx.now());

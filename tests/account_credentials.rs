@@ -88,7 +88,8 @@ async fn the_auth_token_rotates_in_recorded_steps_and_every_holder_gets_the_new_
     // During the rotation the previous token is delivered next to the new one.
     patch_account(&env, "main", json!({"credentialRotation": {"trigger": "first"}})).await;
     wait_up_to(Duration::from_secs(30), "app-twilio delivers the previous token during the rotation", || async {
-        (secret_value(&env, "app-twilio", "TWILIO_AUTH_TOKEN_PREVIOUS").await.as_deref() == Some(AUTH_TOKEN)).then_some(())
+        (secret_value(&env, "app-twilio", "TWILIO_AUTH_TOKEN_PREVIOUS").await.as_deref() == Some(AUTH_TOKEN))
+            .then_some(())
     })
     .await;
     assert_eq!(wait_rotated(&env, "first", Duration::from_secs(60)).await, 1);
@@ -215,7 +216,8 @@ async fn a_subaccount_is_made_issues_keys_through_its_account_and_is_suspended_o
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(subs.get_opt("team-a").await.unwrap().is_some(), "it waits for its account's keys");
     assert_eq!(friendly(&a).as_deref(), Some("active"), "untouched while its keys exist");
-    let issued: Vec<String> = env.fake.keys().into_iter().filter(|k| k.account_sid == a || k.account_sid == b).map(|k| k.sid).collect();
+    let issued: Vec<String> =
+        env.fake.keys().into_iter().filter(|k| k.account_sid == a || k.account_sid == b).map(|k| k.sid).collect();
     assert_eq!(issued.len(), 2, "one key in each subaccount");
     for name in ["team-a", "team-b"] {
         env.delete_key(&format!("{name}-key")).await;
@@ -235,6 +237,9 @@ async fn a_subaccount_is_made_issues_keys_through_its_account_and_is_suspended_o
     assert_eq!(friendly(&b).as_deref(), Some("closed"), "Close closes");
     let kept: Option<Secret> = env.secrets().get_opt("team-a").await.unwrap();
     let kept = kept.expect("a suspended subaccount's Secret is kept (reactivated, its token works again)");
-    assert!(!kept.metadata.annotations.unwrap_or_default().contains_key("twilio-operator.dev/subaccount"), "handed over");
+    assert!(
+        !kept.metadata.annotations.unwrap_or_default().contains_key("twilio-operator.dev/subaccount"),
+        "handed over"
+    );
     assert!(env.secrets().get_opt("team-b").await.unwrap().is_none(), "a closed subaccount's Secret is deleted");
 }

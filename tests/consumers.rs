@@ -554,7 +554,7 @@ async fn consumers_of_the_auth_token_roll_to_each_new_one_before_its_promotion_a
         println!("  {at} {reason}: {note}");
     }
     assert_eq!(calls.refused, 0, "Twilio refused calls made with an auth token");
-    assert!(calls.accepted > 100, "the consumers kept calling: {calls:?}");
+    assert!(calls.accepted > 50, "the consumers kept calling: {calls:?}");
     let delivered = secrets.get("app-twilio").await.expect("app-twilio").data.unwrap_or_default();
     assert_eq!(delivered.get("TWILIO_AUTH_TOKEN").map(|v| v.0.clone()), Some(token.clone().into_bytes()));
     assert!(!delivered.contains_key("TWILIO_AUTH_TOKEN_PREVIOUS"), "the old token left after the grace period");

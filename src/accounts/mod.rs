@@ -14,8 +14,8 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    AccountKind, Adoption, AllowedNamespaces, ClusterTwilioAccount, CredentialKeys, CredentialRotationSpec, TwilioAccount,
-    TwilioAccountStatus,
+    AccountKind, Adoption, AllowedNamespaces, ClusterTwilioAccount, CredentialKeys, CredentialRotationSpec,
+    TwilioAccount, TwilioAccountStatus,
 };
 
 /// On a credentials Secret: it stays while an account that uses it still has keys to delete.

@@ -81,7 +81,8 @@ pub async fn advance<A: AccountResource>(
     // as far as it can go without waiting (there are five steps).
     for _ in 0..8 {
         let Some(tokens) = rotation.tokens().await? else {
-            rotation.status.message = Some("the credentials Secret holds no auth token (a Main key cannot rotate)".into());
+            rotation.status.message =
+                Some("the credentials Secret holds no auth token (a Main key cannot rotate)".into());
             rotation.write().await?;
             return Ok(None);
         };
@@ -138,7 +139,8 @@ impl<A: AccountResource> Rotation<'_, A> {
 
     /// The credentials Secret's tokens, read now; None when it holds no auth token.
     async fn tokens(&self) -> Result<Option<Tokens>> {
-        let secret = self.secrets().get(&self.source.secret_name).await.map_err(Error::kube("read credentials Secret"))?;
+        let secret =
+            self.secrets().get(&self.source.secret_name).await.map_err(Error::kube("read credentials Secret"))?;
         let value = |key: &str| {
             let data = secret.data.as_ref()?;
             let text = String::from_utf8(data.get(key)?.0.clone()).ok()?;
@@ -209,7 +211,15 @@ impl<A: AccountResource> Rotation<'_, A> {
         self.status.trigger = self.spec.trigger.clone();
         self.status.started_at = Some(now.to_string());
         let why = if asked { "spec.credentialRotation.trigger changed" } else { "the interval elapsed" };
-        self.ctx.events.normal(self.account, "CredentialRotationStarted", "RotateAuthToken", format!("Rotating the auth token: {why}")).await;
+        self.ctx
+            .events
+            .normal(
+                self.account,
+                "CredentialRotationStarted",
+                "RotateAuthToken",
+                format!("Rotating the auth token: {why}"),
+            )
+            .await;
         Ok(Step::Next(Some(Phase::Creating)))
     }
 
@@ -252,7 +262,14 @@ impl<A: AccountResource> Rotation<'_, A> {
         for target in &self.spec.rollout_restart_targets {
             let patch = rollout::restart_patch(target.kind, rollout::restart_time(target.kind, at), &made_for, None);
             let namespace = &self.source.secret_namespace;
-            let done = crate::keys::reconcile::rollouts::restart_workload(self.ctx, namespace, target.kind, &target.name, patch).await?;
+            let done = crate::keys::reconcile::rollouts::restart_workload(
+                self.ctx,
+                namespace,
+                target.kind,
+                &target.name,
+                patch,
+            )
+            .await?;
             if let Err(why) = done {
                 return Ok(Step::Wait(self.waiting(format!("cannot restart {} {}: {why}", target.kind, target.name))));
             }
@@ -268,7 +285,8 @@ impl<A: AccountResource> Rotation<'_, A> {
         let at = self.started_at();
         let namespace = &self.source.secret_namespace;
         for target in &self.spec.rollout_restart_targets {
-            let workload = crate::keys::reconcile::rollouts::read_workload(self.ctx, namespace, target.kind, &target.name).await?;
+            let workload =
+                crate::keys::reconcile::rollouts::read_workload(self.ctx, namespace, target.kind, &target.name).await?;
             let progress = match workload {
                 Ok(workload) => rollout::progress(&workload, rollout::restart_time(target.kind, at)),
                 Err(why) => Progress::Waiting(why),
@@ -284,7 +302,11 @@ impl<A: AccountResource> Rotation<'_, A> {
             // No secondary to promote: an earlier promotion whose answer was lost, or the
             // secondary was deleted in the Console. The old primary tells which.
             Err(TwilioError::Rejected { .. } | TwilioError::NotFound { .. }) => {
-                let old_works = self.ctx.twilio.token_authenticates(&self.api_base(), &self.source.account_sid, &tokens.primary).await;
+                let old_works = self
+                    .ctx
+                    .twilio
+                    .token_authenticates(&self.api_base(), &self.source.account_sid, &tokens.primary)
+                    .await;
                 if old_works.map_err(Error::twilio("check the old auth token"))? {
                     let why = "the secondary auth token is gone (deleted in the Console?); making another".to_string();
                     self.ctx.events.warning(self.account, "CredentialRotationRestarted", "RotateAuthToken", why).await;
@@ -293,12 +315,21 @@ impl<A: AccountResource> Rotation<'_, A> {
             }
             Err(error) if error.is_transient() => return Err(Error::twilio("promote the auth token")(error)),
             Err(error) => {
-                let why = format!("Twilio refused to promote the secondary auth token: {error}; the current token stays");
+                let why =
+                    format!("Twilio refused to promote the secondary auth token: {error}; the current token stays");
                 self.ctx.events.warning(self.account, "CredentialRotationFailed", "RotateAuthToken", why.clone()).await;
                 return Ok(Step::Wait(self.waiting(why)));
             }
         }
-        self.ctx.events.normal(self.account, "AuthTokenPromoted", "RotateAuthToken", "The new auth token is the primary; the old one no longer works".into()).await;
+        self.ctx
+            .events
+            .normal(
+                self.account,
+                "AuthTokenPromoted",
+                "RotateAuthToken",
+                "The new auth token is the primary; the old one no longer works".into(),
+            )
+            .await;
         Ok(Step::Next(Some(Phase::Promoted)))
     }
 
@@ -327,7 +358,15 @@ impl<A: AccountResource> Rotation<'_, A> {
         }
         self.status.previous_until = None;
         self.status.started_at = None;
-        self.ctx.events.normal(self.account, "CredentialRotationFinished", "RotateAuthToken", "The old auth token was removed from the delivered Secrets".into()).await;
+        self.ctx
+            .events
+            .normal(
+                self.account,
+                "CredentialRotationFinished",
+                "RotateAuthToken",
+                "The old auth token was removed from the delivered Secrets".into(),
+            )
+            .await;
         Ok(Step::Next(None))
     }
 
@@ -359,7 +398,11 @@ impl<A: AccountResource> Rotation<'_, A> {
             .await
             .map_err(Error::kube("write the credentials Secret"))?;
         self.ctx.own_writes.note_credentials_write(&written);
-        self.ctx.credentials.put(&self.source.secret_namespace, &self.source.secret_name, written.data.unwrap_or_default());
+        self.ctx.credentials.put(
+            &self.source.secret_namespace,
+            &self.source.secret_name,
+            written.data.unwrap_or_default(),
+        );
         Ok(())
     }
 
@@ -464,6 +507,7 @@ pub fn wanted<A: AccountResource>(account: &A) -> Option<CredentialRotationSpec>
     if let Some(spec) = account.credential_rotation() {
         return Some(spec.clone());
     }
-    let running = account.account_status().and_then(|s| s.credential_rotation.as_ref()).is_some_and(|s| s.phase.is_some());
+    let running =
+        account.account_status().and_then(|s| s.credential_rotation.as_ref()).is_some_and(|s| s.phase.is_some());
     running.then(|| serde_json::from_value(serde_json::json!({})).ok()).flatten()
 }

@@ -57,8 +57,7 @@ impl TwilioClient {
         accounts_base: &str,
     ) -> Result<SecretString, TwilioError> {
         let url = format!("{accounts_base}/v1/AuthTokens/Secondary");
-        let body =
-            self.send(account, Method::POST, &url, Some(&[][..]), Idempotency::RetryOnlyIfUnprocessed).await?;
+        let body = self.send(account, Method::POST, &url, Some(&[][..]), Idempotency::RetryOnlyIfUnprocessed).await?;
         Ok(decode::<SecondaryToken>(&body)?.secondary_auth_token)
     }
 
@@ -78,7 +77,11 @@ impl TwilioClient {
 
     /// `POST {accounts}/v1/AuthTokens/Promote`: the secondary becomes the primary and the old
     /// primary stops working. Not retried: whether a lost answer promoted is settled by the caller.
-    pub async fn promote_auth_token(&self, account: &AccountConnection, accounts_base: &str) -> Result<(), TwilioError> {
+    pub async fn promote_auth_token(
+        &self,
+        account: &AccountConnection,
+        accounts_base: &str,
+    ) -> Result<(), TwilioError> {
         let url = format!("{accounts_base}/v1/AuthTokens/Promote");
         self.send(account, Method::POST, &url, Some(&[][..]), Idempotency::RetryOnlyIfUnprocessed).await.map(drop)
     }
