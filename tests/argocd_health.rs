@@ -28,7 +28,7 @@ use twilio_operator::api::{ROTATE_ANNOTATION, TwilioApiKey, TwilioApiKeyStatus};
 use twilio_operator::keys::status;
 use twilio_operator_testkit as support;
 
-const KINDS: [&str; 3] = ["TwilioApiKey", "TwilioAccount", "ClusterTwilioAccount"];
+const KINDS: [&str; 4] = ["TwilioApiKey", "TwilioAccount", "ClusterTwilioAccount", "TwilioSubaccount"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,18 +102,18 @@ fn argo_cd_customizations_pass_their_tests() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
     assert!(output.status.success(), "argocd/test.lua failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("for 3 kinds"), "every kind is tested");
+    assert!(stdout.contains("for 4 kinds"), "every kind is tested");
 }
 
-/// Argo CD wants one health.lua per kind, with no way to share code between them; the three kinds
-/// carry the same kstatus conditions, so the three scripts are one script, kept so by this test (an
+/// Argo CD wants one health.lua per kind, with no way to share code between them; the four kinds
+/// carry the same kstatus conditions, so the four scripts are one script, kept so by this test (an
 /// edit to one copy alone fails it).
 #[test]
-fn the_three_health_checks_are_one_script() {
+fn the_health_checks_of_every_kind_are_one_script() {
     let read = |kind: &str| std::fs::read_to_string(kind_dir(kind).join("health.lua")).unwrap();
     let first = read(KINDS[0]);
     for kind in &KINDS[1..] {
-        assert!(read(kind) == first, "{kind}/health.lua differs from {}/health.lua: edit all three alike", KINDS[0]);
+        assert!(read(kind) == first, "{kind}/health.lua differs from {}/health.lua: edit all four alike", KINDS[0]);
     }
 }
 

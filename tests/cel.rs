@@ -14,7 +14,7 @@ use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::{client, repo_root};
-use twilio_operator::api::TwilioApiKey;
+use twilio_operator::api::{TwilioAccount, TwilioApiKey, TwilioSubaccount};
 
 fn crd(file: &str) -> Value {
     let path = repo_root().join("crds").join(file);
@@ -42,7 +42,12 @@ fn key(spec: Value) -> Value {
 /// What the API server answers a dry-run create of `object` in the namespace `default`: None when
 /// it admits it, or its message.
 async fn rejection_by(client: &Client, object: &Value) -> Option<String> {
-    let resource = ApiResource::erase::<TwilioApiKey>(&());
+    rejection_of::<TwilioApiKey>(client, object).await
+}
+
+/// Like [`rejection_by`], for an object of kind `K`.
+async fn rejection_of<K: kube::Resource<DynamicType = ()>>(client: &Client, object: &Value) -> Option<String> {
+    let resource = ApiResource::erase::<K>(&());
     let keys: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
     let object: DynamicObject = serde_json::from_value(object.clone()).unwrap();
     let dry_run = PostParams { dry_run: true, ..Default::default() };
@@ -297,12 +302,57 @@ async fn every_cel_rule_refuses_at_the_api_server() {
         println!("{spec}: {refused}");
         assert!(refused.contains(message), "{spec}: refused with {refused:?}, not {message:?}");
     }
+    // The account's auth token rotation.
+    let account = |rotation: Value| {
+        json!({"apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioAccount", "metadata": {"name": "a"},
+               "spec": {"accountSid": format!("AC{}", "0".repeat(32)), "credentialsSecretRef": {"name": "c"},
+                        "credentialRotation": rotation}})
+    };
+    let account_cases = [
+        (json!({"interval": "30m"}), "spec.credentialRotation.interval must be between 1h and 87600h"),
+        (json!({"gracePeriod": "721h"}), "spec.credentialRotation.gracePeriod must be at most 720h"),
+    ];
+    assert_eq!(rejection_of::<TwilioAccount>(&client, &account(json!({"interval": "1h", "gracePeriod": "0s"}))).await, None);
+    for (rotation, message) in &account_cases {
+        let refused = rejection_of::<TwilioAccount>(&client, &account(rotation.clone())).await;
+        let refused = refused.unwrap_or_else(|| panic!("{rotation} is admitted"));
+        assert!(refused.contains(message), "{rotation}: refused with {refused:?}, not {message:?}");
+    }
+    // A TwilioSubaccount's parent, Secret and account cannot change once made.
+    let subaccounts: Api<TwilioSubaccount> = Api::namespaced(client.clone(), "default");
+    let name = format!("immutable-{:04x}", rand::random::<u16>());
+    let sub: TwilioSubaccount = serde_json::from_value(json!({
+        "apiVersion": "twilio-operator.dev/v1alpha1", "kind": "TwilioSubaccount", "metadata": {"name": name},
+        "spec": {"parentAccountRef": {"name": "parent"}, "secretName": "s", "accountName": "a"},
+    }))
+    .unwrap();
+    subaccounts.create(&PostParams::default(), &sub).await.expect("create a TwilioSubaccount");
+    let sub_cases = [
+        (json!({"parentAccountRef": {"name": "other"}}), "spec.parentAccountRef is immutable"),
+        (json!({"secretName": "other"}), "spec.secretName is immutable"),
+        (json!({"accountName": "other"}), "spec.accountName is immutable"),
+    ];
+    for (spec, message) in &sub_cases {
+        let patch = kube::api::Patch::Merge(json!({"spec": spec}));
+        match subaccounts.patch(&name, &Default::default(), &patch).await {
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                assert!(status.message.contains(message), "{spec}: refused with {:?}, not {message:?}", status.message)
+            }
+            other => panic!("{spec}: {other:?}"),
+        }
+    }
+    subaccounts.delete(&name, &Default::default()).await.expect("delete the TwilioSubaccount");
     let mut rules = BTreeSet::new();
     for file in std::fs::read_dir(repo_root().join("crds")).unwrap() {
         let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(file.unwrap().path()).unwrap()).unwrap();
         collect_rule_messages(&crd, &mut rules);
     }
-    let tested: BTreeSet<String> = cases.iter().map(|(_, message)| message.to_string()).collect();
+    let tested: BTreeSet<String> = cases
+        .iter()
+        .chain(&account_cases)
+        .chain(&sub_cases)
+        .map(|(_, message)| message.to_string())
+        .collect();
     assert_eq!(rules, tested, "every rule of crds/ has a case, and every case a rule");
 }
 

@@ -719,9 +719,9 @@ spec:
     }
 
     #[test]
-    fn the_operators_reference_covers_its_three_kinds() {
+    fn the_operators_reference_covers_its_four_kinds() {
         let doc = generate();
-        for kind in ["TwilioApiKey", "TwilioAccount", "ClusterTwilioAccount"] {
+        for kind in ["TwilioApiKey", "TwilioAccount", "ClusterTwilioAccount", "TwilioSubaccount"] {
             assert!(doc.contains(&format!("\n## {kind}\n")), "{kind}");
         }
         assert!(doc.contains("#### `spec.rotation.gracePeriod`"));
