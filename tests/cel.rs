@@ -312,7 +312,10 @@ async fn every_cel_rule_refuses_at_the_api_server() {
         (json!({"interval": "30m"}), "spec.credentialRotation.interval must be between 1h and 87600h"),
         (json!({"gracePeriod": "721h"}), "spec.credentialRotation.gracePeriod must be at most 720h"),
     ];
-    assert_eq!(rejection_of::<TwilioAccount>(&client, &account(json!({"interval": "1h", "gracePeriod": "0s"}))).await, None);
+    assert_eq!(
+        rejection_of::<TwilioAccount>(&client, &account(json!({"interval": "1h", "gracePeriod": "0s"}))).await,
+        None
+    );
     for (rotation, message) in &account_cases {
         let refused = rejection_of::<TwilioAccount>(&client, &account(rotation.clone())).await;
         let refused = refused.unwrap_or_else(|| panic!("{rotation} is admitted"));
@@ -347,12 +350,8 @@ async fn every_cel_rule_refuses_at_the_api_server() {
         let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(file.unwrap().path()).unwrap()).unwrap();
         collect_rule_messages(&crd, &mut rules);
     }
-    let tested: BTreeSet<String> = cases
-        .iter()
-        .chain(&account_cases)
-        .chain(&sub_cases)
-        .map(|(_, message)| message.to_string())
-        .collect();
+    let tested: BTreeSet<String> =
+        cases.iter().chain(&account_cases).chain(&sub_cases).map(|(_, message)| message.to_string()).collect();
     assert_eq!(rules, tested, "every rule of crds/ has a case, and every case a rule");
 }
 

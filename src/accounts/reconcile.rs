@@ -114,7 +114,7 @@ async fn verify<A: AccountResource>(
         // call per account and interval serves both, and the census of its keys.
         Ok(connection) => ctx
             .inventories
-            .get(&ctx.twilio, &connection, std::time::Duration::ZERO, ctx.now())
+            .get(&ctx.twilio, &connection, listing_max_age(account.as_ref()), ctx.now())
             .await
             .map(|inventory| {
                 let recorded = ctx.caches.keys_recorded_in(&source.account_sid);
@@ -212,6 +212,14 @@ async fn write_account_status<A: AccountResource>(
         .await
         .map_err(Error::kube("write account status"))?;
     Ok(true)
+}
+
+/// How old a listing the verification may reuse: none, but while the auth token rotates (a pass
+/// every few seconds while targets roll out), a minute, so that waiting costs no Twilio calls.
+fn listing_max_age<A: AccountResource>(account: &A) -> std::time::Duration {
+    let rotating =
+        account.account_status().and_then(|s| s.credential_rotation.as_ref()).is_some_and(|r| r.phase.is_some());
+    if rotating { std::time::Duration::from_secs(60) } else { std::time::Duration::ZERO }
 }
 
 fn outcome_message(outcome: &Result<()>) -> String {

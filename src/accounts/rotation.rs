@@ -51,8 +51,21 @@ pub fn previous_key(auth_token_key: &str) -> String {
 /// the account's UID are ever written; any other Secret of that name is left alone.
 pub const DELIVERED_FOR_ANNOTATION: &str = "twilio-operator.dev/auth-token-of";
 
-/// How often a rotation that waits (for rollouts, for a Secret) looks again.
+/// How often a rotation that waits for its targets' rollouts looks again.
 const WAIT: Duration = Duration::from_secs(3);
+
+/// How often a rotation held up by something a person must fix (a deliverTo Secret that is not
+/// the account's, a target it cannot restart) looks again.
+const BLOCKED_WAIT: Duration = Duration::from_secs(30);
+
+/// What a rotation waits for, which says how soon it looks again: a refusal by Twilio is tried
+/// again only at the resync, so that it costs one call per interval.
+#[derive(Clone, Copy)]
+enum Wait {
+    Rollout,
+    Blocked,
+    Refused,
+}
 
 /// The default grace period, and interval bounds, as the CRD states them.
 const DEFAULT_GRACE: SignedDuration = SignedDuration::from_mins(10);
@@ -190,7 +203,7 @@ impl<A: AccountResource> Rotation<'_, A> {
         let due_at = self.interval().and_then(|interval| since.checked_add(interval).ok());
         self.status.next_rotation_at = due_at.map(|at| at.to_string());
         if let Some(why) = self.deliver_all(&tokens.primary, None).await? {
-            return Ok(Step::Wait(self.waiting(why)));
+            return Ok(Step::Wait(self.waiting(Wait::Blocked, why)));
         }
         let asked = self.spec.trigger != self.status.trigger;
         let due = due_at.is_some_and(|at| at <= now);
@@ -239,7 +252,7 @@ impl<A: AccountResource> Rotation<'_, A> {
             Err(error) if !error.is_transient() => {
                 let why = format!("Twilio refused to make a secondary auth token: {error}; the current token stays");
                 self.ctx.events.warning(self.account, "CredentialRotationFailed", "RotateAuthToken", why.clone()).await;
-                return Ok(Step::Wait(self.waiting(why)));
+                return Ok(Step::Wait(self.waiting(Wait::Refused, why)));
             }
             Err(error) => return Err(Error::twilio("create the secondary auth token")(error)),
         };
@@ -255,7 +268,7 @@ impl<A: AccountResource> Rotation<'_, A> {
             return Ok(Step::Next(Some(Phase::Creating)));
         };
         if let Some(why) = self.deliver_all(next, Some(&tokens.primary)).await? {
-            return Ok(Step::Wait(self.waiting(why)));
+            return Ok(Step::Wait(self.waiting(Wait::Blocked, why)));
         }
         let at = self.started_at();
         let made_for = format!("{}/{}", self.source.secret_namespace, self.account.name_any());
@@ -271,9 +284,13 @@ impl<A: AccountResource> Rotation<'_, A> {
             )
             .await?;
             if let Err(why) = done {
-                return Ok(Step::Wait(self.waiting(format!("cannot restart {} {}: {why}", target.kind, target.name))));
+                return Ok(Step::Wait(
+                    self.waiting(Wait::Blocked, format!("cannot restart {} {}: {why}", target.kind, target.name)),
+                ));
             }
         }
+        let now = self.ctx.now();
+        self.status.promote_after = Some(now.checked_add(self.grace()).unwrap_or(now).to_string());
         Ok(Step::Next(Some(Phase::Delivered)))
     }
 
@@ -293,8 +310,17 @@ impl<A: AccountResource> Rotation<'_, A> {
             };
             if let Progress::Waiting(why) = progress {
                 let why = format!("waiting for {} {} to roll out: {why}", target.kind, target.name);
-                return Ok(Step::Wait(self.waiting(why)));
+                return Ok(Step::Wait(self.waiting(Wait::Rollout, why)));
             }
+        }
+        // The old token stays valid for the grace period after the delivery, for consumers that
+        // read the Secret as a file.
+        let now = self.ctx.now();
+        if let Some(after) = self.status.promote_after.as_deref().and_then(|t| t.parse::<Timestamp>().ok())
+            && after > now
+        {
+            self.status.message = Some(format!("the new token is delivered; promoted at {after} (gracePeriod)"));
+            return Ok(Step::Wait(Some(Duration::try_from(after.duration_since(now)).unwrap_or(WAIT))));
         }
         let promoted = self.ctx.twilio.promote_auth_token(&self.connection(next), &self.accounts_base()).await;
         match promoted {
@@ -318,7 +344,7 @@ impl<A: AccountResource> Rotation<'_, A> {
                 let why =
                     format!("Twilio refused to promote the secondary auth token: {error}; the current token stays");
                 self.ctx.events.warning(self.account, "CredentialRotationFailed", "RotateAuthToken", why.clone()).await;
-                return Ok(Step::Wait(self.waiting(why)));
+                return Ok(Step::Wait(self.waiting(Wait::Refused, why)));
             }
         }
         self.ctx
@@ -354,9 +380,10 @@ impl<A: AccountResource> Rotation<'_, A> {
             return Ok(Step::Wait(Some(Duration::try_from(until.duration_since(now)).unwrap_or(WAIT))));
         }
         if let Some(why) = self.deliver_all(&tokens.primary, None).await? {
-            return Ok(Step::Wait(self.waiting(why)));
+            return Ok(Step::Wait(self.waiting(Wait::Blocked, why)));
         }
         self.status.previous_until = None;
+        self.status.promote_after = None;
         self.status.started_at = None;
         self.ctx
             .events
@@ -374,10 +401,14 @@ impl<A: AccountResource> Rotation<'_, A> {
         self.status.started_at.as_deref().and_then(|t| t.parse().ok()).unwrap_or_else(|| self.ctx.now())
     }
 
-    /// Records why the rotation waits; looks again soon.
-    fn waiting(&mut self, why: String) -> Option<Duration> {
+    /// Records why the rotation waits, and says when to look again.
+    fn waiting(&mut self, wait: Wait, why: String) -> Option<Duration> {
         self.status.message = Some(why);
-        Some(WAIT)
+        Some(match wait {
+            Wait::Rollout => WAIT,
+            Wait::Blocked => BLOCKED_WAIT,
+            Wait::Refused => self.ctx.config.resync_interval,
+        })
     }
 
     /// Writes data keys of the credentials Secret (None removes one), if it has not changed since
@@ -480,7 +511,16 @@ impl<A: AccountResource> Rotation<'_, A> {
         let mut value = serde_json::to_value(&self.status).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
             // Merge patch: a field the new status lacks is removed only when named as null.
-            for field in ["phase", "startedAt", "tokenSince", "nextRotationAt", "previousUntil", "trigger", "message"] {
+            for field in [
+                "phase",
+                "startedAt",
+                "tokenSince",
+                "nextRotationAt",
+                "promoteAfter",
+                "previousUntil",
+                "trigger",
+                "message",
+            ] {
                 object.entry(field).or_insert(serde_json::Value::Null);
             }
         }

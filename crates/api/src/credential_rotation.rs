@@ -35,9 +35,11 @@ pub struct CredentialRotationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub trigger: Option<String>,
-    /// How long the Secrets of deliverTo keep the old token (under `<authTokenKey>_PREVIOUS`)
-    /// after the new one is promoted, for webhooks Twilio signed with it before. Default "10m";
-    /// from 0s to 720h.
+    /// How long the old token keeps working once the new one is delivered: the promotion waits
+    /// this long (and for every target's rollout), so that consumers that read the Secret as a
+    /// file (updated by the kubelet within a minute or so) have the new token first. The
+    /// Secrets of deliverTo then keep the old token (under `<authTokenKey>_PREVIOUS`) as long
+    /// again, for webhooks Twilio signed with it before. Default "10m"; from 0s to 720h.
     #[serde(default = "default_grace_period")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub grace_period: String,
@@ -131,6 +133,9 @@ pub struct CredentialRotationStatus {
     /// When the next scheduled rotation is due (interval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<String>,
+    /// The earliest the delivered token may be promoted (its delivery and gracePeriod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_after: Option<String>,
     /// When deliverTo loses the previous token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_until: Option<String>,
