@@ -12,7 +12,7 @@ use fake_twilio::{FakeTwilio, Faults, RecordedRequest};
 use regex::Regex;
 use serde_json::{Value, json};
 use twilio_operator::twilio::{
-    AccountConnection, Endpoint, KeyRequest, RetryPolicy, SecretString, TwilioClient, TwilioError,
+    AccountConnection, Endpoint, ExposeSecret, KeyRequest, RetryPolicy, SecretString, TwilioClient, TwilioError,
 };
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -546,6 +546,54 @@ async fn the_fake_rotates_auth_tokens_and_makes_subaccounts_as_specified() {
     assert_eq!(closed["status"].as_str(), Some("closed"));
     assert_eq!(set_status("active").await.status(), 400, "closed is final");
     assert_eq!(status_as(sub_sid.clone(), sub_token.clone(), sub_url.clone()).await, 401, "closed");
+
+    let recorded = fake.recorded_requests();
+    assert_conforms("twilio_accounts_v1.json", &recorded, "/v1/AuthTokens");
+    assert_conforms("twilio_api_v2010.json", &recorded, "/2010-04-01/Accounts");
+}
+
+/// The calls the operator makes for auth token rotation and subaccounts, as its client sends
+/// them: each fits the Accounts v1 or Api v2010 spec, and each does what the rotation and the
+/// subaccount controller rely on (a lost promotion is told apart by the old token failing; a
+/// subaccount is found again by its pending name).
+#[tokio::test]
+async fn the_operator_client_rotates_auth_tokens_and_manages_subaccounts_as_specified() {
+    let fake = fake().await;
+    let twilio = client();
+    let base = fake.url();
+    let primary = connection(&fake, TOKEN);
+    let first = twilio.create_secondary_auth_token(&primary, &base).await.unwrap();
+    assert!(twilio.delete_secondary_auth_token(&primary, &base).await.unwrap());
+    assert!(!twilio.delete_secondary_auth_token(&primary, &base).await.unwrap(), "none left: 404 is not an error");
+    assert!(!twilio.token_authenticates(&base, ACCOUNT, &first).await.unwrap(), "a deleted secondary fails");
+    let next = twilio.create_secondary_auth_token(&primary, &base).await.unwrap();
+    assert!(twilio.token_authenticates(&base, ACCOUNT, &next).await.unwrap());
+    assert!(twilio.token_authenticates(&base, ACCOUNT, &SecretString::from(TOKEN)).await.unwrap());
+    let with_next = support::fake_connection(&fake, ACCOUNT, next.expose_secret());
+    twilio.promote_auth_token(&with_next, &base).await.unwrap();
+    assert!(!twilio.token_authenticates(&base, ACCOUNT, &SecretString::from(TOKEN)).await.unwrap(), "old fails");
+    let again = twilio.promote_auth_token(&with_next, &base).await;
+    assert!(matches!(again, Err(TwilioError::Rejected { status: 400, .. })), "nothing to promote: {again:?}");
+
+    let pending = "twilio-operator:pending:0b9f3c1e-1d2a-4c5b-9e8f-7a6b5c4d3e2f";
+    let made = twilio.create_subaccount(&with_next, &base, pending).await.unwrap();
+    assert!(made.auth_token.is_some(), "the token comes with the creation");
+    let found = twilio.find_subaccounts(&with_next, &base, pending).await.unwrap();
+    assert_eq!(
+        found.iter().map(|a| a.sid.as_str()).collect::<Vec<_>>(),
+        [made.sid.as_str()],
+        "found by its pending name"
+    );
+    assert!(twilio.find_subaccounts(&with_next, &base, "another name").await.unwrap().is_empty());
+    let renamed = twilio.update_subaccount(&with_next, &base, &made.sid, Some("team-a"), None).await.unwrap();
+    assert_eq!(renamed.friendly_name.as_deref(), Some("team-a"));
+    let fetched = twilio.fetch_subaccount(&with_next, &base, &made.sid).await.unwrap();
+    assert!(fetched.auth_token.is_none() && fetched.status.as_deref() == Some("active"));
+    let suspended = twilio.update_subaccount(&with_next, &base, &made.sid, None, Some("suspended")).await.unwrap();
+    assert_eq!(suspended.status.as_deref(), Some("suspended"));
+    let closed = twilio.update_subaccount(&with_next, &base, &made.sid, None, Some("closed")).await.unwrap();
+    assert_eq!(closed.status.as_deref(), Some("closed"));
+    assert!(twilio.fetch_subaccount(&with_next, &base, "AC/../Keys").await.is_err(), "no such SID reaches a URL");
 
     let recorded = fake.recorded_requests();
     assert_conforms("twilio_accounts_v1.json", &recorded, "/v1/AuthTokens");
