@@ -124,10 +124,7 @@ impl TwilioClient {
         friendly_name: Option<&str>,
         status: Option<&str>,
     ) -> Result<AccountInfo, TwilioError> {
-        if !is_account_sid(sid) {
-            return Err(TwilioError::Decode(format!("{sid:?} is not an account SID")));
-        }
-        let url = format!("{api_base}/2010-04-01/Accounts/{sid}.json");
+        let url = account_url(api_base, sid)?;
         let mut form = Vec::new();
         if let Some(name) = friendly_name {
             form.push(("FriendlyName", name.to_string()));
@@ -146,10 +143,7 @@ impl TwilioClient {
         api_base: &str,
         sid: &str,
     ) -> Result<AccountInfo, TwilioError> {
-        if !is_account_sid(sid) {
-            return Err(TwilioError::Decode(format!("{sid:?} is not an account SID")));
-        }
-        let url = format!("{api_base}/2010-04-01/Accounts/{sid}.json");
+        let url = account_url(api_base, sid)?;
         let body = self.send(parent, Method::GET, &url, None, Idempotency::Idempotent).await?;
         decode(&body)
     }
@@ -162,9 +156,7 @@ impl TwilioClient {
         account_sid: &str,
         token: &SecretString,
     ) -> Result<bool, TwilioError> {
-        if !is_account_sid(account_sid) {
-            return Err(TwilioError::Decode(format!("{account_sid:?} is not an account SID")));
-        }
+        let url = account_url(api_base, account_sid)?;
         let pair = AccountConnection {
             account_sid: account_sid.to_string(),
             region: String::new(),
@@ -173,13 +165,20 @@ impl TwilioClient {
             credentials: super::Credentials { username: account_sid.to_string(), password: token.clone() },
             tenant: String::new(),
         };
-        let url = format!("{api_base}/2010-04-01/Accounts/{account_sid}.json");
         match self.send(&pair, Method::GET, &url, None, Idempotency::Idempotent).await {
             Ok(_) => Ok(true),
             Err(TwilioError::AuthFailed { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
+}
+
+/// `{api}/2010-04-01/Accounts/{sid}.json`, for a well-formed SID only.
+fn account_url(api_base: &str, sid: &str) -> Result<String, TwilioError> {
+    if !is_account_sid(sid) {
+        return Err(TwilioError::Decode(format!("{sid:?} is not an account SID")));
+    }
+    Ok(format!("{api_base}/2010-04-01/Accounts/{sid}.json"))
 }
 
 /// Account SIDs: "AC" and 32 hexadecimal digits. Anything else is never put into a URL.
