@@ -118,9 +118,10 @@ pub enum Error {
     /// `spec.secret.adopt` found a Secret whose key cannot be adopted; nothing was changed.
     #[error("Secret {secret} is not adopted: {reason}")]
     AdoptionRefused { secret: String, reason: AdoptionRefusal },
-    /// An account being deleted still has keys that need it; its deletion waits.
+    /// An account being deleted still has keys (or TwilioSubaccounts) that need it; its deletion
+    /// waits.
     #[error(
-        "deletion waits for {} TwilioApiKey(s) that use this account to be deleted: {}{}",
+        "deletion waits for {} resource(s) that use this account to be deleted: {}{}",
         users.len(),
         users.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
         if users.len() > 5 { ", ..." } else { "" }
@@ -336,7 +337,7 @@ mod tests {
             ),
             (
                 Error::AccountInUse { users },
-                "deletion waits for 7 TwilioApiKey(s) that use this account to be deleted: team/k1, team/k2, team/k3, team/k4, team/k5, ...",
+                "deletion waits for 7 resource(s) that use this account to be deleted: team/k1, team/k2, team/k3, team/k4, team/k5, ...",
                 "account_in_use",
                 None,
             ),

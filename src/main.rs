@@ -162,6 +162,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rollout_restart_delay: args.rollout_restart_delay,
         max_key_creations_per_hour: args.max_key_creations_per_hour,
         max_retiring_keys: usize::from(args.max_retiring_keys),
+        watch_namespaces: args.watch_namespaces.clone(),
     };
     let ctx = Arc::new(Context::new(client.clone(), twilio, config, metrics));
     let ready = Arc::new(AtomicBool::new(false));

@@ -243,3 +243,26 @@ async fn a_subaccount_is_made_issues_keys_through_its_account_and_is_suspended_o
     );
     assert!(env.secrets().get_opt("team-b").await.unwrap().is_none(), "a closed subaccount's Secret is deleted");
 }
+
+/// A namespace deleted whole, with its parent account, a TwilioSubaccount and a key in the
+/// subaccount: every object goes, in the order that lets each do its part (the key deleted in
+/// Twilio with the subaccount's token, the subaccount suspended with the parent's).
+#[tokio::test]
+async fn deleting_a_namespace_with_a_subaccount_deletes_its_keys_suspends_it_and_finishes() {
+    let mut env = TestEnv::new("subnamespace").await;
+    env.start_operator(&["--resync-interval", "5s"]);
+    create_subaccount(&env, "team", "Suspend").await;
+    let sid = subaccount_sid(&env, "team").await;
+    env.wait_for_account_condition("team", "True", "CredentialsVerified").await;
+    env.create_key("in-sub", json!({"accountRef": {"name": "team"}})).await;
+    env.wait_ready("in-sub").await;
+    let key_sid = env.fake.keys().into_iter().find(|k| k.account_sid == sid).expect("a key in the subaccount").sid;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    namespaces.delete(&env.namespace, &DeleteParams::default()).await.expect("delete the namespace");
+    wait_up_to(Duration::from_secs(120), "the namespace to be gone", || async {
+        namespaces.get_opt(&env.namespace).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(env.fake.key(&key_sid).is_none(), "the key was deleted in Twilio");
+    assert_eq!(env.fake.account_status(&sid).map(|(status, _)| status).as_deref(), Some("suspended"));
+}

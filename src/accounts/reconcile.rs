@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use super::resolve::{connect_afresh, namespace_allowed};
 use super::{AccountResource, AccountSource, CREDENTIALS_FINALIZER, census, rotation};
 use crate::api::conditions::{self, Health};
-use crate::api::{AccountKeys, CredentialKind, FIELD_MANAGER, FINALIZER, TwilioAccountStatus};
+use crate::api::{AccountKeys, CredentialKind, FIELD_MANAGER, FINALIZER, TwilioAccountStatus, TwilioSubaccount};
 use crate::error::{Error, Result};
 use crate::runtime::context::Context;
 use crate::twilio::TwilioError;
@@ -59,6 +59,10 @@ async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<A
             users.push(user.to_string());
         }
     }
+    // A subaccount made in it is suspended or closed with its credential, after the subaccount's
+    // own keys are gone: the parent waits for its TwilioSubaccounts (a namespace's deletion
+    // thus ends in order).
+    users.extend(subaccounts_of(account.as_ref(), ctx).await?);
     if !users.is_empty() {
         let error = Error::AccountInUse { users };
         let health = Health::Progressing { reason: "InUse", message: error.to_string() };
@@ -71,6 +75,31 @@ async fn release<A: AccountResource>(account: Arc<A>, ctx: &Context) -> Result<A
         protect_credentials(ctx, &source, false).await?;
     }
     Ok(Action::await_change())
+}
+
+/// The TwilioSubaccounts whose parent is `account` ("TwilioSubaccount <namespace>/<name>"),
+/// read from the API server (only while the account is being deleted). For a ClusterTwilioAccount,
+/// those the operator may list: every namespace, or, when it watches some only, those.
+async fn subaccounts_of<A: AccountResource>(account: &A, ctx: &Context) -> Result<Vec<String>> {
+    let lists: Vec<Api<TwilioSubaccount>> = match account.namespace() {
+        Some(namespace) => vec![Api::namespaced(ctx.client.clone(), &namespace)],
+        None if ctx.config.watch_namespaces.is_empty() => vec![Api::all(ctx.client.clone())],
+        None => ctx.config.watch_namespaces.iter().map(|ns| Api::namespaced(ctx.client.clone(), ns)).collect(),
+    };
+    let mut found = Vec::new();
+    for api in lists {
+        let list = api.list(&ListParams::default()).await.map_err(Error::kube("list TwilioSubaccounts"))?;
+        found.extend(
+            list.items
+                .iter()
+                .filter(|sub| {
+                    sub.spec.parent_account_ref.kind == A::ACCOUNT_KIND
+                        && sub.spec.parent_account_ref.name == account.name_any()
+                })
+                .map(|sub| format!("TwilioSubaccount {}/{}", sub.namespace().unwrap_or_default(), sub.name_any())),
+        );
+    }
+    Ok(found)
 }
 
 /// Adds (or removes) the operator's finalizer on the account's credentials Secret.

@@ -47,8 +47,9 @@ pub fn previous_key(auth_token_key: &str) -> String {
     format!("{auth_token_key}_PREVIOUS")
 }
 
-/// On a deliverTo Secret: the UID of the account it is delivered for. Only Secrets that carry
-/// the account's UID are ever written; any other Secret of that name is left alone.
+/// On a deliverTo Secret: the account it is delivered for, "<kind>/<name>" (an account made
+/// again under its name finds its Secrets). Only Secrets that carry it are ever written; any other
+/// Secret of that name is left alone.
 pub const DELIVERED_FOR_ANNOTATION: &str = "twilio-operator.dev/auth-token-of";
 
 /// How often a rotation that waits for its targets' rollouts looks again.
@@ -455,7 +456,7 @@ impl<A: AccountResource> Rotation<'_, A> {
         previous: Option<&SecretString>,
     ) -> Result<Option<String>> {
         let secrets = self.secrets();
-        let uid = self.account.uid().unwrap_or_default();
+        let owner = format!("{}/{}", A::KIND, self.account.name_any());
         let mut wanted: BTreeMap<String, Option<ByteString>> = BTreeMap::new();
         wanted.insert(delivery.account_sid_key.clone(), Some(ByteString(self.source.account_sid.clone().into_bytes())));
         wanted.insert(delivery.auth_token_key.clone(), Some(ByteString(current.expose_secret().as_bytes().to_vec())));
@@ -470,7 +471,7 @@ impl<A: AccountResource> Rotation<'_, A> {
                     name: Some(delivery.secret_name.clone()),
                     namespace: Some(self.source.secret_namespace.clone()),
                     labels: Some([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())].into()),
-                    annotations: Some([(DELIVERED_FOR_ANNOTATION.to_string(), uid)].into()),
+                    annotations: Some([(DELIVERED_FOR_ANNOTATION.to_string(), owner)].into()),
                     ..Default::default()
                 },
                 data: Some(wanted.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()),
@@ -480,9 +481,9 @@ impl<A: AccountResource> Rotation<'_, A> {
             secrets.create(&params, &secret).await.map_err(Error::kube("create a deliverTo Secret"))?;
             return Ok(None);
         };
-        if existing.annotations().get(DELIVERED_FOR_ANNOTATION) != Some(&uid) {
+        if existing.annotations().get(DELIVERED_FOR_ANNOTATION) != Some(&owner) {
             return Ok(Some(format!(
-                "Secret {} exists and is not this account's (no {DELIVERED_FOR_ANNOTATION} annotation with its UID); it is not written",
+                "Secret {} exists and is not this account's (no {DELIVERED_FOR_ANNOTATION}: {owner} annotation); it is not written",
                 delivery.secret_name
             )));
         }

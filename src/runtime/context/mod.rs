@@ -49,6 +49,8 @@ pub struct Config {
     pub max_key_creations_per_hour: u32,
     /// Old keys one TwilioApiKey may keep valid at once.
     pub max_retiring_keys: usize,
+    /// The namespaces the operator watches (--watch-namespace); empty: every namespace.
+    pub watch_namespaces: Vec<String>,
 }
 
 pub struct Context {

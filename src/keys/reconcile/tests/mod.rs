@@ -81,6 +81,7 @@ impl Harness {
             rollout_restart_delay: Duration::from_secs(10),
             max_key_creations_per_hour: 100,
             max_retiring_keys: 3,
+            watch_namespaces: Vec::new(),
         };
         let clock = Arc::new(ManualClock::new(Timestamp::now()));
         let ctx =
