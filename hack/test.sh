@@ -52,7 +52,9 @@ cargo test --workspace --all-targets
 # client (kube 5, k8s-openapi 0.29) supports: CRDs and their CEL rules at admission, server-side
 # apply as GitOps tools use it, the chart's install, RBAC and admission policies, and the key
 # lifecycle, its safety rules, adoption and crash recovery (finalizers, foreground and namespace
-# deletion, watches, status), and an API server restart.
+# deletion, watches, status), an API server restart, and the account's own credentials (auth token
+# rotation under SIGKILLs, subaccounts).
 echo "== the compatibility set on Kubernetes $(kubernetes_version 1.33)"
 TWILIO_OPERATOR_KUBERNETES=1.33 cargo test --test cel --test crds --test gitops --test chart \
-  --test admission_policy --test lifecycle --test safety --test crash --test adoption --test apiserver_restart
+  --test admission_policy --test lifecycle --test safety --test crash --test adoption --test apiserver_restart \
+  --test account_credentials
