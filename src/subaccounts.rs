@@ -28,7 +28,7 @@ use crate::api::{
 use crate::error::{Error, Result};
 use crate::runtime::context::Context;
 use crate::twilio::accounts::{AccountInfo, is_account_sid};
-use crate::twilio::{AccountConnection, ExposeSecret, TwilioError};
+use crate::twilio::{AccountConnection, ExposeSecret, SecretString, TwilioError};
 
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = "TwilioSubaccount", namespace = %sub.namespace().unwrap_or_default(), object = %sub.name_any()))]
 pub async fn reconcile(sub: Arc<TwilioSubaccount>, ctx: Arc<Context>) -> Result<Action> {
@@ -86,11 +86,24 @@ async fn apply(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
             );
             return settle(sub, ctx, Health::Stalled { reason: "SecretConflict", message }, None).await;
         }
-        SecretState::Holds(sid) => Some(sid),
+        SecretState::Holds(sid, token) => Some((sid, token)),
         SecretState::Missing => None,
     };
     let sid = match (delivered, recorded) {
-        (Some(sid), _) => sid,
+        (Some((sid, _)), Some(recorded)) if sid == recorded => sid,
+        // Written by a pass that stopped before recording it, or by whoever may edit the
+        // Secret: a claim, recorded only once proven.
+        (Some((sid, token)), _) => {
+            if !proven(ctx, &parent, &api_base, &sid, &token).await? {
+                let message = format!(
+                    "Secret {} names subaccount {sid}, but its token does not authenticate as it, or it is not a \
+                     subaccount of the parent: not taken",
+                    sub.secret_name()
+                );
+                return settle(sub, ctx, Health::Stalled { reason: "SecretConflict", message }, None).await;
+            }
+            sid
+        }
         (None, Some(sid)) => {
             let message = format!(
                 "the Secret {} that held subaccount {sid}'s auth token is gone, and Twilio shows a token only once: \
@@ -246,10 +259,34 @@ async fn create(
     Ok(Ok(made.sid))
 }
 
+/// Whether a subaccount SID read from the Secret is the resource's to act on: its token
+/// authenticates as it (whoever holds that token controls the subaccount anyway), and it is a
+/// subaccount of the parent.
+async fn proven(
+    ctx: &Context,
+    parent: &AccountConnection,
+    api_base: &str,
+    sid: &str,
+    token: &SecretString,
+) -> Result<bool> {
+    let holds =
+        ctx.twilio.token_authenticates(api_base, sid, token).await.map_err(Error::twilio("prove a subaccount"))?;
+    if !holds {
+        return Ok(false);
+    }
+    match ctx.twilio.fetch_subaccount(parent, api_base, sid).await {
+        Ok(info) => {
+            Ok(info.owner_account_sid.as_deref() == Some(parent.account_sid.as_str()) && info.sid != parent.account_sid)
+        }
+        Err(TwilioError::NotFound { .. } | TwilioError::AuthFailed { .. }) => Ok(false),
+        Err(error) => Err(Error::twilio("prove a subaccount")(error)),
+    }
+}
+
 enum SecretState {
     Missing,
     /// The resource's Secret, holding this subaccount SID and a token.
-    Holds(String),
+    Holds(String, SecretString),
     /// A Secret of that name that is not the resource's (or that the resource's lost its data).
     Conflict,
 }
@@ -273,7 +310,7 @@ async fn read_secret(sub: &TwilioSubaccount, ctx: &Context) -> Result<SecretStat
             if recorded.is_some_and(|recorded| recorded != sid) {
                 return Ok(SecretState::Conflict);
             }
-            Ok(SecretState::Holds(sid))
+            Ok(SecretState::Holds(sid, SecretString::from(token)))
         }
         _ => Ok(SecretState::Conflict),
     }
@@ -354,10 +391,7 @@ async fn cleanup(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
         // An error, not a requeue: the finalizer goes only when cleanup succeeds.
         return Err(error);
     }
-    let sid = sub.status.as_ref().and_then(|s| s.account_sid.clone()).or(match read_secret(sub, ctx).await? {
-        SecretState::Holds(sid) => Some(sid),
-        _ => None,
-    });
+    let recorded = sub.status.as_ref().and_then(|s| s.account_sid.clone());
     // Without its parent the subaccount cannot be suspended or closed: the finalizer stays until
     // it can (remove it by hand to give up); the condition says why.
     let (source, parent) = match parent(sub, ctx, false).await {
@@ -374,6 +408,12 @@ async fn cleanup(sub: &TwilioSubaccount, ctx: &Context) -> Result<Action> {
         }
     };
     let api_base = ctx.twilio.endpoint().api_base(source.region.as_deref(), source.edge.as_deref());
+    // A subaccount the status does not record is acted on only when its Secret proves it.
+    let sid = match (recorded, read_secret(sub, ctx).await?) {
+        (Some(sid), _) => Some(sid),
+        (None, SecretState::Holds(sid, token)) if proven(ctx, &parent, &api_base, &sid, &token).await? => Some(sid),
+        _ => None,
+    };
     if sid.is_none() {
         // Deleted while it was being made: one made under the pending name is closed.
         let pending = sub.pending_friendly_name();

@@ -169,6 +169,11 @@ async fn create_subaccount(env: &TestEnv, name: &str, policy: &str) {
         .expect("create the TwilioSubaccount");
 }
 
+/// A subaccount's status in the fake Twilio: active, suspended or closed.
+fn state(env: &TestEnv, sid: &str) -> Option<String> {
+    env.fake.account_status(sid).map(|(status, _)| status)
+}
+
 async fn subaccount_sid(env: &TestEnv, name: &str) -> String {
     let api: Api<TwilioSubaccount> = Api::namespaced(env.client.clone(), &env.namespace);
     wait_up_to(Duration::from_secs(60), &format!("TwilioSubaccount {name} Ready"), || async {
@@ -203,19 +208,47 @@ async fn a_subaccount_is_made_issues_keys_through_its_account_and_is_suspended_o
         assert_eq!(support::ready_sid(&key), Some(key_sid.as_str()));
         assert!(env.twilio_accepts(sid, &key_sid, &secret).await, "{name}: the key works in the subaccount");
     }
-    let friendly = |sid: &str| env.fake.account_status(sid).map(|(status, _)| status);
-    assert_eq!(friendly(&a).as_deref(), Some("active"));
+    assert_eq!(state(&env, &a).as_deref(), Some("active"));
+
+    // A Secret is tenant-writable: one written (before the operator made anything) to name
+    // team-a's subaccount, with a token that is not its, is a claim that fails, and the thief's
+    // deletion with Close closes nothing.
+    env.stop_operator();
+    create_subaccount(&env, "thief", "Close").await;
+    let subs: Api<TwilioSubaccount> = Api::namespaced(env.client.clone(), &env.namespace);
+    let thief_uid = subs.get("thief").await.unwrap().metadata.uid.unwrap();
+    let forged: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "thief", "annotations": {"twilio-operator.dev/subaccount": thief_uid}},
+        "stringData": {"TWILIO_ACCOUNT_SID": a, "TWILIO_AUTH_TOKEN": "a guess"},
+    }))
+    .unwrap();
+    env.secrets().create(&PostParams::default(), &forged).await.expect("create the forged Secret");
+    env.start_operator(&["--resync-interval", "5s"]);
+    wait_up_to(Duration::from_secs(60), "thief: Stalled, SecretConflict", || async {
+        let status = subs.get("thief").await.ok()?.status?;
+        let stalled = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "SecretConflict");
+        (stalled && status.account_sid.is_none()).then_some(())
+    })
+    .await;
+    subs.delete("thief", &DeleteParams::default()).await.expect("delete thief");
+    wait_up_to(Duration::from_secs(60), "thief gone", || async {
+        subs.get_opt("thief").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert_eq!(state(&env, &a).as_deref(), Some("active"), "the claimed subaccount was not touched");
 
     // Deletion: the TwilioAccount goes first, and it waits for the keys that use it, as any
     // account does; the subaccount is left as it is meanwhile.
-    let subs: Api<TwilioSubaccount> = Api::namespaced(env.client.clone(), &env.namespace);
     for name in ["team-a", "team-b"] {
         subs.delete(name, &DeleteParams::default()).await.expect("delete the TwilioSubaccount");
     }
     env.wait_for_account_condition("team-a", "False", "InUse").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(subs.get_opt("team-a").await.unwrap().is_some(), "it waits for its account's keys");
-    assert_eq!(friendly(&a).as_deref(), Some("active"), "untouched while its keys exist");
+    assert_eq!(state(&env, &a).as_deref(), Some("active"), "untouched while its keys exist");
     let issued: Vec<String> =
         env.fake.keys().into_iter().filter(|k| k.account_sid == a || k.account_sid == b).map(|k| k.sid).collect();
     assert_eq!(issued.len(), 2, "one key in each subaccount");
@@ -233,8 +266,8 @@ async fn a_subaccount_is_made_issues_keys_through_its_account_and_is_suspended_o
     for sid in &issued {
         assert!(env.fake.key(sid).is_none(), "key {sid} was deleted in Twilio before its subaccount went");
     }
-    assert_eq!(friendly(&a).as_deref(), Some("suspended"), "Suspend (the default) suspends");
-    assert_eq!(friendly(&b).as_deref(), Some("closed"), "Close closes");
+    assert_eq!(state(&env, &a).as_deref(), Some("suspended"), "Suspend (the default) suspends");
+    assert_eq!(state(&env, &b).as_deref(), Some("closed"), "Close closes");
     let kept: Option<Secret> = env.secrets().get_opt("team-a").await.unwrap();
     let kept = kept.expect("a suspended subaccount's Secret is kept (reactivated, its token works again)");
     assert!(
