@@ -212,9 +212,12 @@ async fn create(
             format!("Closed subaccount {}: made by an earlier attempt whose auth token was never stored", lost.sid);
         ctx.events.warning(sub, "SubaccountAbandoned", "CreateSubaccount", note).await;
     }
-    if let Err(wait) = ctx.budget.take(&sub.uid().unwrap_or_default()) {
+    // Per namespace, not per resource: deleting and creating TwilioSubaccounts again makes a new
+    // subaccount each time (the old one only suspended), so the namespace is what is bounded.
+    let budget = format!("subaccounts/{}", sub.namespace().unwrap_or_default());
+    if let Err(wait) = ctx.budget.take(&budget) {
         let message = format!(
-            "made {} subaccounts within the last hour (--max-key-creations-per-hour); the next in {}s",
+            "this namespace made {} subaccounts within the last hour (--max-key-creations-per-hour); the next in {}s",
             ctx.budget.per_hour(),
             wait.as_secs()
         );

@@ -204,7 +204,8 @@ impl<A: AccountResource> Rotation<'_, A> {
         let due_at = self.interval().and_then(|interval| since.checked_add(interval).ok());
         self.status.next_rotation_at = due_at.map(|at| at.to_string());
         if let Some(why) = self.deliver_all(&tokens.primary, None).await? {
-            return Ok(Step::Wait(self.waiting(Wait::Blocked, why)));
+            // No rotation runs, so nothing waits on it: looked at again at the resync.
+            return Ok(Step::Wait(self.waiting(Wait::Refused, why)));
         }
         let asked = self.spec.trigger != self.status.trigger;
         let due = due_at.is_some_and(|at| at <= now);
