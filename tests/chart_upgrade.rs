@@ -5,8 +5,9 @@
 //! The previous version is chart 0.1.0's layout, made from today's chart: the CRDs in its crds/
 //! directory (which Helm installs on the first install, without ownership metadata, and never
 //! upgrades), no templates/crds.yaml, version 0.1.0, and the TwilioApiKey CRD one field short
-//! (spec.friendlyName), so that the upgrade has a schema change to bring. The CRDs of chart
-//! 0.1.0 itself were today's, so a faithful copy of it would leave nothing to check.
+//! (spec.friendlyName), so that the upgrade has a schema change to bring, and no TwilioSubaccount
+//! CRD (chart 0.1.0 had none), so that the upgrade has a CRD to add. The CRDs of chart 0.1.0
+//! itself were today's, so a faithful copy of it would leave nothing to check.
 
 use twilio_operator_testkit as support;
 
@@ -20,7 +21,10 @@ use support::{create_key, create_namespace, repo_root, start_control_plane, wait
 use twilio_operator::api::TwilioApiKey;
 
 const KEYS_CRD: &str = "twilioapikeys.twilio-operator.dev";
-const CRDS: [&str; 3] = [KEYS_CRD, "twilioaccounts.twilio-operator.dev", "clustertwilioaccounts.twilio-operator.dev"];
+/// The CRD chart 0.1.0 did not have: the upgrade brings it.
+const NEW_CRD: &str = "twiliosubaccounts.twilio-operator.dev";
+const CRDS: [&str; 4] =
+    [KEYS_CRD, "twilioaccounts.twilio-operator.dev", "clustertwilioaccounts.twilio-operator.dev", NEW_CRD];
 
 /// helm with `args`: whether it succeeded, and what it printed.
 fn helm(args: &[&str]) -> (bool, String) {
@@ -57,6 +61,9 @@ fn previous_chart(dir: &Path) -> PathBuf {
     std::fs::create_dir(chart.join("crds")).unwrap();
     for entry in std::fs::read_dir(chart.join("files/crds")).unwrap() {
         let path = entry.unwrap().path();
+        if path.file_name().unwrap() == format!("{NEW_CRD}.yaml").as_str() {
+            continue;
+        }
         let mut text = std::fs::read_to_string(&path).unwrap();
         if path.file_name().unwrap() == format!("{KEYS_CRD}.yaml").as_str() {
             let mut crd: Value = serde_yaml::from_str(&text).unwrap();
@@ -93,8 +100,23 @@ async fn helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_the_key
         crds.delete(name, &Default::default()).await.expect("delete a CRD");
     }
     for name in CRDS {
-        wait_until(&format!("CRD {name} gone"), || async { crds.get_opt(name).await.ok()?.is_none().then_some(()) })
-            .await;
+        // Seen on 1.37 right after the API server started: its CRD finalizer failed once with
+        // "storage is (re)initializing" and did not try again until the CRD changed. A label
+        // change while waiting wakes it.
+        let mut nudges = 0;
+        wait_until(&format!("CRD {name} gone"), || {
+            nudges += 1;
+            let nudge = json!({"metadata": {"labels": {"twilio-operator.dev/test-nudge": nudges.to_string()}}});
+            let crds = crds.clone();
+            async move {
+                if crds.get_opt(name).await.ok()?.is_none() {
+                    return Some(());
+                }
+                let _ = crds.patch(name, &PatchParams::default(), &Patch::Merge(&nudge)).await;
+                None
+            }
+        })
+        .await;
     }
 
     let scratch = tempfile::tempdir().unwrap();
@@ -111,6 +133,7 @@ async fn helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_the_key
     let key_crd = wait_until("the old TwilioApiKey CRD", || async { crds.get_opt(KEYS_CRD).await.ok()? }).await;
     assert!(!has_friendly_name(&key_crd), "the previous chart's CRD lacks spec.friendlyName");
     assert!(!key_crd.metadata.labels.unwrap_or_default().contains_key("app.kubernetes.io/managed-by"));
+    assert!(crds.get_opt(NEW_CRD).await.unwrap().is_none(), "chart 0.1.0 had no TwilioSubaccount CRD");
 
     // A key made under the old schema: the API server prunes the field it does not know.
     create_namespace(&client, "team").await.expect("a team namespace");
@@ -128,7 +151,7 @@ async fn helm_upgrade_from_the_previous_chart_updates_the_crds_and_keeps_the_key
     assert!(out.contains("invalid ownership metadata") || out.contains("cannot be imported"), "{out}");
     assert!(!has_friendly_name(&crds.get(KEYS_CRD).await.unwrap()), "a refused upgrade leaves the CRD");
 
-    // With it, the CRDs become the release's and get today's schema.
+    // With it, the CRDs become the release's and get today's schema, and the new one is made.
     let (ok, out) = helm(&[&["upgrade", "twilio-operator", current, "--take-ownership"][..], &release].concat());
     assert!(ok && out.contains("deployed"), "the upgrade with --take-ownership succeeds:\n{out}");
     for name in CRDS {
