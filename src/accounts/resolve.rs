@@ -52,7 +52,7 @@ fn connection(
     };
     // During an auth token rotation the next token, once stored, is the one to act with: it
     // works before its promotion and after, the current one only before (see super::rotation).
-    let next = super::rotation::next_key(&source.keys.auth_token_key);
+    let next = next_key(&source.keys.auth_token_key);
     let token = value(&source.keys.auth_token_key).map(|current| value(&next).unwrap_or(current));
     let credentials = if let Some(token) = token {
         Credentials { username: source.account_sid.clone(), password: SecretString::from(token) }
@@ -63,14 +63,26 @@ fn connection(
     } else {
         return Err(Error::CredentialsIncomplete { secret: location, keys: source.keys.clone() });
     };
-    Ok(AccountConnection {
+    Ok(connection_as(ctx, source, credentials))
+}
+
+/// The data key of the credentials Secret that holds the next token during an auth token
+/// rotation (see super::rotation).
+pub fn next_key(auth_token_key: &str) -> String {
+    format!("{auth_token_key}_NEXT")
+}
+
+/// The account `source` describes, addressed with `credentials` (its region and edge decide the
+/// host).
+pub fn connection_as(ctx: &Context, source: &AccountSource, credentials: Credentials) -> AccountConnection {
+    AccountConnection {
         tenant: String::new(),
         account_sid: source.account_sid.clone(),
         region: source.region.clone().unwrap_or_else(|| "us1".into()),
         edge: source.edge.clone(),
         base_url: ctx.twilio.endpoint().iam_base(source.region.as_deref(), source.edge.as_deref()),
         credentials,
-    })
+    }
 }
 
 /// An account from the keys controllers' cache. A miss (not cached yet, or no such account) is

@@ -27,6 +27,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
+use super::resolve::{connection_as, next_key};
 use super::{AccountResource, AccountSource};
 use crate::api::{
     CredentialDelivery, CredentialRotationPhase as Phase, CredentialRotationSpec, CredentialRotationStatus,
@@ -36,11 +37,6 @@ use crate::error::{Error, Result};
 use crate::keys::rollout::{self, Progress};
 use crate::runtime::context::Context;
 use crate::twilio::{AccountConnection, Credentials, ExposeSecret, SecretString, TwilioError};
-
-/// The data key of the credentials Secret that holds the next token during a rotation.
-pub fn next_key(auth_token_key: &str) -> String {
-    format!("{auth_token_key}_NEXT")
-}
 
 /// The data key of a deliverTo Secret that holds the previous token during a rotation.
 pub fn previous_key(auth_token_key: &str) -> String {
@@ -167,15 +163,8 @@ impl<A: AccountResource> Rotation<'_, A> {
     }
 
     fn connection(&self, token: &SecretString) -> AccountConnection {
-        let source = &self.source;
-        AccountConnection {
-            account_sid: source.account_sid.clone(),
-            region: source.region.clone().unwrap_or_else(|| "us1".into()),
-            edge: source.edge.clone(),
-            base_url: self.ctx.twilio.endpoint().iam_base(source.region.as_deref(), source.edge.as_deref()),
-            credentials: Credentials { username: source.account_sid.clone(), password: token.clone() },
-            tenant: String::new(),
-        }
+        let credentials = Credentials { username: self.source.account_sid.clone(), password: token.clone() };
+        connection_as(self.ctx, &self.source, credentials)
     }
 
     fn accounts_base(&self) -> String {
