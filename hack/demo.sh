@@ -67,6 +67,10 @@ pids+=($!)
 echo "== applying examples/"
 kubectl apply -f examples/00-namespace.yaml
 kubectl apply -f examples/
+echo "== turning on the auth token's rotation (commented out in examples/account.yaml: on a real"
+echo "   account, every copy of the token the operator does not deliver stops working at promotion)"
+kubectl patch twilioaccount main -n payments --type merge \
+  -p '{"spec":{"credentialRotation":{"interval":"2160h","deliverTo":[{"secretName":"twilio-auth-token"}]}}}'
 
 echo "== starting the operator (log: $state/operator.log)"
 # Accounts are listed (and their keys counted) at every resync: 15 s here, 10 minutes by default.
@@ -74,49 +78,49 @@ target/debug/twilio-operator run --twilio-api-url "$twilio_url" --resync-interva
   --metrics-addr "127.0.0.1:$metrics_port" > "$state/operator.log" 2>&1 &
 pids+=($!)
 
-kubectl wait --for=condition=Ready twilioapikeys --all -n twilio-demo --timeout=120s
+kubectl wait --for=condition=Ready twilioapikeys --all -n payments --timeout=120s
 # The subaccount (examples/subaccount.yaml) first: its TwilioAccount is made once it exists.
-kubectl wait --for=condition=Ready twiliosubaccounts --all -n twilio-demo --timeout=60s
-kubectl wait --for=condition=Ready twilioaccounts --all -n twilio-demo --timeout=60s
+kubectl wait --for=condition=Ready twiliosubaccounts --all -n payments --timeout=60s
+kubectl wait --for=condition=Ready twilioaccounts --all -n payments --timeout=60s
 kubectl wait --for=condition=Ready clustertwilioaccounts --all --timeout=60s
 echo
 echo "== kubectl get twilio -A"
 kubectl get twilio -A
 echo
-for secret in $(kubectl get twkey -n twilio-demo -o jsonpath='{.items[*].status.secretName}'); do
+for secret in $(kubectl get twkey -n payments -o jsonpath='{.items[*].status.secretName}'); do
   echo "== Secret $secret holds the keys (values not shown):"
-  kubectl get secret "$secret" -n twilio-demo -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
+  kubectl get secret "$secret" -n payments -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
 done
 echo
 echo "== the account's auth token: rotation (every 90 days) and where it is delivered (values not shown)"
-kubectl get twilioaccount main -n twilio-demo -o jsonpath='{.status.credentialRotation}{"\n"}'
-kubectl get secret twilio-auth-token -n twilio-demo -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
+kubectl get twilioaccount main -n payments -o jsonpath='{.status.credentialRotation}{"\n"}'
+kubectl get secret twilio-auth-token -n payments -o go-template='{{range $k, $v := .data}}  {{$k}}{{"\n"}}{{end}}'
 echo
 echo "== keys in the fake Twilio (GET /_fake/keys)"
 curl -fsS "$twilio_url/_fake/keys" | python3 -m json.tool
 echo
 echo "== Events"
-kubectl get events -n twilio-demo --field-selector involvedObject.kind=TwilioApiKey -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message 2>/dev/null \
-  || kubectl get events -n twilio-demo
+kubectl get events -n payments --field-selector involvedObject.kind=TwilioApiKey -o custom-columns=OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message 2>/dev/null \
+  || kubectl get events -n payments
 echo
 echo "== a key made by hand in the account (as in the Twilio Console), which no TwilioApiKey manages"
 curl -fsS -u AC11111111111111111111111111111111:demo-auth-token \
   -d AccountSid=AC11111111111111111111111111111111 -d FriendlyName="made by hand" \
   "$twilio_url/v1/Keys" | python3 -c 'import json, sys; print("created", json.load(sys.stdin)["sid"])'
 for _ in $(seq 60); do
-  unmanaged=$(kubectl get twilioaccount main -n twilio-demo -o jsonpath='{.status.keys.unmanaged}')
+  unmanaged=$(kubectl get twilioaccount main -n payments -o jsonpath='{.status.keys.unmanaged}')
   [ "${unmanaged:-0}" -ge 1 ] && break
   sleep 1
 done
-echo "== kubectl twilio keys -n twilio-demo: every key of the account, and who manages it"
-target/debug/kubectl-twilio keys -n twilio-demo
+echo "== kubectl twilio keys -n payments: every key of the account, and who manages it"
+target/debug/kubectl-twilio keys -n payments
 if $pods; then
   echo
   echo "== two Pods consume Secret checkout-api (Deployment checkout, hack/consumer/consume.sh)"
   hack/image.sh busybox twilio-consumer:demo --cmd '["/bin/sh", "/consume.sh"]' \
     --output "$state/consumer.tar" hack/consumer/consume.sh:/consume.sh 2> /dev/null
   hack/control-plane.sh import-image "$state/cluster" "$state/consumer.tar" > /dev/null
-  kubectl apply -n twilio-demo -f - <<YAML
+  kubectl apply -n payments -f - <<YAML
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: checkout}
@@ -135,29 +139,29 @@ spec:
         env: [{name: TWILIO_URL, value: "$twilio_url"}]
         securityContext: {runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false}
 YAML
-  kubectl rollout status deployment/checkout -n twilio-demo --timeout=120s
-  kubectl get pods -n twilio-demo -l app=checkout -o wide
-  old=$(kubectl get twkey checkout-api -n twilio-demo -o jsonpath='{.status.keySid}')
+  kubectl rollout status deployment/checkout -n payments --timeout=120s
+  kubectl get pods -n payments -l app=checkout -o wide
+  old=$(kubectl get twkey checkout-api -n payments -o jsonpath='{.status.keySid}')
   echo
   echo "== rotating checkout-api (its grace period shortened to 5s for the demo; examples/ says 5m)"
-  kubectl patch twkey checkout-api -n twilio-demo --type merge -p '{"spec": {"rotation": {"gracePeriod": "5s"}}}'
-  kubectl annotate twkey checkout-api -n twilio-demo twilio-operator.dev/rotate="$(date +%s)" --overwrite
+  kubectl patch twkey checkout-api -n payments --type merge -p '{"spec": {"rotation": {"gracePeriod": "5s"}}}'
+  kubectl annotate twkey checkout-api -n payments twilio-operator.dev/rotate="$(date +%s)" --overwrite
   for _ in $(seq 120); do
-    sid=$(kubectl get twkey checkout-api -n twilio-demo -o jsonpath='{.status.keySid}')
-    retiring=$(kubectl get twkey checkout-api -n twilio-demo -o jsonpath='{.status.retiringKeys}')
+    sid=$(kubectl get twkey checkout-api -n payments -o jsonpath='{.status.keySid}')
+    retiring=$(kubectl get twkey checkout-api -n payments -o jsonpath='{.status.retiringKeys}')
     [ "$sid" != "$old" ] && [ -z "$retiring" ] && break
     sleep 1
   done
   echo "the old key $old is deleted; the Pods now use $sid"
   echo
   echo "== Events of checkout-api, oldest first"
-  kubectl get events -n twilio-demo --field-selector involvedObject.name=checkout-api \
+  kubectl get events -n payments --field-selector involvedObject.name=checkout-api \
     --sort-by=.metadata.name -o custom-columns=REASON:.reason,MESSAGE:.message
   echo
   echo "== the Pods now, and their calls to Twilio (from kubectl logs)"
-  kubectl get pods -n twilio-demo -l app=checkout
-  for pod in $(kubectl get pods -n twilio-demo -l app=checkout -o name); do
-    log=$(kubectl logs -n twilio-demo "$pod" 2> /dev/null || true)
+  kubectl get pods -n payments -l app=checkout
+  for pod in $(kubectl get pods -n payments -l app=checkout -o name); do
+    log=$(kubectl logs -n payments "$pod" 2> /dev/null || true)
     # A terminating Pod's log may be gone already.
     echo "$log" | head -n 1 | grep -q ' using key ' || continue
     echo "$pod: $(echo "$log" | head -n 1 | cut -d' ' -f2-); calls accepted: $(echo "$log" | grep -c ' accepted$'), refused: $(echo "$log" | grep -c ' refused: '), failed: $(echo "$log" | grep -c ' call failed: ')"

@@ -4,7 +4,9 @@
 //! - every relative link in README.md, docs/*.md and charts/**/README.md leads to a file or
 //!   directory of this repository, and every `#anchor` into a Markdown file to one of its
 //!   headings (GitHub's anchors); absolute http(s) links are not followed;
-//! - nothing points outside the repository.
+//! - nothing points outside the repository;
+//! - every condition reason the code sets has its entry in `docs/troubleshooting.md`, and every
+//!   alert of the chart's Prometheus rules a `runbook_url` to its own entry there.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -95,14 +97,20 @@ fn reference_names_every_field_of_every_crd() {
 /// The Markdown files whose links are checked.
 fn markdown_files() -> Vec<PathBuf> {
     let root = repo();
-    let mut files = vec![root.join("README.md")];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/ exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
-    files.extend(docs);
+    let mut files = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
+    fn documents(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(dir).expect("docs/ exists").map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                documents(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    documents(&root.join("docs"), &mut files);
     fn readmes(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         let mut entries: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
@@ -431,4 +439,111 @@ fn every_repository_path_named_in_code_exists() {
         }
     }
     assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
+}
+
+/// The `.rs` files under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The condition reasons the operator sets, read from its source (src/ and the API crate): the
+/// `reason` of a `Health` (what Ready, Reconciling and Stalled say), `stall(label, "Reason")`
+/// (src/error.rs: an error's reason), and `set_true(conditions, TYPE, "Reason", ...)` (the
+/// conditions present only while True).
+fn reasons_in_code() -> BTreeSet<String> {
+    let patterns = [
+        r#"Health::(?:Ready|Progressing|Stalled|Inactive)\s*\{\s*reason:\s*"([A-Za-z]+)""#,
+        r#"\bstall\(\s*[^,()]+,\s*"([A-Za-z]+)"\s*\)"#,
+        r#"\bset_true\(\s*[^,()]+,\s*[^,()]+,\s*"([A-Za-z]+)""#,
+    ]
+    .map(|p| Regex::new(p).unwrap());
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    rust_files(&repo().join("crates/api/src"), &mut files);
+    let mut out = BTreeSet::new();
+    for file in files {
+        let text = read(&file);
+        for pattern in &patterns {
+            out.extend(pattern.captures_iter(&text).map(|c| c[1].to_string()));
+        }
+    }
+    out
+}
+
+/// The reasons `docs/troubleshooting.md` has an entry for: its headings "### `Reason`".
+fn troubleshooting_entries(markdown: &str) -> BTreeSet<String> {
+    markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("### `").and_then(|l| l.strip_suffix('`')))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_condition_reason_has_a_troubleshooting_entry() {
+    let root = repo();
+    let code = reasons_in_code();
+    // The reader of the code must see what it should, or the checks below prove nothing.
+    for known in ["KeyReady", "Retrying", "TwilioAuthFailed", "InvalidSpec", "SubaccountLimit", "RestartFailed"] {
+        assert!(code.contains(known), "the source reader misses {known}: found only {code:?}");
+    }
+    // behaviour.md's table of reasons: each one the code sets (else the reader misses a pattern),
+    // and each reason of the code is named there.
+    let behaviour = read(&root.join("docs/behaviour.md"));
+    let section = &behaviour[behaviour.find("\n## Conditions\n").expect("behaviour.md has ## Conditions")..];
+    let row = Regex::new(r"(?m)^\| `([A-Za-z]+)` \|").unwrap();
+    let table: BTreeSet<String> = row.captures_iter(section).map(|c| c[1].to_string()).collect();
+    assert!(table.len() > 15, "behaviour.md's reasons table: only {table:?}");
+    let unset: Vec<_> = table.difference(&code).collect();
+    assert!(unset.is_empty(), "reasons in behaviour.md's table that the source reader did not find: {unset:?}");
+    let unexplained: Vec<_> = code.iter().filter(|r| !behaviour.contains(&format!("`{r}`"))).collect();
+    assert!(unexplained.is_empty(), "reasons the code sets that docs/behaviour.md never names: {unexplained:?}");
+
+    let entries = troubleshooting_entries(&read(&root.join("docs/troubleshooting.md")));
+    let missing: Vec<_> = code.difference(&entries).collect();
+    assert!(
+        missing.is_empty(),
+        "condition reasons without an entry (a heading \"### `Reason`\") in docs/troubleshooting.md: {missing:?}"
+    );
+    let stale: Vec<_> = entries.difference(&code).collect();
+    assert!(stale.is_empty(), "docs/troubleshooting.md has entries for reasons the code never sets: {stale:?}");
+}
+
+#[test]
+fn every_alert_has_a_runbook_url_to_its_troubleshooting_entry() {
+    let root = repo();
+    let chart: serde_yaml::Value = serde_yaml::from_str(&read(&root.join("charts/twilio-operator/Chart.yaml"))).unwrap();
+    let home = chart["home"].as_str().expect("Chart.yaml has home");
+    let doc = read(&root.join("docs/troubleshooting.md"));
+    let headings: BTreeSet<&str> = doc.lines().filter_map(|l| l.strip_prefix("### ")).collect();
+    let slugs = anchors(&doc);
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&read(&root.join("charts/twilio-operator/files/prometheus-rules.yaml"))).unwrap();
+    let mut problems = Vec::new();
+    let mut alerts = 0;
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let Some(alert) = rule["alert"].as_str() else { continue };
+            alerts += 1;
+            let slug = reference::github_slug(alert);
+            let expected = format!("{home}/blob/main/docs/troubleshooting.md#{slug}");
+            match rule["annotations"]["runbook_url"].as_str() {
+                Some(url) if url == expected => {}
+                Some(url) => problems.push(format!("{alert}: runbook_url is {url}, not {expected}")),
+                None => problems.push(format!("{alert}: no runbook_url annotation (expected {expected})")),
+            }
+            if !headings.contains(alert) || !slugs.contains(&slug) {
+                problems.push(format!("{alert}: no entry \"### {alert}\" in docs/troubleshooting.md"));
+            }
+        }
+    }
+    assert!(alerts >= 10, "only {alerts} alerts read from the rules");
+    assert!(problems.is_empty(), "alerts without their runbook:\n{}", problems.join("\n"));
 }

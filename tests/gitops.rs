@@ -141,8 +141,8 @@ async fn applying_the_examples_again_would_change_nothing() {
     }
 
     // The operator makes the keys: finalizers, status and Secrets appear beside the manifests.
-    let _operator = Operator::start("twilio-demo", &fake.url(), &[]);
-    let keys: Api<TwilioApiKey> = Api::namespaced(client.clone(), "twilio-demo");
+    let _operator = Operator::start("payments", &fake.url(), &[]);
+    let keys: Api<TwilioApiKey> = Api::namespaced(client.clone(), "payments");
     for (_, manifest) in all.iter().filter(|(_, m)| m["kind"] == "TwilioApiKey") {
         let name = name_of(manifest);
         wait_until(&format!("TwilioApiKey {name} Ready"), || async {

@@ -107,9 +107,9 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
     match rollout::delayed(resource, &status, ctx.config.rollout_deadline, now) {
         Some(message) => {
             let generation = resource.meta().generation;
-            let (reason, note) = ("RolloutDeadlineExceeded", message.clone());
-            if conditions::set_true(&mut status.conditions, rollout::ROLLOUT_DELAYED, reason, message, generation, now)
-            {
+            let note = message.clone();
+            let delayed = rollout::ROLLOUT_DELAYED;
+            if conditions::set_true(&mut status.conditions, delayed, "RolloutDeadlineExceeded", message, generation, now) {
                 ctx.events.warning(resource, "RolloutDelayed", "WatchRollout", note).await;
             }
         }
