@@ -3,7 +3,8 @@
 # without Docker or internet: Kubernetes (1.37 by default, TWILIO_OPERATOR_KUBERNETES=1.33 for
 # the oldest the operator supports) and its etcd are built once from their Go modules
 # (hack/k8s/vX.Y/go.mod, through the Go module proxy) and cached outside the repository, keyed by
-# version. `up-node` adds a node (containerd, kubelet, kube-proxy, kube-scheduler) so that Pods run.
+# version. `up-node` adds a node (containerd, kubelet, kube-proxy, kube-scheduler) so that Pods run,
+# and cluster DNS (CoreDNS) as every real cluster has it.
 #
 #   hack/control-plane.sh build            build (or reuse) the cached binaries; prints their directory
 #   hack/control-plane.sh up DIR [CRD...]  start a control plane whose state lives in DIR; the CRD
@@ -15,11 +16,13 @@
 #                                          node's containers and images), keeping logs and kubeconfig
 #   hack/control-plane.sh restart-apiserver DIR SECONDS
 #                                          stop the API server, wait, start it again (same etcd, port)
-#   hack/control-plane.sh build-node       build (or reuse) kubelet, kube-proxy and kube-scheduler
+#   hack/control-plane.sh build-node       build (or reuse) kubelet, kube-proxy, kube-scheduler
+#                                          and CoreDNS
 #   hack/control-plane.sh up-node DIR [CRD...]
 #                                          `up` plus a node, as root: the API server on the node's
 #                                          address (a bridge of its own, 10.123.X.1), Services in
-#                                          10.96.0.0/24; one node cluster per machine
+#                                          10.96.0.0/24, cluster DNS at 10.96.0.10 (Service
+#                                          kube-system/kube-dns); one node cluster per machine
 #   hack/control-plane.sh import-image DIR TAR...
 #                                          import OCI image tars (hack/image.sh) into the node
 #   hack/control-plane.sh find-go          the Go that builds (hack/tools.sh uses it too)
@@ -57,6 +60,9 @@ CONTROL_PLANE_COMMANDS=(etcd kube-apiserver kube-controller-manager kubectl)
 APT_PACKAGES=(openssl curl python3)
 # The node: kubelet, kube-proxy and kube-scheduler from the same module, and what they run on.
 NODE_COMMANDS=(kubelet kube-proxy kube-scheduler)
+# Cluster DNS: CoreDNS (the DNS server of kubeadm, kind and most distributions), as Kubernetes
+# $K8S_VERSION's kubeadm would install it, built from its own Go module at this version.
+COREDNS_VERSION=v1.15.0
 NODE_APT_PACKAGES=(containerd runc containernetworking-plugins iptables nftables conntrack iproute2
   busybox-static python3 util-linux)
 
@@ -151,7 +157,27 @@ build() {
 build_node() {
   ensure_packages "${APT_PACKAGES[@]}"
   build_commands "${CONTROL_PLANE_COMMANDS[@]}" "${NODE_COMMANDS[@]}"
+  build_coredns
   ensure_packages "${NODE_APT_PACKAGES[@]}"
+}
+
+# CoreDNS, from its module at COREDNS_VERSION (its own go.mod and go.sum pin the rest), into
+# BIN_DIR beside the node's commands.
+build_coredns() {
+  [ -x "$BIN_DIR/coredns-$COREDNS_VERSION" ] && return 0
+  local go started
+  go=$(find_go)
+  mkdir -p "$BIN_DIR"
+  log "go install coredns $COREDNS_VERSION (once; cached in $BIN_DIR)"
+  started=$SECONDS
+  local scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && env "${GO_CACHE_ENV[@]}" GOFLAGS= GOBIN="$scratch/bin" "$go" install -trimpath \
+    -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION" >&2)
+  mv "$scratch/bin/coredns" "$BIN_DIR/coredns-$COREDNS_VERSION"
+  rm -rf "$scratch"
+  (cd "$MODULE_DIR" && env "${GO_CACHE_ENV[@]}" "$go" clean -cache)
+  log "go install coredns $COREDNS_VERSION took $((SECONDS - started)) s"
 }
 
 free_port() {
@@ -366,6 +392,7 @@ NODE_OWNER=/run/twilio-operator-node.owner
 NODE_LOCK=/run/twilio-operator-node.lock
 SERVICE_CIDR=10.96.0.0/24
 SERVICE_IP=10.96.0.1
+DNS_IP=10.96.0.10
 PAUSE_IMAGE=docker.io/library/twilio-operator-pause:busybox
 # Directories of the machine that the kubelet, containerd and the CNI plugins write to
 # whatever their own directories are; `down` removes what appeared in them.
@@ -527,7 +554,8 @@ YAML
     openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
     local component token
-    for component in kubelet:system:node:$NODE_NAME kube-proxy:system:kube-proxy kube-scheduler:system:kube-scheduler; do
+    for component in kubelet:system:node:$NODE_NAME kube-proxy:system:kube-proxy kube-scheduler:system:kube-scheduler \
+      coredns:system:coredns; do
       token=$(openssl rand -hex 24)
       printf '%s,%s,%s-uid,"system:masters"\n' "$token" "${component#*:}" "${component%%:*}" >> tokens.csv
       echo "$token" > "${component%%:*}.token"
@@ -547,7 +575,7 @@ node_up() {
     log "$dir is too deep: containerd's socket path ($sock) must stay under 108 bytes"
     return 1
   fi
-  for component in kubelet kube-proxy kube-scheduler; do
+  for component in kubelet kube-proxy kube-scheduler coredns; do
     kubeconfig "$n/$component.kubeconfig" "$server" "$dir/ca.crt" "$(cat "$dir/$component.token")"
   done
 
@@ -663,6 +691,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 clusterDomain: cluster.local
+clusterDNS: [$DNS_IP]
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 YAML
@@ -695,6 +724,71 @@ YAML
     -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
   wait_for "kube-proxy's rule for the kubernetes Service" 60 sh -c \
     "iptables -t nat -S KUBE-SERVICES | grep -qF '$SERVICE_IP/32'"
+  node_dns "$dir"
+}
+
+# Cluster DNS: CoreDNS on the node's address (a port of its own), behind the Service
+# kube-system/kube-dns at DNS_IP:53, whose endpoint is that address, as a cluster's DNS Pods
+# would be; the kubelet gives every Pod DNS_IP as its nameserver. Names outside cluster.local go
+# to the machine's resolver.
+node_dns() {
+  local dir=$1 n="$1/node" port
+  port=$(free_port)
+  cat > "$n/Corefile" <<COREFILE
+.:$port {
+    bind $NODE_IP
+    errors
+    health 127.0.0.1:$(free_port)
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $n/coredns.kubeconfig
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    forward . /etc/resolv.conf
+    cache 5
+}
+COREFILE
+  setsid "$BIN_DIR/coredns-$COREDNS_VERSION" -conf "$n/Corefile" > "$dir/coredns.log" 2>&1 < /dev/null &
+  echo $! | tee "$n/coredns.pid" >> "$dir/pids"
+  "$BIN_DIR/kubectl" --kubeconfig "$dir/kubeconfig" --cache-dir "$n/kubectl-cache" apply -f - > /dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $DNS_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: $port}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: $port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: control-plane.sh}
+addressType: IPv4
+endpoints:
+- addresses: [$NODE_IP]
+  conditions: {ready: true}
+ports:
+- {name: dns, port: $port, protocol: UDP}
+- {name: dns-tcp, port: $port, protocol: TCP}
+YAML
+  # An A query for kubernetes.default.svc.cluster.local, through the kube-dns Service.
+  local query='
+import socket, struct, sys
+name = b"".join(bytes([len(p)]) + p for p in b"kubernetes.default.svc.cluster.local".split(b".")) + b"\0"
+query = struct.pack(">HHHHHH", 0x7470, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(query, (sys.argv[1], 53))
+sys.exit(0 if struct.unpack(">H", s.recv(512)[6:8])[0] > 0 else 1)
+'
+  wait_for "cluster DNS at $DNS_IP" 60 python3 -c "$query" "$DNS_IP"
 }
 
 # Processes that are gone or zombies are not alive.

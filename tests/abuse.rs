@@ -141,7 +141,7 @@ async fn a_rollout_restart_target_that_does_not_exist_is_retried_with_backoff() 
 /// Defect 3: annotation values had no bound, and the cache held whole objects: each hostile
 /// object cost the operator its full size. Now the schema bounds what the API server accepts, a
 /// spec over 32 KiB is stalled and held stripped, and metadata the operator never reads is not
-/// held (the bench measures the memory; see README, Performance).
+/// held (the bench measures the memory; see docs/development/performance.md).
 #[tokio::test]
 async fn oversized_specs_are_refused_at_admission_or_stalled_without_a_key() {
     let env = TestEnv::with_operator("oversized").await;

@@ -33,7 +33,7 @@ use twilio_operator::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TwilioApiKey};
 use twilio_operator::twilio::{AccountConnection, Endpoint, KeyRequest, RetryPolicy, TwilioClient};
 use twilio_operator_testkit::{self as kit, ACCOUNT_SID, AUTH_TOKEN, ControlPlane, Operator};
 
-/// Measures the operator at N keys against the floor; see the README's Performance section.
+/// Measures the operator at N keys against the floor; see docs/development/performance.md.
 #[derive(Parser)]
 struct Args {
     /// How many TwilioApiKeys to apply.

@@ -109,7 +109,14 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
             let generation = resource.meta().generation;
             let note = message.clone();
             let delayed = rollout::ROLLOUT_DELAYED;
-            if conditions::set_true(&mut status.conditions, delayed, "RolloutDeadlineExceeded", message, generation, now) {
+            if conditions::set_true(
+                &mut status.conditions,
+                delayed,
+                "RolloutDeadlineExceeded",
+                message,
+                generation,
+                now,
+            ) {
                 ctx.events.warning(resource, "RolloutDelayed", "WatchRollout", note).await;
             }
         }
