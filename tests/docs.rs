@@ -94,36 +94,30 @@ fn reference_names_every_field_of_every_crd() {
     assert!(missing.is_empty(), "fields missing from the reference:\n{}", missing.join("\n"));
 }
 
+/// The files under `dir` (recursively, in name order) that `wanted` picks.
+fn files_under(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for path in entries {
+        if path.is_dir() {
+            out.extend(files_under(&path, wanted));
+        } else if wanted(&path) {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// The Markdown files whose links are checked.
 fn markdown_files() -> Vec<PathBuf> {
     let root = repo();
     let mut files = vec![root.join("README.md"), root.join("CONTRIBUTING.md")];
-    fn documents(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<PathBuf> =
-            std::fs::read_dir(dir).expect("docs/ exists").map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                documents(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    documents(&root.join("docs"), &mut files);
-    fn readmes(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let mut entries: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                readmes(&path, out);
-            } else if path.file_name().is_some_and(|n| n == "README.md") {
-                out.push(path);
-            }
-        }
-    }
-    readmes(&root.join("charts"), &mut files);
+    files.extend(files_under(&root.join("docs"), &|p| p.extension().is_some_and(|e| e == "md")));
+    files.extend(files_under(&root.join("charts"), &|p| p.file_name().is_some_and(|n| n == "README.md")));
     files
 }
 
@@ -368,17 +362,7 @@ fn the_readme_and_the_docs_index_lead_to_every_document() {
 fn no_document_or_source_file_points_outside_the_repository() {
     let root = repo();
     let mut files = markdown_files();
-    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                sources(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    sources(&root.join("src"), &mut files);
+    files.extend(files_under(&root.join("src"), &|p| p.extension().is_some_and(|e| e == "rs")));
     // Spelled apart so that a plain grep for these paths does not find this test itself.
     let outside = [concat!("../", "shared"), concat!("shared", "/design"), concat!("shared", "/twilio-oai")];
     let mut found = Vec::new();
@@ -446,18 +430,6 @@ fn every_repository_path_named_in_code_exists() {
     assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
 }
 
-/// The `.rs` files under `dir`, recursively.
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The condition reasons the operator sets, read from its source (src/ and the API crate): the
 /// `reason` of a `Health` (what Ready, Reconciling and Stalled say), `stall(label, "Reason")`
 /// (src/error.rs: an error's reason), and `set_true(conditions, TYPE, "Reason", ...)` (the
@@ -469,9 +441,9 @@ fn reasons_in_code() -> BTreeSet<String> {
         r#"\bset_true\(\s*[^,()]+,\s*[^,()]+,\s*"([A-Za-z]+)""#,
     ]
     .map(|p| Regex::new(p).unwrap());
-    let mut files = Vec::new();
-    rust_files(&repo().join("src"), &mut files);
-    rust_files(&repo().join("crates/api/src"), &mut files);
+    let rust = |p: &Path| p.extension().is_some_and(|e| e == "rs");
+    let mut files = files_under(&repo().join("src"), &rust);
+    files.extend(files_under(&repo().join("crates/api/src"), &rust));
     let mut out = BTreeSet::new();
     for file in files {
         let text = read(&file);
