@@ -732,8 +732,10 @@ YAML
 # would be; the kubelet gives every Pod DNS_IP as its nameserver. Names outside cluster.local go
 # to the machine's resolver.
 node_dns() {
-  local dir=$1 n="$1/node" port
+  local dir=$1 n="$1/node" port forward=""
   port=$(free_port)
+  # Other names go to the machine's resolver, if it has one (CoreDNS refuses a forward to none).
+  grep -q '^nameserver' /etc/resolv.conf 2>/dev/null && forward="forward . /etc/resolv.conf"
   cat > "$n/Corefile" <<COREFILE
 .:$port {
     bind $NODE_IP
@@ -745,7 +747,7 @@ node_dns() {
         fallthrough in-addr.arpa ip6.arpa
         ttl 5
     }
-    forward . /etc/resolv.conf
+    $forward
     cache 5
 }
 COREFILE
