@@ -108,10 +108,9 @@ pub(super) async fn follow_rollouts(resource: &TwilioApiKey, ctx: &Context) -> R
         Some(message) => {
             let generation = resource.meta().generation;
             let note = message.clone();
-            let delayed = rollout::ROLLOUT_DELAYED;
             if conditions::set_true(
                 &mut status.conditions,
-                delayed,
+                rollout::ROLLOUT_DELAYED,
                 "RolloutDeadlineExceeded",
                 message,
                 generation,
